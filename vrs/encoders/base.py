@@ -1,0 +1,43 @@
+"""What every encoder provides: pixels or tokens in, one vector per item out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+
+class EncoderWeightsError(RuntimeError):
+    """Pretrained weights were asked for but are not available offline."""
+
+
+class ImageEncoder(nn.Module):
+    """(n, 3, H, W) uint8 in 0..255 or float in [0, 1] -> (n, out_dim).
+
+    Subclasses resize to their own input size and normalise themselves.
+    """
+
+    out_dim: int
+
+    def forward(self, images: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class TextEncoder(nn.Module):
+    """Strings -> (n, L) token ids -> (n, out_dim)."""
+
+    out_dim: int
+
+    def tokenize(self, texts: list[str]) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+@dataclass
+class Towers:
+    """The image and text towers an encoder config builds; either may be absent."""
+
+    image: ImageEncoder | None
+    text: TextEncoder | None
