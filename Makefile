@@ -22,8 +22,15 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# The main job end to end on the built-in synthetic data: generate, validate, train the fused
+# model, evaluate the baselines, print the metrics side by side.
 demo: $(STAMP)
-	bash scripts/demo.sh
+	$(BIN)/vrs-synth out_dir=$(DATA_DIR)
+	$(BIN)/vrs-data validate root=$(DATA_DIR)
+	$(BIN)/vrs-train experiment=demo data.root=$(DATA_DIR) hydra.run.dir=$(RUN_DIR)/fused
+	$(BIN)/vrs-eval model=popularity data.root=$(DATA_DIR) hydra.run.dir=$(RUN_DIR)/popularity
+	$(BIN)/vrs-eval model=visual_profile data.root=$(DATA_DIR) hydra.run.dir=$(RUN_DIR)/visual_profile
+	$(BIN)/vrs-compare $(RUN_DIR)/fused $(RUN_DIR)/popularity $(RUN_DIR)/visual_profile
 
 lint: $(STAMP)
 	$(BIN)/ruff check vrs tests benchmarks

@@ -1,0 +1,20 @@
+"""Fusion modules: per-modality item vectors (+ ID embedding) -> one item vector."""
+
+from vrs.fusion.base import MODALITY_ORDER, canonical_modalities
+from vrs.fusion.concat import ConcatFusion
+from vrs.fusion.cross_attention import CrossAttentionFusion
+from vrs.fusion.gated import GatedFusion
+from vrs.fusion.late import LateFusion
+from vrs.fusion.single_modality import SingleModalityFusion
+from vrs.fusion.sum import SumFusion
+
+__all__ = [
+    "MODALITY_ORDER",
+    "ConcatFusion",
+    "CrossAttentionFusion",
+    "GatedFusion",
+    "LateFusion",
+    "SingleModalityFusion",
+    "SumFusion",
+    "canonical_modalities",
+]

@@ -1,0 +1,57 @@
+"""Shared fixtures: a small synthetic dataset generated once per session, Hydra composition."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from vrs.cli.common import CONFIG_DIR
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+# Small enough to train in seconds, big enough that models separate from popularity.
+SMALL = {
+    "n_users": 300,
+    "n_items": 150,
+    "seed": 0,
+    "image_size": 32,
+    "cold_item_fraction": 0.15,
+    "text_noise": 0.3,
+}
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vrs.data.synthetic import generate
+
+    return generate(tmp_path_factory.mktemp("data") / "synthetic_small", **SMALL)
+
+
+def compose_config(
+    name: str, overrides: list[str], run_dir: Path, data_root: Path | None = None
+) -> DictConfig:
+    """Composes `configs/{name}.yaml` as the command line would, with paths under `run_dir`."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(run_dir)
+        cfg.paths.output_dir = str(run_dir)
+        cfg.paths.log_dir = str(run_dir / "logs")
+        cfg.paths.data_dir = str(run_dir / "data")
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+        if data_root is not None:
+            cfg.data.root = str(data_root)
+            cfg.data.generate = None
+    HydraConfig().set_config(cfg)
+    return cfg

@@ -1,0 +1,70 @@
+"""End to end: compose -> train -> test -> metrics.json -> reload -> same scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import compose_config
+from vrs.cli.evaluate import evaluate
+from vrs.cli.train import train
+from vrs.lit.module import RecModule
+
+FAST = ["trainer.max_epochs=2", "data.image_size=32", "data.batch_size=64", "logger=csv"]
+METRIC_KEYS = [f"test/{m}_{k}" for m in ("recall", "ndcg", "mrr") for k in (10, 20)] + ["test/coverage_10"]
+
+
+def run_train(tmp_path: Path, data: Path, overrides: list[str]) -> dict[str, float]:
+    cfg = compose_config("train", FAST + overrides, tmp_path, data_root=data)
+    return train(cfg)
+
+
+def test_train_writes_run_files_and_reloads(tmp_path: Path, small_data: Path) -> None:
+    metrics = run_train(tmp_path, small_data, [])
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written == pytest.approx(metrics)
+    for key in METRIC_KEYS + [k.replace("test/", "test_cold/") for k in METRIC_KEYS] + ["val/ndcg_10"]:
+        assert key in written, key
+    assert (tmp_path / "config.yaml").is_file()
+    ckpts = sorted((tmp_path / "checkpoints").glob("*.ckpt"))
+    assert any(p.name == "last.ckpt" for p in ckpts) and len(ckpts) >= 2
+
+    # Reload with no Hydra: identical scores on the same batch.
+    from vrs.data.datamodule import RecDataModule
+
+    dm = RecDataModule(str(small_data), image_size=32, eval_batch_size=32)
+    dm.setup()
+    batch = next(iter(dm.eval_dataloader("test")))
+    scores = []
+    for _ in range(2):
+        module = RecModule.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu")
+        module.attach_data(dm.content, dm.train_counts)
+        module.eval()
+        with torch.no_grad():
+            items = module.net.encode_items()
+            scores.append(module.net.score(module.net.encode_users(batch, items), items))
+    assert torch.equal(scores[0], scores[1])
+    assert scores[0].shape == (32, dm.n_items)
+
+    # vrs-eval on the last checkpoint writes the same metric keys.
+    eval_dir = tmp_path / "eval"
+    cfg = compose_config(
+        "eval",
+        [f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}", "data.image_size=32"],
+        eval_dir,
+        small_data,
+    )
+    evaluated = evaluate(cfg)
+    assert set(METRIC_KEYS) <= set(evaluated)
+
+
+def test_unknown_baseline_and_missing_checkpoint_errors(tmp_path: Path, small_data: Path) -> None:
+    cfg = compose_config("eval", ["ckpt_path=/nonexistent/x.ckpt"], tmp_path, small_data)
+    with pytest.raises(FileNotFoundError, match="nonexistent"):
+        evaluate(cfg)
+    cfg = compose_config("eval", [], tmp_path, small_data)
+    with pytest.raises(ValueError, match="ckpt_path"):
+        evaluate(cfg)

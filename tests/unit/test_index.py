@@ -1,0 +1,56 @@
+import math
+
+import pytest
+import torch
+
+from vrs.retrieval import ExactIndex
+
+
+def reference(users, items, k, exclude=None):
+    scores = users @ items.T
+    if exclude is not None:
+        for b in range(users.shape[0]):
+            scores[b, exclude[b][exclude[b] >= 0]] = -math.inf
+    vals, idx = scores.sort(dim=1, descending=True)
+    vals, idx = vals[:, :k], idx[:, :k]
+    idx = idx.masked_fill(vals == -math.inf, -1)
+    if k > items.shape[0]:
+        pad = k - items.shape[0]
+        vals = torch.cat([vals, torch.full((users.shape[0], pad), -math.inf)], 1)
+        idx = torch.cat([idx, torch.full((users.shape[0], pad), -1)], 1)
+    return vals, idx
+
+
+@pytest.mark.parametrize("chunk_size", [1, 13, 256, 65536])
+@pytest.mark.parametrize("k", [1, 10, 50])
+def test_search_equals_argsort(chunk_size, k):
+    g = torch.Generator().manual_seed(k)
+    users, items = torch.randn(17, 8, generator=g), torch.randn(500, 8, generator=g)
+    exclude = torch.randint(-1, 500, (17, 30), generator=g)
+    for exc in (None, exclude):
+        vals, idx = ExactIndex(items).search(users, k, exclude=exc, chunk_size=chunk_size)
+        ref_vals, ref_idx = reference(users, items, k, exc)
+        assert idx.shape == (17, k) and vals.dtype == torch.float32
+        assert torch.equal(idx, ref_idx)  # continuous random scores: no ties
+        torch.testing.assert_close(vals, ref_vals)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 1000])
+def test_k_larger_than_remaining_items(chunk_size):
+    users, items = torch.randn(3, 4), torch.randn(6, 4)
+    exclude = torch.tensor([[0, 1, 2, 3, -1], [-1, -1, -1, -1, -1], [0, 1, 2, 3, 4]])
+    vals, idx = ExactIndex(items).search(users, 8, exclude=exclude, chunk_size=chunk_size)
+    ref_vals, ref_idx = reference(users, items, 8, exclude)
+    assert torch.equal(idx, ref_idx)
+    torch.testing.assert_close(vals, ref_vals)
+    assert (idx[0, 2:] == -1).all() and (idx[1, 6:] == -1).all() and (idx[2, 1:] == -1).all()
+    assert torch.isinf(vals[0, 2:]).all() and sorted(idx[0, :2].tolist()) == [4, 5]
+
+
+def test_k_zero_and_validation():
+    index = ExactIndex(torch.randn(5, 2))
+    vals, idx = index.search(torch.randn(3, 2), 0)
+    assert vals.shape == idx.shape == (3, 0)
+    assert len(index) == 5
+    with pytest.raises(ValueError):
+        index.search(torch.randn(3, 3), 2)

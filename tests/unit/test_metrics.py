@@ -1,0 +1,116 @@
+import math
+
+import pytest
+import torch
+
+from vrs.metrics import RankingMetrics, rank_and_topk, target_ranks
+
+
+def brute_ranks(
+    scores: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor
+) -> tuple[list[int], list[bool]]:
+    n = scores.shape[1]
+    ranks, hit_seen = [], []
+    for b in range(scores.shape[0]):
+        excluded = {x for x in seen[b].tolist() if x >= 0}
+        t = int(targets[b])
+        hit_seen.append(t in excluded)
+        if t in excluded:
+            ranks.append(n)
+            continue
+        st = scores[b, t]
+        ranks.append(sum(1 for j in range(n) if j != t and j not in excluded and scores[b, j] >= st))
+    return ranks, hit_seen
+
+
+def tied_problem(b=23, n=301, d=4, s=6, seed=0):
+    """Integer-valued vectors: scores are exact small integers, so ties are frequent."""
+    g = torch.Generator().manual_seed(seed)
+    users = torch.randint(-2, 3, (b, d), generator=g).float()
+    items = torch.randint(-2, 3, (n, d), generator=g).float()
+    targets = torch.randint(0, n, (b,), generator=g)
+    seen = torch.randint(-1, n, (b, s), generator=g)
+    seen[0, 2] = targets[0]  # a target inside the history
+    seen[1] = -1  # an empty history
+    return users, items, targets, seen
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 301, 65536])
+def test_target_ranks_match_brute_force_with_ties(chunk_size):
+    users, items, targets, seen = tied_problem()
+    ranks, target_seen = target_ranks(users, items, targets, seen, chunk_size=chunk_size)
+    ref, ref_seen = brute_ranks(users @ items.T, targets, seen)
+    assert ranks.dtype == torch.long
+    assert ranks.tolist() == ref
+    assert target_seen.tolist() == ref_seen
+    assert ranks[0] == items.shape[0] and target_seen[0]
+
+
+def test_rank_and_topk_fused_equals_separate():
+    users, items, targets, seen = tied_problem(seed=1)
+    ranks, target_seen = target_ranks(users, items, targets, seen)
+    for chunk_size in (5, 32, 1000):
+        r2, s2, top = rank_and_topk(users, items, targets, seen, k=10, chunk_size=chunk_size)
+        assert torch.equal(r2, ranks) and torch.equal(s2, target_seen)
+        masked = users @ items.T
+        for b in range(users.shape[0]):
+            masked[b, seen[b][seen[b] >= 0]] = -math.inf
+        # tie order is unspecified: compare the scores of the lists, and that no seen item is listed
+        assert torch.equal(masked.gather(1, top), masked.topk(10, dim=1).values)
+        assert not (top[:, :, None] == seen[:, None, :]).any()
+
+
+def test_no_seen_and_constant_scores():
+    users, items = torch.ones(4, 3), torch.ones(30, 3)
+    targets = torch.tensor([0, 4, 29, 2])
+    ranks, target_seen = target_ranks(users, items, targets, None)
+    assert ranks.tolist() == [29] * 4 and not target_seen.any()  # every tie counts against the target
+    metric = RankingMetrics(n_items=30)
+    metric.update(ranks, target_seen)
+    out = metric.compute()
+    assert all(out[f"{m}_{k}"] == 0.0 for m in ("recall", "ndcg", "mrr") for k in (10, 20))
+
+
+def test_metrics_match_brute_force():
+    users, items, targets, seen = tied_problem(b=40, n=200, seed=2)
+    ranks, target_seen, top = rank_and_topk(users, items, targets, seen, k=10, chunk_size=64)
+    metric = RankingMetrics(n_items=200, ks=(10, 20), coverage_k=10)
+    for sl in (slice(0, 13), slice(13, 40)):  # batching must not matter
+        metric.update(ranks[sl], target_seen[sl], top[sl])
+    out = metric.compute()
+    ref_ranks, ref_seen = brute_ranks(users @ items.T, targets, seen)
+    for k in (10, 20):
+        assert out[f"recall_{k}"] == pytest.approx(sum(r < k for r in ref_ranks) / 40)
+        assert out[f"ndcg_{k}"] == pytest.approx(sum(1 / math.log2(r + 2) for r in ref_ranks if r < k) / 40)
+        assert out[f"mrr_{k}"] == pytest.approx(sum(1 / (r + 1) for r in ref_ranks if r < k) / 40)
+    assert out["coverage_10"] == pytest.approx(len(set(top.flatten().tolist()) - {-1}) / 200)
+    assert out["n_users"] == 40.0
+    assert out["seen_target_share"] == pytest.approx(sum(ref_seen) / 40)
+    assert set(out) == {
+        *(f"{m}_{k}" for m in ("recall", "ndcg", "mrr") for k in (10, 20)),
+        "coverage_10",
+        "n_users",
+        "seen_target_share",
+    }
+
+
+def test_hand_values_and_reset():
+    metric = RankingMetrics(n_items=100, ks=(1, 3), coverage_k=2)
+    metric.update(
+        torch.tensor([0, 2, 5, 100]), torch.tensor([False, False, False, True]), torch.tensor([[1, 2]] * 4)
+    )
+    out = metric.compute()
+    assert out["recall_1"] == 0.25 and out["recall_3"] == 0.5
+    assert out["ndcg_3"] == pytest.approx((1 + 1 / math.log2(4)) / 4)
+    assert out["mrr_3"] == pytest.approx((1 + 1 / 3) / 4)
+    assert out["coverage_2"] == 0.02 and out["seen_target_share"] == 0.25
+    metric.reset()
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        assert metric.compute()["n_users"] == 0.0
+    with pytest.raises(ValueError):
+        metric.update(torch.tensor([0]), torch.tensor([False]), torch.tensor([[1]]))
+
+
+def test_bad_targets_raise():
+    with pytest.raises(ValueError, match="targets"):
+        target_ranks(torch.randn(2, 3), torch.randn(5, 3), torch.tensor([0, 5]), None)

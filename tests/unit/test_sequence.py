@@ -1,0 +1,109 @@
+"""User encoders: causality, padding invariance, no NaN, running mean."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vrs.sequence import BidirectionalUserEncoder, MeanUserEncoder, SASRecUserEncoder
+
+B, T, D, E = 3, 7, 8, 3
+
+
+def _batch(seed: int = 0, t: int = T):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(B, t, D, generator=g)
+    lengths = torch.tensor([t, 3, 0])  # full, partial, fully padded
+    mask = torch.arange(t)[None, :] >= (t - lengths)[:, None]  # left padding
+    events = torch.randint(1, E + 1, (B, t), generator=g) * mask
+    return h, mask, events
+
+
+def _build(cls, **kw):
+    torch.manual_seed(0)
+    if cls is MeanUserEncoder:
+        return cls(D, 16, E)
+    return cls(D, 16, E, n_layers=2, n_heads=2, dropout=0.1, **kw).eval()
+
+
+ALL = [SASRecUserEncoder, BidirectionalUserEncoder, MeanUserEncoder]
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_shapes_no_nan_zero_padding(cls):
+    enc = _build(cls)
+    h, mask, events = _batch()
+    h[~mask] = 1e4  # whatever the padding row holds must not matter
+    for train in (True, False):
+        enc.train(train)
+        out = enc(h, mask, events)
+        assert out.shape == (B, T, D)
+        assert torch.isfinite(out).all()
+        assert (out[~mask] == 0).all()
+    enc.train()
+    h = h.clone().requires_grad_(True)
+    enc(h, mask, events).square().sum().backward()
+    assert torch.isfinite(h.grad).all()
+    assert (h.grad[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("cls", [SASRecUserEncoder, MeanUserEncoder])
+def test_causal_encoders_ignore_the_future(cls):
+    enc = _build(cls)
+    assert enc.causal is True
+    h, mask, events = _batch()
+    out = enc(h, mask, events)
+    for t in range(T - 1):
+        h2, ev2 = h.clone(), events.clone()
+        h2[:, t + 1 :] = torch.randn_like(h2[:, t + 1 :])
+        ev2[:, t + 1 :] = torch.randint(1, E + 1, ev2[:, t + 1 :].shape) * mask[:, t + 1 :]
+        out2 = enc(h2, mask, ev2)
+        torch.testing.assert_close(out2[:, : t + 1], out[:, : t + 1])
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_more_left_padding_changes_nothing(cls):
+    enc = _build(cls)
+    h, mask, events = _batch()
+    out = enc(h, mask, events)
+    pad = 5
+    h_p = torch.cat([torch.randn(B, pad, D), h], dim=1)
+    mask_p = torch.cat([torch.zeros(B, pad, dtype=torch.bool), mask], dim=1)
+    events_p = torch.cat([torch.zeros(B, pad, dtype=torch.long), events], dim=1)
+    out_p = enc(h_p, mask_p, events_p)
+    torch.testing.assert_close(out_p[:, pad:][mask], out[mask], atol=1e-5, rtol=1e-5)
+    assert (out_p[:, :pad] == 0).all()
+
+
+def test_bidirectional_is_not_causal():
+    enc = _build(BidirectionalUserEncoder)
+    assert enc.causal is False
+    h, mask, events = _batch()
+    out = enc(h, mask, events)
+    h2 = h.clone()
+    h2[0, -1] = torch.randn(D)  # change only the last event of the full-length row
+    out2 = enc(h2, mask, events)
+    assert not torch.allclose(out2[0, 0], out[0, 0])
+    torch.testing.assert_close(out2[1:], out[1:])
+
+
+def test_event_types_matter_for_transformers():
+    enc = _build(SASRecUserEncoder)
+    h, mask, events = _batch()
+    events2 = torch.where(mask, events % E + 1, 0)
+    assert not torch.allclose(enc(h, mask, events), enc(h, mask, events2))
+
+
+def test_mean_encoder_equals_running_mean():
+    enc = _build(MeanUserEncoder)
+    h, mask, events = _batch()
+    out = enc(h, mask, events)
+    expected = torch.zeros(B, T, D)
+    for b in range(B):
+        seen = []
+        for t in range(T):
+            if mask[b, t]:
+                seen.append(h[b, t])
+                expected[b, t] = torch.stack(seen).mean(0)
+    torch.testing.assert_close(out, expected)
+    assert list(enc.parameters()) == []

@@ -1,0 +1,53 @@
+"""What every Hydra entry point shares: the config folder, resolvers, output files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from vrs.io import write_json
+
+# configs/ sits at the repository root; VRS_CONFIG_DIR points elsewhere (an installed copy).
+CONFIG_DIR = os.environ.get("VRS_CONFIG_DIR", str(Path(__file__).resolve().parents[2] / "configs"))
+
+
+def _wandb_offline() -> bool:
+    return not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE", "offline") != "online"
+
+
+OmegaConf.register_new_resolver("vrs.wandb_offline", _wandb_offline, replace=True)
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiates every `_target_` node of a callbacks/logger group (in key order)."""
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if node and "_target_" in node]
+
+
+def save_config(cfg: DictConfig, run_dir: Path) -> None:
+    from vrs.io import atomic_write_text
+
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, float]) -> Path:
+    return write_json(run_dir / "metrics.json", {k: float(v) for k, v in sorted(metrics.items())})
+
+
+def format_metrics(columns: dict[str, dict[str, float]], keys: list[str] | None = None) -> str:
+    """A plain-text table: one row per metric, one column per run."""
+    names = list(columns)
+    if keys is None:
+        keys = sorted({k for m in columns.values() for k in m if not k.endswith(("n_users", "share"))})
+    width = max([len(k) for k in keys] + [6])
+    head = " " * width + "".join(f"  {n:>14}" for n in names)
+    rows = [head]
+    for key in keys:
+        cells = "".join(f"  {columns[n][key]:>14.4f}" if key in columns[n] else f"  {'-':>14}" for n in names)
+        rows.append(f"{key:<{width}}{cells}")
+    return "\n".join(rows)

@@ -1,0 +1,182 @@
+"""Dataset folder -> split -> loaders of RecBatches, for Lightning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from vrs.data.content import ItemContent
+from vrs.data.images import load_item_content
+from vrs.data.schema import Dataset, load_dataset
+from vrs.data.sequences import (
+    EvalDataset,
+    SequenceData,
+    TrainSequenceDataset,
+    UnpaddedDistributedSampler,
+    collate_eval,
+    collate_train,
+)
+from vrs.data.splits import Split, describe, make_split
+
+
+class RecDataModule(L.LightningDataModule):
+    """Loads a canonical dataset, splits it and serves train/val/test RecBatches.
+
+    Args:
+        root: dataset folder in the canonical format.
+        generate: keyword arguments for `vrs.data.synthetic.generate`; when given, the synthetic
+            dataset is generated into `root` unless the same parameters already generated it.
+        split: "leave_one_out" or "temporal".
+        split_options: keyword arguments of the split function.
+        max_len: histories are truncated to their most recent `max_len` events (T).
+        batch_size: training users per batch.
+        eval_batch_size: evaluation targets per batch.
+        num_workers: DataLoader workers.
+        image_size: side of the square uint8 images handed to the image tower.
+        load_images: False skips pixels (ID-only or text-only models on big catalogues).
+        on_bad_image: "error" | "skip" | "blank" for missing or corrupt image files.
+        seed: shuffling seed of the training sampler.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        generate: dict[str, Any] | None = None,
+        split: str = "leave_one_out",
+        split_options: dict[str, Any] | None = None,
+        max_len: int = 50,
+        batch_size: int = 128,
+        eval_batch_size: int = 256,
+        num_workers: int = 0,
+        image_size: int = 64,
+        load_images: bool = True,
+        on_bad_image: str = "error",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.generate = generate
+        self.split_kind = split
+        self.split_options = dict(split_options or {})
+        self.max_len = max_len
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.image_size = image_size
+        self.load_images = load_images
+        self.on_bad_image = on_bad_image
+        self.seed = seed
+        self.dataset: Dataset | None = None
+        self.split: Split | None = None
+        self.data: SequenceData | None = None
+        self._content: ItemContent | None = None
+
+    def prepare_data(self) -> None:
+        if self.generate is not None:
+            from vrs.data.synthetic import generate
+
+            generate(self.root, **self.generate)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data is not None:
+            return
+        self.dataset = load_dataset(self.root, check_images=self.load_images)
+        self.split = make_split(self.dataset.interactions, self.split_kind, **self.split_options)
+        self.data = SequenceData(self.dataset.items, self.dataset.interactions, self.split)
+
+    # -- facts the model is built from ------------------------------------------------------
+    @property
+    def n_items(self) -> int:
+        return self._require().n_items
+
+    @property
+    def n_events(self) -> int:
+        return self._require().n_events
+
+    @property
+    def train_counts(self) -> torch.Tensor:
+        return torch.as_tensor(self._require().train_counts, dtype=torch.float32)
+
+    @property
+    def fingerprint(self) -> str:
+        self._require()
+        return str(self.dataset.meta.get("fingerprint", ""))
+
+    @property
+    def has_cold_targets(self) -> bool:
+        return len(self._require().test_cold_targets) > 0
+
+    @property
+    def content(self) -> ItemContent:
+        """Pixels and text of the whole catalogue (loaded once, on first use)."""
+        if self._content is None:
+            self._require()
+            self._content = load_item_content(
+                self.dataset, self.image_size, self.on_bad_image, load_images=self.load_images
+            )
+        return self._content
+
+    def describe(self) -> dict[str, Any]:
+        self._require()
+        return describe(self.split)
+
+    # -- loaders ----------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        dataset = TrainSequenceDataset(self._require(), self.max_len)
+        world, rank = self._world()
+        sampler = (
+            DistributedSampler(dataset, world, rank, shuffle=True, seed=self.seed) if world > 1 else None
+        )
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            generator=generator if sampler is None else None,
+            collate_fn=collate_train,
+            num_workers=self.num_workers,
+            drop_last=False,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self.eval_dataloader(stage) for stage in self.test_stages()]
+
+    def test_stages(self) -> list[str]:
+        return ["test", "test_cold"] if self.has_cold_targets else ["test"]
+
+    def eval_dataloader(self, stage: str) -> DataLoader:
+        """Loader over the `stage` targets ("val", "test" or "test_cold"), sharded without padding."""
+        data = self._require()
+        targets = {"val": data.val_targets, "test": data.test_targets, "test_cold": data.test_cold_targets}
+        if stage not in targets:
+            raise ValueError(f"unknown evaluation stage {stage!r}; expected one of {sorted(targets)}")
+        dataset = EvalDataset(data, targets[stage], self.max_len)
+        world, rank = self._world()
+        return DataLoader(
+            dataset,
+            batch_size=self.eval_batch_size,
+            sampler=UnpaddedDistributedSampler(len(dataset), world, rank),
+            collate_fn=collate_eval,
+            num_workers=self.num_workers,
+        )
+
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
+
+    def _require(self) -> SequenceData:
+        if self.data is None:
+            self.setup()
+        assert self.data is not None
+        return self.data

@@ -1,0 +1,47 @@
+"""Concatenate modality vectors and mix them with an MLP."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from vrs.fusion.base import canonical_modalities, missing_vector
+
+
+class ConcatFusion(nn.Module):
+    """Concatenation + MLP (Linear-GELU-Dropout-Linear).
+
+    An absent modality is replaced by a learned per-modality "missing" vector before concatenation,
+    so the MLP can tell "no image" apart from any real image; an item with every modality absent
+    therefore maps to a learned vector too.
+
+    Args:
+        in_dims: input width of each modality, keys a subset of {"image", "text", "id"}.
+        out_dim: item vector width D.
+        hidden: MLP hidden width; defaults to `out_dim`.
+        dropout: dropout after the hidden activation.
+    """
+
+    def __init__(
+        self, in_dims: dict[str, int], out_dim: int, hidden: int | None = None, dropout: float = 0.1
+    ):
+        super().__init__()
+        self.modalities = canonical_modalities(in_dims)
+        self.in_dims = {m: in_dims[m] for m in self.modalities}
+        self.out_dim = out_dim
+        self.missing = nn.ParameterDict({m: missing_vector(d) for m, d in self.in_dims.items()})
+        hidden = hidden or out_dim
+        self.mlp = nn.Sequential(
+            nn.Linear(sum(self.in_dims.values()), hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, out_dim),
+        )
+
+    def forward(self, feats: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
+        """feats[m] (n, in_dims[m]), present[m] (n,) bool -> (n, out_dim)."""
+        parts = [
+            torch.where(present[m].bool()[:, None], feats[m], self.missing[m].to(feats[m].dtype))
+            for m in self.modalities
+        ]
+        return self.mlp(torch.cat(parts, dim=-1))  # (n, sum in_dims) -> (n, D)

@@ -1,0 +1,44 @@
+"""Late fusion: one block per modality, so a dot product is a sum of per-modality scores."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from vrs.fusion.base import canonical_modalities, missing_vector, zero_absent
+
+
+class LateFusion(nn.Module):
+    """Item vector = concatenation of per-modality projections, each `out_dim / M` wide.
+
+    Because blocks do not mix, `user @ item` equals the sum over modalities of the block dot products
+    (`slices[m]` gives each block), which is score-level late fusion while keeping one item vector.
+    An absent modality's block is a learned per-modality "missing" block, so an item with nothing
+    present gets a learned vector.
+
+    Args:
+        in_dims: input width of each modality, keys a subset of {"image", "text", "id"}.
+        out_dim: item vector width D, divisible by the number of modalities.
+    """
+
+    def __init__(self, in_dims: dict[str, int], out_dim: int):
+        super().__init__()
+        self.modalities = canonical_modalities(in_dims)
+        n = len(self.modalities)
+        if out_dim % n:
+            raise ValueError(f"LateFusion needs out_dim ({out_dim}) divisible by #modalities ({n})")
+        block = out_dim // n
+        self.out_dim = out_dim
+        self.slices: dict[str, slice] = {
+            m: slice(i * block, (i + 1) * block) for i, m in enumerate(self.modalities)
+        }
+        self.proj = nn.ModuleDict({m: nn.Linear(in_dims[m], block) for m in self.modalities})
+        self.missing = nn.ParameterDict({m: missing_vector(block) for m in self.modalities})
+
+    def forward(self, feats: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
+        """feats[m] (n, in_dims[m]), present[m] (n,) bool -> (n, out_dim)."""
+        blocks = []
+        for m in self.modalities:
+            x = self.proj[m](zero_absent(feats[m], present[m]))  # (n, D / M)
+            blocks.append(torch.where(present[m].bool()[:, None], x, self.missing[m].to(x.dtype)))
+        return torch.cat(blocks, dim=-1)  # (n, D)

@@ -1,0 +1,64 @@
+"""Training-free baselines, evaluated through the same full-ranking path as trained models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from torch import Tensor
+
+from vrs.data.content import ItemContent
+from vrs.lit.evaluation import RankingModule, Scorer
+from vrs.models.baselines import PopularityRecommender, VisualProfileRecommender
+
+KINDS = ("popularity", "visual_profile")
+
+
+class BaselineModule(RankingModule):
+    """Evaluates a baseline built from the training split.
+
+    Args:
+        n_items: catalogue size N.
+        kind: "popularity" (training counts) or "visual_profile" (mean image embedding of the
+            history against each item's image embedding, from the frozen `encoder` image tower).
+        encoder: `_target_` dict building a `Towers` (visual_profile only).
+        evaluation: {"ks", "exclude_seen", "chunk_size"}.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        kind: str = "popularity",
+        encoder: dict[str, Any] | None = None,
+        evaluation: dict[str, Any] | None = None,
+        **unused: Any,
+    ) -> None:
+        super().__init__(n_items, evaluation)
+        if kind not in KINDS:
+            raise ValueError(f"unknown baseline kind {kind!r}; expected one of {KINDS}")
+        if kind == "visual_profile" and not encoder:
+            raise ValueError("model=visual_profile needs an encoder with an image tower (e.g. encoder=toy)")
+        self.kind = kind
+        self.encoder_cfg = encoder
+        self._scorer: Scorer | None = None
+
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            raise RuntimeError("call attach_data(content, train_counts) before evaluating a baseline")
+        return self._scorer
+
+    @torch.no_grad()
+    def attach_data(self, content: ItemContent, train_counts: Tensor | None = None) -> None:
+        if self.kind == "popularity":
+            if train_counts is None:
+                raise ValueError("the popularity baseline needs the training-split item counts")
+            self._scorer = PopularityRecommender(train_counts.float())
+            return
+        towers = instantiate(self.encoder_cfg, _convert_="all")
+        if towers.image is None or content.images is None:
+            raise ValueError("model=visual_profile needs item images and an encoder with an image tower")
+        encoder = towers.image.eval()
+        features = torch.cat([encoder(chunk) for chunk in content.images.split(256)])  # (N, F)
+        features[~content.has_image] = 0.0
+        self._scorer = VisualProfileRecommender(features)

@@ -1,0 +1,87 @@
+"""Full-ranking evaluation shared by trained models and baselines."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Protocol
+
+import lightning as L
+from torch import Tensor, nn
+
+from vrs.data.batch import RecBatch
+from vrs.metrics import RankingMetrics, rank_and_topk
+
+STAGES = ("val", "test", "test_cold")
+DEFAULT_EVALUATION: dict[str, Any] = {"ks": [10, 20], "exclude_seen": True, "chunk_size": 65536}
+
+
+class Scorer(Protocol):
+    def encode_items(self, idx: Tensor | None = None) -> Tensor: ...
+    def encode_users(self, batch: RecBatch, item_vectors: Tensor | None = None) -> Tensor: ...
+
+
+class RankingModule(L.LightningModule):
+    """Scores every held-out target against the whole catalogue, one metric state per stage.
+
+    Subclasses provide `scorer()`. Test dataloaders come in the order of `test_stages`
+    ("test", then "test_cold" when the split has cold targets).
+    """
+
+    def __init__(self, n_items: int, evaluation: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        cfg = {**DEFAULT_EVALUATION, **(evaluation or {})}
+        self.ks = [int(k) for k in cfg["ks"]]
+        self.exclude_seen = bool(cfg["exclude_seen"])
+        self.chunk_size = int(cfg["chunk_size"])
+        self.coverage_k = 10
+        self.metrics = nn.ModuleDict(
+            {s: RankingMetrics(n_items, ks=self.ks, coverage_k=self.coverage_k) for s in STAGES}
+        )
+        self.test_stages: list[str] = ["test", "test_cold"]
+        self._item_vectors: Tensor | None = None
+
+    def scorer(self) -> Scorer:
+        raise NotImplementedError
+
+    # Item vectors do not depend on the user: encode the catalogue once per evaluation epoch.
+    def on_validation_epoch_start(self) -> None:
+        self._item_vectors = self.scorer().encode_items().float()
+
+    def on_test_epoch_start(self) -> None:
+        self._item_vectors = self.scorer().encode_items().float()
+
+    def validation_step(self, batch: RecBatch, batch_idx: int) -> None:
+        self._evaluate("val", batch)
+
+    def test_step(self, batch: RecBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(self.test_stages[dataloader_idx], batch)
+
+    def _evaluate(self, stage: str, batch: RecBatch) -> None:
+        items = self._item_vectors
+        users = self.scorer().encode_users(batch, items).float()  # (B, D)
+        seen = batch.seen if self.exclude_seen else None
+        ranks, target_seen, topk = rank_and_topk(
+            users, items, batch.targets, seen, k=self.coverage_k, chunk_size=self.chunk_size
+        )
+        self.metrics[stage].update(ranks, target_seen, topk)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_stages(["val"])
+
+    def on_test_epoch_end(self) -> None:
+        self._log_stages(self.test_stages)
+
+    def _log_stages(self, stages: list[str]) -> None:
+        values: dict[str, float] = {}
+        for stage in stages:
+            metric = self.metrics[stage]
+            with warnings.catch_warnings():
+                # A rank may hold no sample of a small stage; the synced sums are still right.
+                warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
+                result = metric.compute()
+            metric.reset()
+            if result["n_users"] > 0:
+                values.update({f"{stage}/{name}": float(v) for name, v in result.items()})
+        self._item_vectors = None
+        # Values are already global (metric states are summed across ranks): no sync_dist.
+        self.log_dict(values, add_dataloader_idx=False, batch_size=1)

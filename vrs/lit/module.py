@@ -1,0 +1,130 @@
+"""RecModule: trains a Recommender; the architecture itself lives in vrs.models."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from torch import Tensor
+
+from vrs.data.batch import RecBatch
+from vrs.data.content import ItemContent
+from vrs.encoders.base import Towers
+from vrs.lit.evaluation import RankingModule, Scorer
+from vrs.losses import FullSoftmaxLoss
+from vrs.models.item_tower import ItemTower
+from vrs.models.recommender import Recommender
+
+
+class RecModule(RankingModule):
+    """Builds the network from plain config dicts, trains it, evaluates by full ranking.
+
+    Every argument is a plain value or dict, saved with `save_hyperparameters()`, so
+    `RecModule.load_from_checkpoint(path)` rebuilds the model without Hydra. Item content (pixels,
+    text) is not part of the checkpoint: call `attach_data` before scoring.
+
+    Args:
+        n_items: catalogue size N.
+        n_events: number of event types E.
+        max_len: longest history T the user encoder sees.
+        dim: item and user vector size D.
+        use_id: add a learned item-ID embedding to the item tower.
+        freeze_encoders: keep encoder weights fixed and cache their features.
+        modality_dropout: per-item probability of dropping a modality while training.
+        encoder: `_target_` dict building a `Towers` (None: no content towers).
+        fusion: `_partial_` `_target_` dict of the fusion module.
+        user: `_partial_` `_target_` dict of the user encoder.
+        loss: `_target_` dict of the loss.
+        optimizer: `_partial_` `_target_` dict of the optimiser.
+        scheduler: optional `_partial_` `_target_` dict of an LR scheduler (stepped per epoch).
+        evaluation: {"ks", "exclude_seen", "chunk_size"}.
+        dataset_fingerprint: fingerprint of the dataset trained on, checked at evaluation.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        n_events: int,
+        max_len: int,
+        dim: int = 64,
+        use_id: bool = True,
+        freeze_encoders: bool = False,
+        modality_dropout: float = 0.0,
+        encoder: dict[str, Any] | None = None,
+        fusion: dict[str, Any] | None = None,
+        user: dict[str, Any] | None = None,
+        loss: dict[str, Any] | None = None,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        evaluation: dict[str, Any] | None = None,
+        dataset_fingerprint: str = "",
+    ) -> None:
+        super().__init__(n_items, evaluation)
+        self.save_hyperparameters()
+        towers = _build(encoder) if encoder else Towers(image=None, text=None)
+        fusion_factory = _build(fusion or {"_target_": "vrs.fusion.concat.ConcatFusion", "_partial_": True})
+        user_factory = _build(
+            user or {"_target_": "vrs.sequence.sasrec.SASRecUserEncoder", "_partial_": True}
+        )
+        tower = ItemTower(n_items, dim, towers, fusion_factory, use_id, freeze_encoders, modality_dropout)
+        self.net = Recommender(tower, user_factory(dim=dim, max_len=max_len, n_events=n_events))
+        self.loss_fn = _build(loss or {"_target_": "vrs.losses.FullSoftmaxLoss"})
+        # log q(item) of the training popularity, for logQ-corrected sampled/in-batch losses.
+        self.register_buffer("item_log_q", torch.full((n_items,), -torch.log(torch.tensor(float(n_items)))))
+
+    def scorer(self) -> Scorer:
+        return self.net
+
+    def attach_data(self, content: ItemContent, train_counts: Tensor | None = None) -> None:
+        """Hands the catalogue content (and training counts for logQ) to the model."""
+        if len(content) != self.hparams.n_items:
+            raise ValueError(
+                f"the dataset has {len(content)} items but the model was built for "
+                f"{self.hparams.n_items}: evaluate with the dataset the checkpoint was trained on"
+            )
+        self.net.item_tower.set_content(content)
+        if train_counts is not None:
+            smoothed = train_counts.float() + 1.0
+            self.item_log_q = (smoothed / smoothed.sum()).log().to(self.item_log_q.device)
+
+    def training_step(self, batch: RecBatch, batch_idx: int) -> Tensor:
+        states, encode_items = self._states(batch)  # (B, T, D)
+        if self.net.causal:
+            # One causal pass trains on every position of each history.
+            keep = batch.targets >= 0  # (B, T)
+            states, targets = states[keep], batch.targets[keep]  # (M, D), (M,)
+        else:
+            # A non-causal encoder sees the whole input: only the next item after it is a fair target.
+            states, targets = states[:, -1], batch.targets[:, -1]  # (B, D), (B,)
+            keep = targets >= 0
+            states, targets = states[keep], targets[keep]
+        loss = self.loss_fn(states, targets, encode_items, self.item_log_q)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        return loss
+
+    def _states(self, batch: RecBatch) -> tuple[Tensor, Callable[[Tensor | None], Tensor]]:
+        if isinstance(self.loss_fn, FullSoftmaxLoss):
+            # The loss needs the whole catalogue anyway: encode it once, reuse it for the history.
+            items = self.net.encode_items()  # (N, D)
+            return self.net.sequence_states(batch, items), lambda idx: items if idx is None else items[idx]
+        # Encode only the items this batch touches (trainable encoders cannot afford N per step).
+        unique, inverse = torch.unique(batch.items, return_inverse=True)
+        local = dataclasses.replace(batch, items=inverse)
+        return self.net.sequence_states(local, self.net.encode_items(unique)), self.net.encode_items
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = _build(self.hparams.optimizer or {"_target_": "torch.optim.AdamW", "_partial_": True})(
+            params=params
+        )
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler = _build(self.hparams.scheduler)(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def _build(node: dict[str, Any]) -> Any:
+    return instantiate(node, _convert_="all")

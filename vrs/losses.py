@@ -1,0 +1,238 @@
+"""Next-item training losses with one call signature.
+
+``loss(states, targets, encode_items, log_q=None)``: states (M, D) are user states at the positions
+that have a target, targets (M,) item indices, ``encode_items(idx)`` returns (len(idx), D) item vectors
+(``None`` = the whole catalogue), log_q (N,) the log sampling probability of every item (training
+popularity) for logQ correction. Sampled and in-batch losses request only the items they need.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+EncodeItems = Callable[[Tensor | None], Tensor]
+
+__all__ = ["BPRLoss", "FullSoftmaxLoss", "InBatchLoss", "SampledSoftmaxLoss"]
+
+
+def _check_targets(targets: Tensor, n_items: int) -> None:
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= n_items):
+        raise ValueError(
+            f"targets must be item indices in [0, {n_items}); got range [{int(targets.min())}, {int(targets.max())}]"
+        )
+
+
+def _catalogue_size(n_items: int | None, log_q: Tensor | None, loss: str) -> int:
+    if log_q is not None:
+        return log_q.shape[0]
+    if n_items is None:
+        raise ValueError(f"{loss} needs the catalogue size: pass log_q (N,) or construct it with n_items=N")
+    return n_items
+
+
+def _empty_loss(states: Tensor) -> Tensor:
+    """Zero that keeps the graph connected when a batch has no targets."""
+    return states.sum() * 0.0
+
+
+def _encode_unique(encode_items: EncodeItems, ids: Tensor) -> Tensor:
+    """Encode each distinct id once and return vectors in the order of `ids`."""
+    uniq, inverse = torch.unique(ids, return_inverse=True)
+    return encode_items(uniq)[inverse]
+
+
+class FullSoftmaxLoss(nn.Module):
+    """Cross-entropy over the whole catalogue (exact, O(M * N * D)).
+
+    Args:
+        temperature: logits are ``states @ items.T / temperature``.
+    """
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(
+        self, states: Tensor, targets: Tensor, encode_items: EncodeItems, log_q: Tensor | None = None
+    ) -> Tensor:
+        if targets.numel() == 0:
+            return _empty_loss(states)
+        items = encode_items(None)  # (N, D)
+        _check_targets(targets, items.shape[0])
+        logits = states @ items.T / self.temperature  # (M, N)
+        return F.cross_entropy(logits, targets)
+
+
+class SampledSoftmaxLoss(nn.Module):
+    """Softmax over the target and ``n_negatives`` negatives shared by the whole batch.
+
+    Negatives are drawn with replacement, uniformly or by popularity (q = softmax(log_q)). With
+    ``logq_correction`` every logit (positive and negatives) is reduced by ``log(n_negatives * q_i)``,
+    the log expected count of item i in the sample (Yi et al., 2019), which makes the sampled softmax
+    a consistent estimate of the full one; for the uniform sampler this is a constant and a no-op.
+    Negatives equal to a row's target (accidental hits) are masked out.
+
+    Args:
+        n_negatives: shared negatives per batch.
+        sampler: "uniform" or "popularity" (needs log_q at call time).
+        logq_correction: subtract the sampler's log expected counts.
+        temperature: divides the scores before the correction.
+        n_items: catalogue size; only needed when log_q is not passed.
+    """
+
+    def __init__(
+        self,
+        n_negatives: int = 256,
+        sampler: str = "uniform",
+        logq_correction: bool = True,
+        temperature: float = 1.0,
+        n_items: int | None = None,
+    ) -> None:
+        super().__init__()
+        if sampler not in ("uniform", "popularity"):
+            raise ValueError(f"sampler must be 'uniform' or 'popularity', got {sampler!r}")
+        self.n_negatives = n_negatives
+        self.sampler = sampler
+        self.logq_correction = logq_correction
+        self.temperature = temperature
+        self.n_items = n_items
+
+    def sample(self, n: int, log_q: Tensor | None, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Draw the shared negatives; return them and the sampler's log q of every item (N,)."""
+        if self.sampler == "popularity":
+            if log_q is None:
+                raise ValueError("sampler='popularity' needs log_q")
+            log_p = torch.log_softmax(log_q.detach().float().to(device), 0)  # normalise whatever is given
+            cdf = torch.cumsum(log_p.exp(), 0)
+            u = torch.rand(self.n_negatives, device=device) * cdf[-1]
+            negs = torch.searchsorted(cdf, u).clamp_(max=n - 1)  # inverse CDF: no 2**24 category limit
+            return negs, log_p
+        negs = torch.randint(0, n, (self.n_negatives,), device=device)
+        return negs, torch.full((n,), -math.log(n), device=device)
+
+    def forward(
+        self, states: Tensor, targets: Tensor, encode_items: EncodeItems, log_q: Tensor | None = None
+    ) -> Tensor:
+        if targets.numel() == 0:
+            return _empty_loss(states)
+        n = _catalogue_size(self.n_items, log_q, "SampledSoftmaxLoss")
+        _check_targets(targets, n)
+        m = targets.shape[0]
+        negs, log_p = self.sample(n, log_q, states.device)
+        vecs = _encode_unique(encode_items, torch.cat([targets, negs]))  # (M + S, D)
+        pos = (states * vecs[:m]).sum(-1, keepdim=True) / self.temperature  # (M, 1)
+        neg = states @ vecs[m:].T / self.temperature  # (M, S)
+        if self.logq_correction:
+            log_count = log_p + math.log(self.n_negatives)  # (N,) log expected count in the sample
+            pos = pos - log_count[targets][:, None]
+            neg = neg - log_count[negs][None, :]
+        neg = neg.masked_fill(negs[None, :] == targets[:, None], -math.inf)  # accidental hits
+        logits = torch.cat([pos, neg], 1)  # (M, 1 + S); the target is class 0
+        return F.cross_entropy(logits, torch.zeros(m, dtype=torch.long, device=states.device))
+
+
+def _gather_rows(x: Tensor, sizes: list[int], rank: int) -> Tensor:
+    """Concatenate every rank's rows of `x` in rank order; gradient flows to the local rows."""
+    pad = max(sizes) - x.shape[0]
+    xp = torch.cat([x, x.new_zeros(pad, *x.shape[1:])]) if pad else x
+    if x.requires_grad:
+        # Differentiable: each rank's loss also sends gradient to the other ranks' item vectors. It is
+        # marked deprecated in favour of functional collectives that do not support autograd on gloo.
+        from torch.distributed.nn.functional import all_gather
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            parts = list(all_gather(xp))
+    else:
+        parts = [torch.empty_like(xp) for _ in sizes]
+        dist.all_gather(parts, xp.contiguous())
+    return torch.cat([p[:s] for p, s in zip(parts, sizes, strict=True)])
+
+
+class InBatchLoss(nn.Module):
+    """Softmax over the targets of the (global) batch: each row's negatives are the other targets.
+
+    Under torch.distributed (with ``gather``) the target vectors and ids of all ranks are gathered, the
+    local part with gradient. Columns holding the row's own target item, other than its correct
+    column, are masked (same-item collisions). With ``logq_correction`` and log_q given, ``log_q`` of
+    each column's item is subtracted, since popular items appear as negatives more often (Yi et al.).
+
+    Args:
+        temperature: divides the scores.
+        logq_correction: subtract log_q[item] from every column (needs log_q at call time).
+        gather: use the targets of all ranks as negatives.
+    """
+
+    def __init__(self, temperature: float = 1.0, logq_correction: bool = True, gather: bool = True) -> None:
+        super().__init__()
+        self.temperature = temperature
+        self.logq_correction = logq_correction
+        self.gather = gather
+
+    def forward(
+        self, states: Tensor, targets: Tensor, encode_items: EncodeItems, log_q: Tensor | None = None
+    ) -> Tensor:
+        if targets.numel() == 0:
+            return _empty_loss(states)
+        if log_q is not None:
+            _check_targets(targets, log_q.shape[0])
+        elif targets.numel() and int(targets.min()) < 0:
+            raise ValueError(f"targets must be non-negative item indices; got min {int(targets.min())}")
+        m = targets.shape[0]
+        vecs = _encode_unique(encode_items, targets)  # (M, D)
+        all_vecs, all_ids, offset = vecs, targets, 0
+        if self.gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            rank = dist.get_rank()
+            size = torch.tensor([m], device=states.device)
+            sizes_t = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
+            dist.all_gather(sizes_t, size)
+            sizes = [int(s) for s in sizes_t]
+            all_vecs = _gather_rows(vecs, sizes, rank)  # (M_total, D)
+            all_ids = _gather_rows(targets, sizes, rank)  # (M_total,)
+            offset = sum(sizes[:rank])
+        logits = states @ all_vecs.T / self.temperature  # (M, M_total)
+        if self.logq_correction and log_q is not None:
+            logits = logits - log_q.to(logits.dtype)[all_ids][None, :]
+        labels = torch.arange(m, device=states.device) + offset
+        collide = all_ids[None, :] == targets[:, None]  # (M, M_total)
+        collide[torch.arange(m, device=states.device), labels] = False
+        logits = logits.masked_fill(collide, -math.inf)
+        return F.cross_entropy(logits, labels)
+
+
+class BPRLoss(nn.Module):
+    """Bayesian personalised ranking: ``-log sigmoid(s_pos - s_neg)`` with one uniform negative per
+    target (never the target itself).
+
+    Args:
+        n_items: catalogue size; only needed when log_q is not passed.
+    """
+
+    def __init__(self, n_items: int | None = None) -> None:
+        super().__init__()
+        self.n_items = n_items
+
+    def forward(
+        self, states: Tensor, targets: Tensor, encode_items: EncodeItems, log_q: Tensor | None = None
+    ) -> Tensor:
+        if targets.numel() == 0:
+            return _empty_loss(states)
+        n = _catalogue_size(self.n_items, log_q, "BPRLoss")
+        if n < 2:
+            raise ValueError("BPRLoss needs at least 2 items")
+        _check_targets(targets, n)
+        m = targets.shape[0]
+        negs = torch.randint(0, n, (m,), device=targets.device)
+        # Redraw hits among the other N - 1 items: the result is uniform over items != target.
+        shift = torch.randint(1, n, (m,), device=targets.device)
+        negs = torch.where(negs == targets, (targets + shift) % n, negs)
+        vecs = _encode_unique(encode_items, torch.cat([targets, negs]))  # (2M, D)
+        diff = (states * (vecs[:m] - vecs[m:])).sum(-1)  # (M,) s_pos - s_neg
+        return -F.logsigmoid(diff).mean()

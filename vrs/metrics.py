@@ -1,0 +1,106 @@
+"""Full-catalogue ranking metrics computed from target ranks (never from stored score matrices).
+
+Each evaluated query has exactly one held-out target, so HitRate@k equals Recall@k. All metric states
+are integer counts (a histogram of ranks below max(ks), the query count, the seen-target count and a
+per-item top-K appearance count), so results are exact and independent of how queries are split into
+batches or across DDP ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torchmetrics
+from torch import Tensor
+
+from vrs.retrieval.index import rank_and_topk
+
+__all__ = ["RankingMetrics", "rank_and_topk", "target_ranks"]
+
+
+def target_ranks(
+    users: Tensor, items: Tensor, targets: Tensor, seen: Tensor | None, chunk_size: int = 65536
+) -> tuple[Tensor, Tensor]:
+    """Rank of each user's target among all non-excluded items, chunked over the catalogue.
+
+    Args:
+        users: (B, D) user vectors.
+        items: (N, D) item vectors.
+        targets: (B,) held-out item per user, in [0, N).
+        seen: (B, S) items excluded from the candidates (the user's history), -1 padded, or None.
+        chunk_size: items scored per matmul (memory O(B * chunk_size)).
+
+    Returns:
+        ranks (B,) long: the number of OTHER non-excluded items whose score is >= the target's (ties
+        count against the target; 0 = top), or N when the target is itself in ``seen`` (a miss);
+        target_seen (B,) bool.
+    """
+    ranks, target_seen, _ = rank_and_topk(users, items, targets, seen, k=0, chunk_size=chunk_size)
+    return ranks, target_seen
+
+
+class RankingMetrics(torchmetrics.Metric):
+    """Recall@k (= HitRate@k), NDCG@k, MRR@k, top-K catalogue coverage and the seen-target share.
+
+    Args:
+        n_items: catalogue size N.
+        ks: cut-offs k.
+        coverage_k: length of the top lists counted by ``coverage_{coverage_k}``.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(self, n_items: int, ks: Sequence[int] = (10, 20), coverage_k: int = 10) -> None:
+        super().__init__()
+        if not ks or min(ks) < 1:
+            raise ValueError(f"ks must be positive cut-offs, got {ks}")
+        self.n_items = int(n_items)
+        self.ks = tuple(int(k) for k in ks)
+        self.coverage_k = int(coverage_k)
+        max_k = max(self.ks)
+        # hist[r] = number of queries whose target has rank r, for r < max(ks); larger ranks are misses.
+        self.add_state("hist", torch.zeros(max_k, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("n", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("n_seen", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("coverage", torch.zeros(self.n_items, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, ranks: Tensor, target_seen: Tensor, topk_items: Tensor | None = None) -> None:
+        """Accumulate a batch.
+
+        Args:
+            ranks: (B,) long target ranks from `target_ranks` / `rank_and_topk`.
+            target_seen: (B,) bool, target was in the user's history (counted as a miss).
+            topk_items: (B, K >= coverage_k) top-K item lists (-1 = empty slot), or None.
+        """
+        ranks = ranks.reshape(-1).to(self.hist.device, torch.long)
+        hits = ranks[ranks < self.hist.numel()]
+        self.hist += torch.bincount(hits, minlength=self.hist.numel())
+        self.n += ranks.numel()
+        self.n_seen += target_seen.reshape(-1).to(self.n_seen.device).sum()
+        if topk_items is not None:
+            if topk_items.ndim != 2 or topk_items.shape[1] < self.coverage_k:
+                raise ValueError(
+                    f"topk_items must be (B, K >= {self.coverage_k}), got {tuple(topk_items.shape)}"
+                )
+            top = topk_items[:, : self.coverage_k].reshape(-1).to(self.coverage.device, torch.long)
+            self.coverage += torch.bincount(top[top >= 0], minlength=self.n_items)
+
+    def compute(self) -> dict[str, float]:
+        """Metrics as Python floats: ``recall_k``, ``ndcg_k``, ``mrr_k`` for each k,
+        ``coverage_{coverage_k}`` (distinct items in any top list / N; 0 if no lists were given),
+        ``n_users`` and ``seen_target_share``. All are 0 before any update."""
+        n = max(int(self.n), 1)
+        hist = self.hist.double()
+        pos = torch.arange(hist.numel(), dtype=torch.float64, device=hist.device)
+        out: dict[str, float] = {}
+        for k in self.ks:
+            out[f"recall_{k}"] = float(hist[:k].sum()) / n
+            out[f"ndcg_{k}"] = float((hist[:k] / torch.log2(pos[:k] + 2)).sum()) / n
+            out[f"mrr_{k}"] = float((hist[:k] / (pos[:k] + 1)).sum()) / n
+        out[f"coverage_{self.coverage_k}"] = float((self.coverage > 0).sum()) / max(self.n_items, 1)
+        out["n_users"] = float(self.n)
+        out["seen_target_share"] = float(self.n_seen) / n
+        return out

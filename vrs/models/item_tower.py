@@ -1,0 +1,191 @@
+"""Item tower: pixels, text and ID of an item -> one item vector."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from vrs.data.content import ItemContent
+from vrs.encoders.base import Towers
+
+
+def drop_modalities(
+    present: dict[str, Tensor], p: float, generator: torch.Generator | None = None
+) -> dict[str, Tensor]:
+    """Modality dropout: hide each present modality of each item with probability `p`.
+
+    An item never loses all of its present modalities: when every one is drawn for dropping, one of
+    them (chosen uniformly) is kept, so the model never trains on an item that is "missing
+    everything" when it actually has content.
+
+    Args:
+        present: modality -> (n,) bool.
+        p: drop probability per (item, modality).
+        generator: optional RNG for reproducibility.
+
+    Returns:
+        modality -> (n,) bool, a subset of `present`.
+    """
+    names = list(present)
+    pres = torch.stack([present[m].bool() for m in names], dim=1)  # (n, M)
+    if p <= 0 or not names:
+        return dict(present)
+    draw = torch.rand(pres.shape, device=pres.device, generator=generator)  # (n, M)
+    keep = pres & (draw >= p)
+    starved = pres.any(dim=1) & ~keep.any(dim=1)  # (n,) items that would lose everything
+    pick = torch.rand(pres.shape, device=pres.device, generator=generator).masked_fill(~pres, -1.0)
+    rescue = nn.functional.one_hot(pick.argmax(dim=1), len(names)).bool()  # (n, M)
+    keep = keep | (starved[:, None] & rescue)
+    return {m: keep[:, i] for i, m in enumerate(names)}
+
+
+class ItemTower(nn.Module):
+    """Encodes catalogue items from their image, text and ID, fused into one D-wide vector.
+
+    Only the modalities the fusion consumes (`fusion.modalities`) are kept and computed. Content is
+    attached once with `set_content`; it lives in non-persistent buffers (not in checkpoints, which
+    hold only weights). With `freeze_encoders` the encoders are frozen, kept in eval mode, and run
+    once over the whole catalogue at `set_content` time; `forward` then only reads the cache.
+
+    Args:
+        n_items: catalogue size N.
+        dim: item vector width D.
+        towers: image / text encoders (either may be None).
+        fusion: partial building the fusion module as `fusion(in_dims=..., out_dim=dim)`.
+        use_id: offer a learned ID embedding nn.Embedding(N, D) as the "id" modality.
+        freeze_encoders: freeze the encoders and cache their features.
+        modality_dropout: per-item, per-modality drop probability during training.
+        chunk_size: items per encoder call when encoding many items.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        dim: int,
+        towers: Towers,
+        fusion: Callable[..., nn.Module],
+        use_id: bool = True,
+        freeze_encoders: bool = False,
+        modality_dropout: float = 0.0,
+        chunk_size: int = 256,
+    ):
+        super().__init__()
+        self.n_items = n_items
+        self.dim = dim
+        self.freeze_encoders = freeze_encoders
+        self.modality_dropout = modality_dropout
+        self.chunk_size = chunk_size
+        in_dims: dict[str, int] = {}
+        if towers.image is not None:
+            in_dims["image"] = towers.image.out_dim
+        if towers.text is not None:
+            in_dims["text"] = towers.text.out_dim
+        if use_id:
+            in_dims["id"] = dim
+        self.fusion = fusion(in_dims=in_dims, out_dim=dim)
+        self.modalities: tuple[str, ...] = tuple(self.fusion.modalities)
+        # Unused encoders are not registered: no dead weights in checkpoints, no unused-parameter
+        # errors under DDP.
+        self.image_encoder = towers.image if "image" in self.modalities else None
+        self.text_encoder = towers.text if "text" in self.modalities else None
+        self.id_emb = nn.Embedding(n_items, dim) if "id" in self.modalities else None
+        if self.id_emb is not None:
+            nn.init.normal_(self.id_emb.weight, std=0.02)
+        if freeze_encoders:
+            for enc in self.encoders():
+                enc.requires_grad_(False)
+                enc.eval()
+        for name in ("has_image", "has_text", "images", "tokens", "image_feats", "text_feats"):
+            self.register_buffer(name, None, persistent=False)
+        self._has_content = False
+
+    def encoders(self) -> list[nn.Module]:
+        """The encoders this tower actually uses."""
+        return [e for e in (self.image_encoder, self.text_encoder) if e is not None]
+
+    def train(self, mode: bool = True) -> ItemTower:
+        super().train(mode)
+        if self.freeze_encoders:  # frozen encoders stay in eval mode (dropout / BN statistics off)
+            for enc in self.encoders():
+                enc.eval()
+        return self
+
+    def _device(self) -> torch.device:
+        for t in self.parameters():
+            return t.device
+        return torch.device("cpu")
+
+    def _encode(self, encoder: nn.Module, inputs: Tensor) -> Tensor:
+        """Run `encoder` over `inputs` in chunks of `chunk_size` rows: (n, ...) -> (n, F)."""
+        return torch.cat([encoder(chunk) for chunk in inputs.split(self.chunk_size)], dim=0)
+
+    @torch.no_grad()
+    def set_content(self, content: ItemContent) -> None:
+        """Attach the catalogue's content (and, with frozen encoders, cache its features).
+
+        Args:
+            content: images and texts of all N items, in catalogue order.
+        """
+        if len(content) != self.n_items:
+            raise ValueError(f"content has {len(content)} items, the tower was built for {self.n_items}")
+        device = self._device()
+        self.has_image = content.has_image.bool().to(device)
+        self.has_text = content.has_text.bool().to(device)
+        self.images = self.tokens = self.image_feats = self.text_feats = None
+        if self.image_encoder is not None:
+            if content.images is None:  # no item has an image: every image is absent
+                self.has_image = torch.zeros_like(self.has_image)
+                images = torch.zeros(self.n_items, 3, 1, 1, dtype=torch.uint8, device=device)
+            else:
+                images = content.images.to(device)
+            if self.freeze_encoders:
+                self.image_feats = self._encode(self.image_encoder, images)  # (N, F)
+            else:
+                self.images = images
+        if self.text_encoder is not None:
+            tokens = self.text_encoder.tokenize(list(content.texts)).to(device)  # (N, L)
+            if self.freeze_encoders:
+                self.text_feats = self._encode(self.text_encoder, tokens)  # (N, F)
+            else:
+                self.tokens = tokens
+        self._has_content = True
+
+    def modality_features(self, idx: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Per-modality features and presence flags of items `idx` (all N when None).
+
+        Returns:
+            feats: modality -> (n, F_m); present: modality -> (n,) bool (before modality dropout).
+        """
+        if not self._has_content:
+            raise RuntimeError("ItemTower.set_content(content) must be called before encoding items")
+        device = self.has_image.device
+        idx = torch.arange(self.n_items, device=device) if idx is None else idx.to(device)
+        feats: dict[str, Tensor] = {}
+        present: dict[str, Tensor] = {}
+        if self.image_encoder is not None:
+            feats["image"] = (
+                self.image_feats[idx]
+                if self.freeze_encoders
+                else self._encode(self.image_encoder, self.images[idx])
+            )
+            present["image"] = self.has_image[idx]
+        if self.text_encoder is not None:
+            feats["text"] = (
+                self.text_feats[idx]
+                if self.freeze_encoders
+                else self._encode(self.text_encoder, self.tokens[idx])
+            )
+            present["text"] = self.has_text[idx]
+        if self.id_emb is not None:
+            feats["id"] = self.id_emb(idx)
+            present["id"] = torch.ones_like(idx, dtype=torch.bool)
+        return feats, present
+
+    def forward(self, idx: Tensor | None = None) -> Tensor:
+        """Item vectors: idx (n,) long -> (n, D); idx None -> the whole catalogue (N, D)."""
+        feats, present = self.modality_features(idx)
+        if self.training and self.modality_dropout > 0:
+            present = drop_modalities(present, self.modality_dropout)
+        return self.fusion(feats, present)

@@ -1,0 +1,111 @@
+"""SASRec-style causal transformer over the history's item vectors."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def history_positions(mask: Tensor, max_len: int) -> Tensor:
+    """(B, T) bool -> (B, T) long ordinal of each event within its history (0 = oldest real event).
+
+    Counting from the first real event (not from the tensor's left edge) makes the encoding
+    independent of how much left padding a batch happens to carry, and depends only on the past,
+    so it does not break causality. Positions past `max_len - 1` share the last embedding.
+    """
+    return (mask.long().cumsum(dim=1) - 1).clamp(min=0, max=max_len - 1)
+
+
+def attention_mask(mask: Tensor, causal: bool) -> Tensor:
+    """(B, T) bool -> (B, 1, T, T) bool, True where query i may attend to key j.
+
+    Queries never see padded keys; the diagonal is always visible so that no row is fully masked
+    (which would give NaN) — padded queries thus attend only to themselves.
+    """
+    t = mask.shape[1]
+    allowed = mask[:, None, :].expand(-1, t, -1)  # (B, T, T) keys that are real
+    eye = torch.eye(t, dtype=torch.bool, device=mask.device)
+    if causal:
+        allowed = allowed & torch.ones(t, t, dtype=torch.bool, device=mask.device).tril()
+    return (allowed | eye)[:, None]  # (B, 1, T, T)
+
+
+class TransformerBlock(nn.Module):
+    """A pre-LN transformer block (attention + GELU MLP) taking an explicit boolean attention mask."""
+
+    def __init__(self, dim: int, n_heads: int, dropout: float):
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"dim={dim} must be divisible by n_heads={n_heads}")
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), nn.Dropout(dropout)
+        )
+        self.resid_drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
+        """x (B, T, D), allowed (B, 1, T, T) bool -> (B, T, D)."""
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).split(d, dim=-1)  # 3 x (B, T, D)
+        q, k, v = (
+            z.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in (q, k, v)
+        )  # (B, H, T, D/H)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)  # (B, H, T, D/H)
+        y = y.transpose(1, 2).reshape(b, t, d)  # (B, T, D)
+        x = x + self.resid_drop(self.out(y))
+        return x + self.mlp(self.norm2(x))
+
+
+class SASRecUserEncoder(nn.Module):
+    """Causal pre-LN transformer (SASRec) over left-padded histories.
+
+    Input = item vector + learned position embedding (ordinal within the history) + event-type
+    embedding; output at position t depends only on events <= t. Padded positions output zeros.
+
+    Args:
+        dim: item / user vector width D.
+        max_len: number of learned position embeddings (longest history T).
+        n_events: number of event types E (ids 1..E, 0 = padding).
+        n_layers: transformer blocks.
+        n_heads: attention heads (must divide `dim`).
+        dropout: dropout on the input embeddings, attention and residual branches.
+    """
+
+    causal: bool = True
+
+    def __init__(
+        self, dim: int, max_len: int, n_events: int, n_layers: int = 2, n_heads: int = 2, dropout: float = 0.2
+    ):
+        super().__init__()
+        self.dim = dim
+        self.max_len = max_len
+        self.pos_emb = nn.Embedding(max_len, dim)
+        self.event_emb = nn.Embedding(n_events + 1, dim, padding_idx=0)
+        nn.init.normal_(self.pos_emb.weight, std=0.02)
+        nn.init.normal_(self.event_emb.weight, std=0.02)
+        with torch.no_grad():
+            self.event_emb.weight[0].zero_()
+        self.input_drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads, dropout) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, h: Tensor, mask: Tensor, events: Tensor) -> Tensor:
+        """h (B, T, D) history item vectors, mask (B, T) bool, events (B, T) long -> (B, T, D)."""
+        mask = mask.bool()
+        x = torch.where(mask[..., None], h, 0.0)  # padding rows hold item 0's vector: ignore it
+        x = x + self.pos_emb(history_positions(mask, self.max_len)) + self.event_emb(events)
+        x = self.input_drop(x)
+        allowed = attention_mask(mask, causal=self.causal)  # (B, 1, T, T)
+        for block in self.blocks:
+            x = block(x, allowed)
+        return torch.where(mask[..., None], self.norm(x), 0.0)  # (B, T, D)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, max_len={self.max_len}, causal={self.causal}"
