@@ -4,6 +4,10 @@
 that have a target, targets (M,) item indices, ``encode_items(idx)`` returns (len(idx), D) item vectors
 (``None`` = the whole catalogue), log_q (N,) the log sampling probability of every item (training
 popularity) for logQ correction. Sampled and in-batch losses request only the items they need.
+
+Items whose log_q is -inf are not candidates: never negatives. Training passes -inf for items absent
+from the training split (cold items), so the model is not taught that "unseen at training time" means
+"never relevant" — at training time those items did not exist yet.
 """
 
 from __future__ import annotations
@@ -42,6 +46,21 @@ def _empty_loss(states: Tensor) -> Tensor:
     return states.sum() * 0.0
 
 
+def _candidates(log_q: Tensor | None) -> Tensor | None:
+    """Indices of the items that may serve as negatives, or None when every item may."""
+    if log_q is None:
+        return None
+    allowed = torch.isfinite(log_q)
+    return None if bool(allowed.all()) else allowed.nonzero().squeeze(1)
+
+
+def _uniform(n: int, size: int, candidates: Tensor | None, device: torch.device) -> Tensor:
+    """`size` items drawn uniformly from `candidates` (all n items when None)."""
+    if candidates is None:
+        return torch.randint(0, n, (size,), device=device)
+    return candidates.to(device)[torch.randint(0, candidates.numel(), (size,), device=device)]
+
+
 def _encode_unique(encode_items: EncodeItems, ids: Tensor) -> Tensor:
     """Encode each distinct id once and return vectors in the order of `ids`."""
     uniq, inverse = torch.unique(ids, return_inverse=True)
@@ -67,6 +86,8 @@ class FullSoftmaxLoss(nn.Module):
         items = encode_items(None)  # (N, D)
         _check_targets(targets, items.shape[0])
         logits = states @ items.T / self.temperature  # (M, N)
+        if log_q is not None and bool(torch.isneginf(log_q).any()):
+            logits = logits.masked_fill(torch.isneginf(log_q).to(logits.device)[None, :], -math.inf)
         return F.cross_entropy(logits, targets)
 
 
@@ -114,8 +135,10 @@ class SampledSoftmaxLoss(nn.Module):
             u = torch.rand(self.n_negatives, device=device) * cdf[-1]
             negs = torch.searchsorted(cdf, u).clamp_(max=n - 1)  # inverse CDF: no 2**24 category limit
             return negs, log_p
-        negs = torch.randint(0, n, (self.n_negatives,), device=device)
-        return negs, torch.full((n,), -math.log(n), device=device)
+        candidates = _candidates(log_q)
+        negs = _uniform(n, self.n_negatives, candidates, device)
+        n_cand = n if candidates is None else candidates.numel()
+        return negs, torch.full((n,), -math.log(n_cand), device=device)
 
     def forward(
         self, states: Tensor, targets: Tensor, encode_items: EncodeItems, log_q: Tensor | None = None
@@ -229,10 +252,19 @@ class BPRLoss(nn.Module):
             raise ValueError("BPRLoss needs at least 2 items")
         _check_targets(targets, n)
         m = targets.shape[0]
-        negs = torch.randint(0, n, (m,), device=targets.device)
-        # Redraw hits among the other N - 1 items: the result is uniform over items != target.
-        shift = torch.randint(1, n, (m,), device=targets.device)
-        negs = torch.where(negs == targets, (targets + shift) % n, negs)
+        candidates = _candidates(log_q)
+        if candidates is None:
+            negs = torch.randint(0, n, (m,), device=targets.device)
+            # Redraw hits among the other N - 1 items: the result is uniform over items != target.
+            shift = torch.randint(1, n, (m,), device=targets.device)
+            negs = torch.where(negs == targets, (targets + shift) % n, negs)
+        else:
+            negs = _uniform(n, m, candidates, targets.device)
+            for _ in range(8):  # rejection: hits are rare unless the candidate set is tiny
+                hit = negs == targets
+                if not bool(hit.any()):
+                    break
+                negs[hit] = _uniform(n, int(hit.sum()), candidates, targets.device)
         vecs = _encode_unique(encode_items, torch.cat([targets, negs]))  # (2M, D)
         diff = (states * (vecs[:m] - vecs[m:])).sum(-1)  # (M,) s_pos - s_neg
         return -F.logsigmoid(diff).mean()

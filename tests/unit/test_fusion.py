@@ -109,9 +109,18 @@ def test_unknown_modality_and_bad_sizes_raise():
     with pytest.raises(ValueError):
         SumFusion(in_dims={"audio": 3}, out_dim=4)
     with pytest.raises(ValueError):
-        LateFusion(in_dims=IN_DIMS, out_dim=10)  # 10 not divisible by 3
+        LateFusion(in_dims=IN_DIMS, out_dim=2)  # fewer dims than modalities
     with pytest.raises(ValueError):
         CrossAttentionFusion(in_dims=IN_DIMS, out_dim=9, n_heads=2)
+
+
+def test_late_fusion_uneven_blocks_cover_the_vector():
+    fusion = LateFusion(in_dims=IN_DIMS, out_dim=64)
+    widths = [s.stop - s.start for s in fusion.slices.values()]
+    assert widths == [22, 21, 21]
+    assert fusion.slices["image"].start == 0 and max(s.stop for s in fusion.slices.values()) == 64
+    feats, present = _inputs(IN_DIMS)
+    assert fusion(feats, present).shape[-1] == 64
 
 
 def test_late_fusion_score_is_sum_of_block_scores():

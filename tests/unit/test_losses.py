@@ -165,3 +165,37 @@ def test_empty_batch_and_missing_n_items():
     with pytest.raises(ValueError, match="n_items"):
         SampledSoftmaxLoss()(torch.randn(1, 3), torch.tensor([0]), cat)
     assert not math.isnan(InBatchLoss()(torch.randn(1, 3), torch.tensor([0]), cat).item())
+
+
+def _recording_encoder(items: torch.Tensor, calls: list[torch.Tensor]):
+    def encode(idx: torch.Tensor | None) -> torch.Tensor:
+        if idx is None:
+            return items
+        calls.append(idx.clone())
+        return items[idx]
+
+    return encode
+
+
+def test_items_with_minus_inf_log_q_are_never_candidates():
+    g = torch.Generator().manual_seed(3)
+    n, d, m = 20, 8, 16
+    items, states = torch.randn(n, d, generator=g), torch.randn(m, d, generator=g)
+    targets = torch.randint(0, 10, (m,), generator=g)  # only items 0..9 are known
+    log_q = torch.full((n,), -math.log(10.0))
+    log_q[10:] = -math.inf
+
+    full = FullSoftmaxLoss()(states, targets, _recording_encoder(items, []), log_q)
+    expected = F.cross_entropy(states @ items[:10].T, targets)
+    assert torch.allclose(full, expected, atol=1e-6)
+
+    for loss in (
+        SampledSoftmaxLoss(n_negatives=64),
+        SampledSoftmaxLoss(n_negatives=64, sampler="popularity"),
+        BPRLoss(),
+    ):
+        calls: list[torch.Tensor] = []
+        value = loss(states, targets, _recording_encoder(items, calls), log_q)
+        assert torch.isfinite(value)
+        requested = torch.cat(calls)
+        assert int(requested.max()) < 10, type(loss).__name__

@@ -9,7 +9,7 @@ from vrs.fusion.base import canonical_modalities, missing_vector, zero_absent
 
 
 class LateFusion(nn.Module):
-    """Item vector = concatenation of per-modality projections, each `out_dim / M` wide.
+    """Item vector = concatenation of per-modality projections, about `out_dim / M` wide each.
 
     Because blocks do not mix, `user @ item` equals the sum over modalities of the block dot products
     (`slices[m]` gives each block), which is score-level late fusion while keeping one item vector.
@@ -18,22 +18,28 @@ class LateFusion(nn.Module):
 
     Args:
         in_dims: input width of each modality, keys a subset of {"image", "text", "id"}.
-        out_dim: item vector width D, divisible by the number of modalities.
+        out_dim: item vector width D (≥ the number of modalities); when it does not divide evenly,
+            the first blocks are one wider.
     """
 
     def __init__(self, in_dims: dict[str, int], out_dim: int):
         super().__init__()
         self.modalities = canonical_modalities(in_dims)
         n = len(self.modalities)
-        if out_dim % n:
-            raise ValueError(f"LateFusion needs out_dim ({out_dim}) divisible by #modalities ({n})")
-        block = out_dim // n
+        if out_dim < n:
+            raise ValueError(f"LateFusion needs out_dim ({out_dim}) >= the number of modalities ({n})")
+        widths = [out_dim // n + (i < out_dim % n) for i in range(n)]
+        starts = [sum(widths[:i]) for i in range(n)]
         self.out_dim = out_dim
         self.slices: dict[str, slice] = {
-            m: slice(i * block, (i + 1) * block) for i, m in enumerate(self.modalities)
+            m: slice(starts[i], starts[i] + widths[i]) for i, m in enumerate(self.modalities)
         }
-        self.proj = nn.ModuleDict({m: nn.Linear(in_dims[m], block) for m in self.modalities})
-        self.missing = nn.ParameterDict({m: missing_vector(block) for m in self.modalities})
+        self.proj = nn.ModuleDict(
+            {m: nn.Linear(in_dims[m], w) for m, w in zip(self.modalities, widths, strict=True)}
+        )
+        self.missing = nn.ParameterDict(
+            {m: missing_vector(w) for m, w in zip(self.modalities, widths, strict=True)}
+        )
 
     def forward(self, feats: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
         """feats[m] (n, in_dims[m]), present[m] (n,) bool -> (n, out_dim)."""

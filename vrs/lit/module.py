@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -72,23 +73,29 @@ class RecModule(RankingModule):
         tower = ItemTower(n_items, dim, towers, fusion_factory, use_id, freeze_encoders, modality_dropout)
         self.net = Recommender(tower, user_factory(dim=dim, max_len=max_len, n_events=n_events))
         self.loss_fn = _build(loss or {"_target_": "vrs.losses.FullSoftmaxLoss"})
-        # log q(item) of the training popularity, for logQ-corrected sampled/in-batch losses.
-        self.register_buffer("item_log_q", torch.full((n_items,), -torch.log(torch.tensor(float(n_items)))))
+        # Training-split item counts travel with the checkpoint: they define which IDs were trained
+        # and the popularity q(item) of logQ-corrected losses.
+        self.register_buffer("train_counts", torch.zeros(n_items))
+        self.register_buffer("item_log_q", torch.full((n_items,), -math.log(n_items)), persistent=False)
 
     def scorer(self) -> Scorer:
         return self.net
 
     def attach_data(self, content: ItemContent, train_counts: Tensor | None = None) -> None:
-        """Hands the catalogue content (and training counts for logQ) to the model."""
+        """Hands the catalogue content to the model (and, when training, the training-split counts).
+
+        A reloaded checkpoint already holds its training counts: pass `content` alone.
+        """
         if len(content) != self.hparams.n_items:
             raise ValueError(
                 f"the dataset has {len(content)} items but the model was built for "
                 f"{self.hparams.n_items}: evaluate with the dataset the checkpoint was trained on"
             )
-        self.net.item_tower.set_content(content)
         if train_counts is not None:
-            smoothed = train_counts.float() + 1.0
-            self.item_log_q = (smoothed / smoothed.sum()).log().to(self.item_log_q.device)
+            self.train_counts = train_counts.float().to(self.train_counts.device)
+        known = self.train_counts > 0 if bool(self.train_counts.any()) else None
+        self.net.item_tower.set_content(content, known_items=known)
+        self.item_log_q = training_log_q(self.train_counts)
 
     def training_step(self, batch: RecBatch, batch_idx: int) -> Tensor:
         states, encode_items = self._states(batch)  # (B, T, D)
@@ -124,6 +131,16 @@ class RecModule(RankingModule):
             return optimizer
         scheduler = _build(self.hparams.scheduler)(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def training_log_q(counts: Tensor) -> Tensor:
+    """log q(item) of the training popularity; -inf (not a candidate) for items absent from training.
+
+    With no counts at all (nothing attached yet) every item is an equally likely candidate.
+    """
+    if not bool(counts.any()):
+        return torch.full_like(counts, -math.log(counts.numel()))
+    return (counts / counts.sum()).log()  # log 0 = -inf
 
 
 def _build(node: dict[str, Any]) -> Any:

@@ -97,7 +97,7 @@ class ItemTower(nn.Module):
             for enc in self.encoders():
                 enc.requires_grad_(False)
                 enc.eval()
-        for name in ("has_image", "has_text", "images", "tokens", "image_feats", "text_feats"):
+        for name in ("has_image", "has_text", "has_id", "images", "tokens", "image_feats", "text_feats"):
             self.register_buffer(name, None, persistent=False)
         self._has_content = False
 
@@ -122,17 +122,24 @@ class ItemTower(nn.Module):
         return torch.cat([encoder(chunk) for chunk in inputs.split(self.chunk_size)], dim=0)
 
     @torch.no_grad()
-    def set_content(self, content: ItemContent) -> None:
+    def set_content(self, content: ItemContent, known_items: Tensor | None = None) -> None:
         """Attach the catalogue's content (and, with frozen encoders, cache its features).
 
         Args:
             content: images and texts of all N items, in catalogue order.
+            known_items: (N,) bool, items seen in training. The ID embedding of any other item was
+                never trained, so its "id" modality counts as absent (cold items are scored from
+                their content). None: every ID is present.
         """
         if len(content) != self.n_items:
             raise ValueError(f"content has {len(content)} items, the tower was built for {self.n_items}")
         device = self._device()
         self.has_image = content.has_image.bool().to(device)
         self.has_text = content.has_text.bool().to(device)
+        known = torch.ones(self.n_items, dtype=torch.bool) if known_items is None else known_items.bool()
+        if known.shape != (self.n_items,):
+            raise ValueError(f"known_items must have shape ({self.n_items},), got {tuple(known.shape)}")
+        self.has_id = known.to(device)
         self.images = self.tokens = self.image_feats = self.text_feats = None
         if self.image_encoder is not None:
             if content.images is None:  # no item has an image: every image is absent
@@ -180,7 +187,7 @@ class ItemTower(nn.Module):
             present["text"] = self.has_text[idx]
         if self.id_emb is not None:
             feats["id"] = self.id_emb(idx)
-            present["id"] = torch.ones_like(idx, dtype=torch.bool)
+            present["id"] = self.has_id[idx]
         return feats, present
 
     def forward(self, idx: Tensor | None = None) -> Tensor:

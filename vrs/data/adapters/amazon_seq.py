@@ -1,0 +1,90 @@
+"""The S3-Rec sequential benchmark files (Amazon Beauty/Sports/Toys, Yelp, LastFM).
+
+`<name>.txt` holds one user per line, "user_id item_1 ... item_n" in chronological order, ids from 1;
+`<name>_item2attributes.json` maps item ids to attribute ids. The position in the line becomes the
+timestamp (an order index); attribute ids become text tokens ("attr12 attr40"), so a text tower can
+use them as a content modality.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from vrs.data.schema import DatasetError, write_dataset
+
+NAMES = ("Beauty", "Sports_and_Outdoors", "Toys_and_Games", "Yelp", "LastFM")
+
+
+def read_amazon_seq(in_dir: str | Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reads `<name>.txt` (+ attributes when present) into canonical (items, interactions) tables.
+
+    Raises:
+        DatasetError: a missing file, or a line that is not "user item item ..." with integer ids.
+    """
+    in_dir = Path(in_dir)
+    path = in_dir / f"{name}.txt"
+    if not path.is_file():
+        raise DatasetError(
+            f"{path}: file not found; expected one of {[n + '.txt' for n in NAMES]} in {in_dir}"
+        )
+    users: list[str] = []
+    items: list[str] = []
+    order: list[int] = []
+    with path.open() as f:
+        for line_no, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) < 2 or not all(x.isdigit() for x in fields):
+                raise DatasetError(
+                    f"{path}: line {line_no}: expected 'user_id item_id ...' with integer ids, got {line.strip()[:80]!r}"
+                )
+            users.extend([fields[0]] * (len(fields) - 1))
+            items.extend(fields[1:])
+            order.extend(range(len(fields) - 1))
+    interactions = pd.DataFrame(
+        {
+            "user_id": users,
+            "item_id": items,
+            "timestamp": pd.Series(order, dtype="int64"),
+            "event": "interaction",
+        }
+    )
+    item_ids = sorted(set(items), key=int)
+    attributes = _read_attributes(in_dir / f"{name}_item2attributes.json")
+    catalogue = pd.DataFrame(
+        {
+            "item_id": item_ids,
+            "title": [f"item {i}" for i in item_ids],
+            "description": [" ".join(f"attr{a}" for a in attributes.get(i, [])) for i in item_ids],
+            "category": "",
+            "image": pd.Series([None] * len(item_ids), dtype="object"),
+        }
+    )
+    return catalogue, interactions
+
+
+def convert_amazon_seq(in_dir: str | Path, out_dir: str | Path, name: str) -> Path:
+    """Writes the canonical dataset for `name` into `out_dir` (idempotent: same input, same files)."""
+    items, interactions = read_amazon_seq(in_dir, name)
+    return write_dataset(
+        out_dir,
+        items,
+        interactions,
+        name=f"amazon_seq/{name}",
+        source=f"S3-Rec benchmark files ({Path(in_dir) / name}.txt)",
+        licence="research use only (Amazon review data, Yelp dataset, HetRec LastFM)",
+    )
+
+
+def _read_attributes(path: Path) -> dict[str, list[int]]:
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{path}: not valid JSON ({err}); expected {{item_id: [attribute ids]}}") from err
+    return {str(k): list(v) for k, v in raw.items()}
