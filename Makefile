@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(BIN)/vrs-data validate root=$(DATA_DIR)
 	$(BIN)/vrs-train experiment=demo data.root=$(DATA_DIR) hydra.run.dir=$(RUN_DIR)/fused
 	$(BIN)/vrs-eval model=popularity data.root=$(DATA_DIR) hydra.run.dir=$(RUN_DIR)/popularity
-	$(BIN)/vrs-eval model=visual_profile data.root=$(DATA_DIR) hydra.run.dir=$(RUN_DIR)/visual_profile
+	$(BIN)/vrs-eval model=visual_profile encoder=effnet encoder.image_size=128 data.root=$(DATA_DIR) hydra.run.dir=$(RUN_DIR)/visual_profile
 	$(BIN)/vrs-compare $(RUN_DIR)/fused $(RUN_DIR)/popularity $(RUN_DIR)/visual_profile
 
 lint: $(STAMP)

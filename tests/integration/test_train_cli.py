@@ -13,7 +13,7 @@ from vrs.cli.evaluate import evaluate
 from vrs.cli.train import train
 from vrs.lit.module import RecModule
 
-FAST = ["trainer.max_epochs=2", "data.image_size=32", "data.batch_size=64", "logger=csv"]
+FAST = ["trainer.max_epochs=2", "data.image_size=32", "data.batch_size=64"]
 METRIC_KEYS = [f"test/{m}_{k}" for m in ("recall", "ndcg", "mrr") for k in (10, 20)] + ["test/coverage_10"]
 
 
@@ -68,3 +68,17 @@ def test_unknown_baseline_and_missing_checkpoint_errors(tmp_path: Path, small_da
     cfg = compose_config("eval", [], tmp_path, small_data)
     with pytest.raises(ValueError, match="ckpt_path"):
         evaluate(cfg)
+
+
+@pytest.mark.parametrize("logger", ["wandb", "tensorboard"])
+def test_loggers_write_offline(
+    tmp_path: Path, small_data: Path, logger: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run_train(tmp_path, small_data, [f"logger={logger}", "trainer.max_epochs=1"])
+    if logger == "wandb":
+        runs = list((tmp_path / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+    else:
+        assert any((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))

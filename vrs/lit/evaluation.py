@@ -83,5 +83,8 @@ class RankingModule(L.LightningModule):
             if result["n_users"] > 0:
                 values.update({f"{stage}/{name}": float(v) for name, v in result.items()})
         self._item_vectors = None
-        # Values are already global (metric states are summed across ranks): no sync_dist.
-        self.log_dict(values, add_dataloader_idx=False, batch_size=1)
+        # Values are already global (metric states are summed across ranks): no sync_dist, whose
+        # mean over ranks could also change the last bit.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+            self.log_dict(values, add_dataloader_idx=False, batch_size=1)

@@ -35,6 +35,7 @@ class RecModule(RankingModule):
         use_id: add a learned item-ID embedding to the item tower.
         freeze_encoders: keep encoder weights fixed and cache their features.
         modality_dropout: per-item probability of dropping a modality while training.
+        feature_norm: LayerNorm on each encoder's features before fusion.
         encoder: `_target_` dict building a `Towers` (None: no content towers).
         fusion: `_partial_` `_target_` dict of the fusion module.
         user: `_partial_` `_target_` dict of the user encoder.
@@ -54,6 +55,7 @@ class RecModule(RankingModule):
         use_id: bool = True,
         freeze_encoders: bool = False,
         modality_dropout: float = 0.0,
+        feature_norm: bool = True,
         encoder: dict[str, Any] | None = None,
         fusion: dict[str, Any] | None = None,
         user: dict[str, Any] | None = None,
@@ -70,7 +72,16 @@ class RecModule(RankingModule):
         user_factory = _build(
             user or {"_target_": "vrs.sequence.sasrec.SASRecUserEncoder", "_partial_": True}
         )
-        tower = ItemTower(n_items, dim, towers, fusion_factory, use_id, freeze_encoders, modality_dropout)
+        tower = ItemTower(
+            n_items,
+            dim,
+            towers,
+            fusion_factory,
+            use_id,
+            freeze_encoders,
+            modality_dropout,
+            feature_norm=feature_norm,
+        )
         self.net = Recommender(tower, user_factory(dim=dim, max_len=max_len, n_events=n_events))
         self.loss_fn = _build(loss or {"_target_": "vrs.losses.FullSoftmaxLoss"})
         # Training-split item counts travel with the checkpoint: they define which IDs were trained

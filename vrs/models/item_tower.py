@@ -58,6 +58,9 @@ class ItemTower(nn.Module):
         freeze_encoders: freeze the encoders and cache their features.
         modality_dropout: per-item, per-modality drop probability during training.
         chunk_size: items per encoder call when encoding many items.
+        feature_norm: LayerNorm on each encoder's features before fusion. Pretrained features
+            (e.g. non-negative CNN activations with a large shared mean) otherwise leave nonlinear
+            fusions (concat MLP, gates) to learn the scaling first, and they train far slower.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class ItemTower(nn.Module):
         freeze_encoders: bool = False,
         modality_dropout: float = 0.0,
         chunk_size: int = 256,
+        feature_norm: bool = True,
     ):
         super().__init__()
         self.n_items = n_items
@@ -91,6 +95,9 @@ class ItemTower(nn.Module):
         self.image_encoder = towers.image if "image" in self.modalities else None
         self.text_encoder = towers.text if "text" in self.modalities else None
         self.id_emb = nn.Embedding(n_items, dim) if "id" in self.modalities else None
+        self.norms = nn.ModuleDict(
+            {m: nn.LayerNorm(in_dims[m]) for m in ("image", "text") if feature_norm and m in self.modalities}
+        )
         if self.id_emb is not None:
             nn.init.normal_(self.id_emb.weight, std=0.02)
         if freeze_encoders:
@@ -193,6 +200,7 @@ class ItemTower(nn.Module):
     def forward(self, idx: Tensor | None = None) -> Tensor:
         """Item vectors: idx (n,) long -> (n, D); idx None -> the whole catalogue (N, D)."""
         feats, present = self.modality_features(idx)
+        feats = {m: self.norms[m](x) if m in self.norms else x for m, x in feats.items()}
         if self.training and self.modality_dropout > 0:
             present = drop_modalities(present, self.modality_dropout)
         return self.fusion(feats, present)

