@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -51,3 +55,32 @@ def format_metrics(columns: dict[str, dict[str, float]], keys: list[str] | None 
         cells = "".join(f"  {columns[n][key]:>14.4f}" if key in columns[n] else f"  {'-':>14}" for n in names)
         rows.append(f"{key:<{width}}{cells}")
     return "\n".join(rows)
+
+
+def _user_error(err: BaseException) -> BaseException | None:
+    """The user-facing error behind `err` (Hydra wraps errors raised while instantiating)."""
+    from vrs.data.schema import DatasetError
+    from vrs.encoders.base import EncoderWeightsError
+
+    while isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__
+    expected = (DatasetError, EncoderWeightsError, FileNotFoundError, FileExistsError, ValueError)
+    return err if isinstance(err, expected) else None
+
+
+def friendly_errors(main: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad input (a dataset, a path, a value) ends the command with its message and exit code 1
+    instead of a traceback; anything else still raises. HYDRA_FULL_ERROR=1 shows tracebacks."""
+
+    @functools.wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return main(*args, **kwargs)
+        except Exception as err:
+            user_error = _user_error(err)
+            if user_error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"error: {user_error}", file=sys.stderr)
+            sys.exit(1)
+
+    return wrapper

@@ -15,7 +15,14 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from vrs.cli.common import CONFIG_DIR, format_metrics, instantiate_group, save_config, write_metrics
+from vrs.cli.common import (
+    CONFIG_DIR,
+    format_metrics,
+    friendly_errors,
+    instantiate_group,
+    save_config,
+    write_metrics,
+)
 from vrs.lit.evaluation import RankingModule
 from vrs.lit.module import RecModule
 
@@ -84,6 +91,7 @@ def _load_module(cfg: DictConfig, datamodule) -> RankingModule:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@friendly_errors
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

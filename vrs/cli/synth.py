@@ -8,10 +8,11 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from vrs.cli.common import CONFIG_DIR
+from vrs.cli.common import CONFIG_DIR, friendly_errors
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="synth")
+@friendly_errors
 def main(cfg: DictConfig) -> None:
     from vrs.data.schema import format_summary, load_dataset, summarize
     from vrs.data.synthetic import generate

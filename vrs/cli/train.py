@@ -13,7 +13,14 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from vrs.cli.common import CONFIG_DIR, format_metrics, instantiate_group, save_config, write_metrics
+from vrs.cli.common import (
+    CONFIG_DIR,
+    format_metrics,
+    friendly_errors,
+    instantiate_group,
+    save_config,
+    write_metrics,
+)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -65,6 +72,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@friendly_errors
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
     # Sweepers optimise the returned value: validation only, never test.
