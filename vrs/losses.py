@@ -85,9 +85,17 @@ class FullSoftmaxLoss(nn.Module):
             return _empty_loss(states)
         items = encode_items(None)  # (N, D)
         _check_targets(targets, items.shape[0])
-        logits = states @ items.T / self.temperature  # (M, N)
-        if log_q is not None and bool(torch.isneginf(log_q).any()):
-            logits = logits.masked_fill(torch.isneginf(log_q).to(logits.device)[None, :], -math.inf)
+        candidates = _candidates(log_q)
+        if candidates is not None:
+            # Score only the candidates: cheaper than masking an (M, N) matrix.
+            candidates = candidates.to(items.device)
+            column = torch.full((items.shape[0],), -1, dtype=torch.long, device=items.device)
+            column[candidates] = torch.arange(candidates.numel(), device=items.device)
+            items, targets = items[candidates], column[targets]  # (C, D), (M,)
+            if bool((targets < 0).any()):
+                raise ValueError("a training target has log_q = -inf: every target must be a candidate")
+        # Scaling the (M, D) states is cheaper than dividing the (M, N) logits.
+        logits = (states / self.temperature) @ items.T  # (M, N)
         return F.cross_entropy(logits, targets)
 
 

@@ -41,7 +41,7 @@ def _batch() -> RecBatch:
 
 def _build(cfg) -> RecModule:
     module = instantiate(cfg.model, n_items=N_ITEMS, n_events=N_EVENTS, max_len=MAX_LEN)
-    module.attach_data(_content(), torch.arange(N_ITEMS).float())
+    module.attach_data(_content(), torch.arange(1, N_ITEMS + 1).float())
     return module
 
 

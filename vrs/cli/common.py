@@ -33,6 +33,42 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in group.values() if node and "_target_" in node]
 
 
+def setup_run(cfg: DictConfig, build_module: Callable[[Any], Any]) -> tuple[Any, Any, Any]:
+    """Seeds, builds the datamodule, the module (`build_module(datamodule)`) and the trainer, hands
+    the catalogue to the module and saves the resolved config. Returns (datamodule, module, trainer)."""
+    import lightning as L
+
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data, seed=cfg.seed)
+    datamodule.prepare_data()
+    datamodule.setup()
+    module = build_module(datamodule)
+    module.test_stages = datamodule.test_stages()
+    module.attach_data(datamodule.content, datamodule.train_counts)
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=instantiate_group(cfg.get("callbacks")),
+        logger=instantiate_group(cfg.get("logger")),
+    )
+    if trainer.is_global_zero:
+        save_config(cfg, Path(cfg.paths.output_dir))
+    return datamodule, module, trainer
+
+
+def logged(trainer: Any, *prefixes: str) -> dict[str, float]:
+    """The trainer's logged values whose keys start with one of `prefixes`."""
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefixes)}
+
+
+def finish_run(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> None:
+    """Rank zero writes metrics.json and prints the table."""
+    if trainer.is_global_zero:
+        run_dir = Path(cfg.paths.output_dir)
+        write_metrics(run_dir, metrics)
+        print(format_metrics({cfg.task_name: metrics}))
+        print(f"run directory: {run_dir}")
+
+
 def save_config(cfg: DictConfig, run_dir: Path) -> None:
     from vrs.io import atomic_write_text
 

@@ -11,60 +11,28 @@ import warnings
 from pathlib import Path
 
 import hydra
-import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from vrs.cli.common import (
-    CONFIG_DIR,
-    format_metrics,
-    friendly_errors,
-    instantiate_group,
-    save_config,
-    write_metrics,
-)
+from vrs.cli.common import CONFIG_DIR, finish_run, friendly_errors, logged, setup_run
 from vrs.lit.evaluation import RankingModule
 from vrs.lit.module import RecModule
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Evaluates as configured; returns the metrics written to metrics.json."""
-    run_dir = Path(cfg.paths.output_dir)
-    L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data, seed=cfg.seed)
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    module = _load_module(cfg, datamodule)
-    module.test_stages = datamodule.test_stages()
-    module.attach_data(datamodule.content, datamodule.train_counts)
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=instantiate_group(cfg.get("callbacks")),
-        logger=instantiate_group(cfg.get("logger")),
-    )
-    if trainer.is_global_zero:
-        save_config(cfg, run_dir)
     stages = list(cfg.stages)
-    unknown = set(stages) - {"val", "test"}
-    if unknown:
+    if not stages or set(stages) - {"val", "test"}:
         raise ValueError(f"stages={stages}: expected a list of 'val' and/or 'test'")
+    datamodule, module, trainer = setup_run(cfg, lambda dm: _load_module(cfg, dm))
     metrics: dict[str, float] = {}
     if "val" in stages:
         trainer.validate(module, datamodule=datamodule)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
+        metrics.update(logged(trainer, "val/"))
     if "test" in stages:
         trainer.test(module, datamodule=datamodule)
-        metrics.update(
-            {
-                k: float(v)
-                for k, v in trainer.callback_metrics.items()
-                if k.startswith(("test/", "test_cold/"))
-            }
-        )
-    if trainer.is_global_zero:
-        write_metrics(run_dir, metrics)
-        print(format_metrics({cfg.task_name: metrics}))
-        print(f"run directory: {run_dir}")
+        metrics.update(logged(trainer, "test/", "test_cold/"))
+    finish_run(cfg, trainer, metrics)
     return metrics
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -41,3 +44,17 @@ class Towers:
 
     image: ImageEncoder | None
     text: TextEncoder | None
+
+
+@contextlib.contextmanager
+def hf_offline() -> Iterator[None]:
+    """Set HF_HUB_OFFLINE=1 for the duration, then restore whatever was there before."""
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old

