@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -83,6 +84,7 @@ def main() -> None:
         timer = EpochTimer()
         trainer = L.Trainer(
             accelerator="cpu",
+            precision=args.precision,
             max_epochs=args.epochs,
             limit_val_batches=0,
             num_sanity_val_steps=0,
@@ -99,7 +101,7 @@ def main() -> None:
     print(f"dataset: {args.name}  users={dm.data.n_users}  items={dm.n_items}  training sequences={n_seq}")
     print(
         f"model: SASRec id-only, 2 layers, D={args.dim}, history {args.max_len}, full softmax; "
-        f"batch {args.batch_size}; {torch.get_num_threads()} threads"
+        f"batch {args.batch_size}; precision {args.precision}; {torch.get_num_threads()} threads"
     )
     for epoch, seconds in enumerate(timer.times):
         print(
@@ -113,7 +115,7 @@ def main() -> None:
     )
     print(
         f"reproduce: python benchmarks/bench_train.py --name {args.name} --epochs {args.epochs} "
-        f"--batch-size {args.batch_size}"
+        f"--batch-size {args.batch_size} --precision {args.precision}"
     )
 
 

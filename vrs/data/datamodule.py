@@ -7,10 +7,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from vrs.data.content import ItemContent
 from vrs.data.images import load_item_content
+from vrs.data.samplers import LengthGroupedBatchSampler
 from vrs.data.schema import Dataset, load_dataset
 from vrs.data.sequences import (
     EvalDataset,
@@ -40,6 +41,8 @@ class RecDataModule(L.LightningDataModule):
         load_images: False skips pixels (ID-only or text-only models on big catalogues).
         on_bad_image: "error" | "skip" | "blank" for missing or corrupt image files.
         seed: shuffling seed of the training sampler.
+        length_grouping: training batches are drawn from groups of this many batches sorted by
+            history length, so little of each batch is padding; 1 = plain shuffled batches.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class RecDataModule(L.LightningDataModule):
         load_images: bool = True,
         on_bad_image: str = "error",
         seed: int = 0,
+        length_grouping: int = 50,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -70,6 +74,7 @@ class RecDataModule(L.LightningDataModule):
         self.load_images = load_images
         self.on_bad_image = on_bad_image
         self.seed = seed
+        self.length_grouping = length_grouping
         self.dataset: Dataset | None = None
         self.split: Split | None = None
         self.data: SequenceData | None = None
@@ -128,19 +133,19 @@ class RecDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = TrainSequenceDataset(self._require(), self.max_len)
         world, rank = self._world()
-        sampler = (
-            DistributedSampler(dataset, world, rank, shuffle=True, seed=self.seed) if world > 1 else None
+        batches = LengthGroupedBatchSampler(
+            dataset.lengths,
+            self.batch_size,
+            seed=self.seed,
+            group_batches=self.length_grouping,
+            num_replicas=world,
+            rank=rank,
         )
-        generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
-            shuffle=sampler is None,
-            sampler=sampler,
-            generator=generator if sampler is None else None,
+            batch_sampler=batches,
             collate_fn=collate_train,
             num_workers=self.num_workers,
-            drop_last=False,
             persistent_workers=self.num_workers > 0,
         )
 

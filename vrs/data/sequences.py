@@ -126,6 +126,11 @@ class TrainSequenceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.users)
 
+    @property
+    def lengths(self) -> np.ndarray:
+        """(n,) input length T of each sample."""
+        return np.minimum(self.data.train_len[self.users] - 1, self.max_len)
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         u = int(self.users[i])
         end = int(self.data.train_len[u])
