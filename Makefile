@@ -25,6 +25,7 @@ test-fast: $(STAMP)
 # The main job end to end on the built-in synthetic data: generate, validate, train the fused
 # model, evaluate the baselines, print the metrics side by side.
 demo: $(STAMP)
+	rm -rf $(RUN_DIR)
 	$(BIN)/vrs-synth out_dir=$(DATA_DIR)
 	$(BIN)/vrs-data validate root=$(DATA_DIR)
 	$(BIN)/vrs-train experiment=demo data.root=$(DATA_DIR) hydra.run.dir=$(RUN_DIR)/fused
