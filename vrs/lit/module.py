@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -129,9 +128,7 @@ class RecModule(RankingModule):
             items = self.net.encode_items()  # (N, D)
             return self.net.sequence_states(batch, items), lambda idx: items if idx is None else items[idx]
         # Encode only the items this batch touches (trainable encoders cannot afford N per step).
-        unique, inverse = torch.unique(batch.items, return_inverse=True)
-        local = dataclasses.replace(batch, items=inverse)
-        return self.net.sequence_states(local, self.net.encode_items(unique)), self.net.encode_items
+        return self.net.sequence_states(batch), self.net.encode_items
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
