@@ -82,3 +82,42 @@ def test_loggers_write_offline(
         assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
     else:
         assert any((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_frozen_pretrained_weights_rebuild_instead_of_filling_checkpoints(
+    tmp_path: Path, small_data: Path
+) -> None:
+    overrides = [
+        "encoder=effnet",
+        "encoder.image_size=64",
+        "model.freeze_encoders=true",
+        "trainer.max_epochs=1",
+    ]
+    trained_metrics = run_train(tmp_path, small_data, overrides)
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    assert ckpt.stat().st_size < 5_000_000  # EfficientNet-Lite0 alone is ~14 MB of fp32 weights
+
+    from vrs.data.datamodule import RecDataModule
+
+    dm = RecDataModule(str(small_data), image_size=32, eval_batch_size=16)
+    dm.setup()
+    batch = next(iter(dm.eval_dataloader("test")))
+    trained = torch.load(ckpt, map_location="cpu", weights_only=False)
+    module = RecModule.load_from_checkpoint(ckpt, map_location="cpu")
+    assert set(trained["state_dict"]) < set(module.state_dict())  # encoder weights were left out
+    module.attach_data(dm.content)
+    module.eval()
+    again = RecModule.load_from_checkpoint(ckpt, map_location="cpu")
+    again.attach_data(dm.content)
+    again.eval()
+    with torch.no_grad():
+        a = module.net.encode_users(batch, module.net.encode_items())
+        b = again.net.encode_users(batch, again.net.encode_items())
+    assert torch.equal(a, b)
+
+    # The rebuilt model scores exactly like the one that was trained (one epoch: best == last).
+    cfg = compose_config(
+        "eval", [f"ckpt_path={ckpt}", *overrides[:3], "data.image_size=32"], tmp_path / "eval", small_data
+    )
+    assert evaluate(cfg)["test/ndcg_10"] == trained_metrics["test/ndcg_10"]

@@ -17,19 +17,23 @@ class EncoderWeightsError(RuntimeError):
 class ImageEncoder(nn.Module):
     """(n, 3, H, W) uint8 in 0..255 or float in [0, 1] -> (n, out_dim).
 
-    Subclasses resize to their own input size and normalise themselves.
+    Subclasses resize to their own input size and normalise themselves. `fixed_weights` is True when
+    the weights were loaded from a fixed source (a package or a checkpoint file), so building the
+    encoder again from its config reproduces them and a checkpoint need not store them while frozen.
     """
 
     out_dim: int
+    fixed_weights: bool = False
 
     def forward(self, images: Tensor) -> Tensor:
         raise NotImplementedError
 
 
 class TextEncoder(nn.Module):
-    """Strings -> (n, L) token ids -> (n, out_dim)."""
+    """Strings -> (n, L) token ids -> (n, out_dim). `fixed_weights`: as for ImageEncoder."""
 
     out_dim: int
+    fixed_weights: bool = False
 
     def tokenize(self, texts: list[str]) -> Tensor:
         raise NotImplementedError

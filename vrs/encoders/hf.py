@@ -84,6 +84,7 @@ class HFTextEncoder(TextEncoder):
         self.normalize = normalize
         self.pad_token_id = int(pad)
         self.out_dim = int(self.model.config.hidden_size)
+        self.fixed_weights = True  # loaded from a local folder
 
     def tokenize(self, texts: list[str]) -> Tensor:
         """Strings -> (n, L) long ids, truncated and right-padded to L = max_length."""

@@ -309,4 +309,7 @@ def build_open_clip_towers(
         text_tower = (
             OpenClipTextEncoder(model, _tokenizer(model_name, model_cfg, length), length) if text else None
         )
+        for tower in (image_tower, text_tower):
+            if tower is not None:
+                tower.fixed_weights = checkpoint is not None
     return Towers(image=image_tower, text=text_tower)

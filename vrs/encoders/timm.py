@@ -199,6 +199,7 @@ class TimmImageEncoder(ImageEncoder):
         self.std = tuple(std)
         self.freeze_bn_stats = freeze_bn_stats
         self.out_dim = int(self.model.num_features)
+        self.fixed_weights = weights is not None
         if trainable_layers is not None:
             self._freeze_all_but(trainable_layers)
         self.train(self.training)

@@ -130,6 +130,30 @@ class RecModule(RankingModule):
         # Encode only the items this batch touches (trainable encoders cannot afford N per step).
         return self.net.sequence_states(batch), self.net.encode_items
 
+    def _fixed_frozen_prefixes(self) -> list[str]:
+        """State-dict prefixes of frozen encoders whose weights the config reproduces."""
+        tower = self.net.item_tower
+        if not tower.freeze_encoders:
+            return []
+        named = {"image_encoder": tower.image_encoder, "text_encoder": tower.text_encoder}
+        return [f"net.item_tower.{n}." for n, e in named.items() if e is not None and e.fixed_weights]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Frozen pretrained weights rebuild from the config (package or file): storing them would
+        # make every checkpoint of the demo model ~100 MB instead of ~2 MB.
+        prefixes = self._fixed_frozen_prefixes()
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith(tuple(prefixes))]:
+            del state[key]
+        checkpoint["vrs_rebuilt_prefixes"] = prefixes
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Put back the weights on_save_checkpoint left out: this module was just built with them.
+        prefixes = tuple(checkpoint.get("vrs_rebuilt_prefixes", []))
+        if prefixes:
+            own = self.state_dict()
+            checkpoint["state_dict"].update({k: v for k, v in own.items() if k.startswith(prefixes)})
+
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = _build(self.hparams.optimizer or {"_target_": "torch.optim.AdamW", "_partial_": True})(
