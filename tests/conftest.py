@@ -29,11 +29,16 @@ SMALL = {
 }
 
 
-@pytest.fixture(scope="session")
-def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def make_synthetic(tmp_path_factory: pytest.TempPathFactory, name: str, params: dict) -> Path:
+    """Generates a synthetic dataset into a fresh temporary folder."""
     from vrs.data.synthetic import generate
 
-    return generate(tmp_path_factory.mktemp("data") / "synthetic_small", **SMALL)
+    return generate(tmp_path_factory.mktemp("data") / name, **params)
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synthetic(tmp_path_factory, "synthetic_small", SMALL)
 
 
 def compose_config(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import compose_config
+from tests.conftest import compose_config, make_synthetic
 from vrs.cli.evaluate import evaluate
 from vrs.cli.train import train
 
@@ -27,9 +27,7 @@ MEDIUM = {
 
 @pytest.fixture(scope="module")
 def medium_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vrs.data.synthetic import generate
-
-    return generate(tmp_path_factory.mktemp("data") / "synthetic_medium", **MEDIUM)
+    return make_synthetic(tmp_path_factory, "synthetic_medium", MEDIUM)
 
 
 def _train(tmp_path: Path, data: Path, overrides: list[str]) -> dict[str, float]:
