@@ -54,3 +54,17 @@ def test_k_zero_and_validation():
     assert len(index) == 5
     with pytest.raises(ValueError):
         index.search(torch.randn(3, 3), 2)
+
+
+@pytest.mark.parametrize("chunk_size", [100, 65536])
+@pytest.mark.parametrize("k", [2, 5])
+def test_search_multi_level_hierarchy(chunk_size, k):
+    """Large N, small k: several levels of group maxima above the groups, a padded last chunk."""
+    g = torch.Generator().manual_seed(chunk_size + k)
+    users, items = torch.randn(7, 4, generator=g), torch.randn(20_001, 4, generator=g)
+    exclude = torch.randint(-1, 20_001, (7, 50), generator=g)
+    exclude[:, :3] = (users @ items.T).topk(3, dim=1).indices  # the best items are seen
+    vals, idx = ExactIndex(items).search(users, k, exclude=exclude, chunk_size=chunk_size)
+    ref_vals, ref_idx = reference(users, items, k, exclude)
+    assert torch.equal(idx, ref_idx)
+    torch.testing.assert_close(vals, ref_vals)

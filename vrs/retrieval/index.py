@@ -1,7 +1,8 @@
 """Exact chunked scoring of users against the whole catalogue.
 
-One pass over item chunks (one matmul each) yields both the rank of every user's held-out target and
-each user's top-K list, so evaluation never materialises the full (B, N) score matrix.
+One pass over item chunks (one matmul per cache-sized score tile) yields both the rank of every
+user's held-out target and each user's top-K list, so evaluation never materialises the full (B, N)
+score matrix.
 """
 
 from __future__ import annotations
@@ -13,19 +14,25 @@ from torch import Tensor
 
 # Per-chunk float counts are exact only below 2**24; larger chunks gain nothing anyway.
 _MAX_CHUNK = 1 << 24
-# Elements per score tile: 2 MiB of fp32 stays in a core's L2, which halves the cost of the passes
-# (mask, group max, count) that follow each matmul.
+# Items per score tile column block. chunk_size is only an upper bound: wider tiles force fewer user
+# rows per tile (below), and a (few rows) @ (D x many items) matmul runs far below peak.
+_MAX_COLS = 2048
+# Elements per score tile: 2 MiB of fp32 (1 MiB per core with 2 threads) stays in L2, so the passes
+# after each matmul (mask, group max, compare, count) read the tile from cache, not from memory.
 _TILE = 1 << 19
+# Groups per super-group (a power of 2): the top-K search first ranks the N/(G*H) super-group maxima,
+# which is H times cheaper than a topk over all N/G group maxima.
+_FANIN = 8
 
 
-def _bucket(
-    rows: Tensor, cols: Tensor, chunk: int, n_chunks: int, rb: int, n_rb: int
-) -> tuple[Tensor, Tensor, list[int]]:
-    """Sort (row, col) pairs by tile (column chunk, row block); return them with per-tile offsets."""
-    tile = (cols // chunk) * n_rb + rows // rb
+def _bucket(rows: Tensor, cols: Tensor, chunk: int, n_chunks: int, rb: int, n_rb: int) -> list[Tensor]:
+    """Group (row, col) pairs by tile (row block, then column chunk: the scan order); per tile, the
+    pairs' flat offsets into that tile's (rows, chunk) score buffer, so one ``index_fill_`` reaches all."""
+    tile = (rows // rb) * n_chunks + cols // chunk
     order = torch.argsort(tile)
+    flat = ((rows % rb) * chunk + cols % chunk)[order]
     counts = torch.bincount(tile, minlength=n_chunks * n_rb)
-    return rows[order], cols[order], [0, *torch.cumsum(counts, 0).tolist()]
+    return list(torch.split(flat, counts.tolist()))
 
 
 def _group_size(n: int, k: int, d: int) -> int:
@@ -37,38 +44,54 @@ def _group_size(n: int, k: int, d: int) -> int:
     return 1 << min(6, max(0, round(math.log2(max(g, 1.0)))))
 
 
-def _topk_from_groups(
-    group_max: Tensor,
+def _topk_from_levels(
+    levels: list[Tensor],
     users: Tensor,
     items: Tensor,
     k: int,
     g: int,
-    chunk: int,
-    n_chunks: int,
-    seen_sorted: Tensor | None,
+    m: int,
+    seen: Tensor | None,
+    vec_buf: Tensor,
 ) -> tuple[Tensor, Tensor]:
-    """Exact top-k from per-group score maxima: any top-k item's group has a max at least as large as
-    the item, so the k best groups hold the k best items; only their K*G members are re-scored."""
+    """Exact top-k of one row block from its hierarchy of group maxima.
+
+    Layout, per chunk c of C = m*G items: group c*m + j holds items c*C + j + t*m (t < G); on every
+    level above, entry c*m' + s (m' = entries per chunk there) is the max of the entries
+    c*(m'*H) + s + u*m' (u < H) one level down. Any top-k item's group, and every ancestor of it, has a
+    max at least as large as the item, so the k best entries of the top level hold the k best items;
+    among their k*H children the k best hold them too, and so on down to k groups, whose k*G members
+    are re-scored. Masked entries (seen, padding) are -inf in the maxima and re-checked here.
+    """
     b, n = users.shape[0], items.shape[0]
     dev = users.device
-    kg = min(k, group_max.shape[1])
-    gid = group_max.topk(kg, dim=1).indices  # (B, kg)
-    m = chunk // g  # groups per full chunk; group j of chunk c = items c*chunk + j + t*m_c, t < G
-    m_last = (n - (n_chunks - 1) * chunk + g - 1) // g
-    ci = torch.clamp(gid // m, max=n_chunks - 1)
-    j = gid - ci * m
-    m_c = torch.where(ci == n_chunks - 1, m_last, m)
-    t = torch.arange(g, device=dev)
-    cand = (ci * chunk + j)[:, :, None] + t * m_c[:, :, None]  # (B, kg, G)
-    cand = cand.reshape(b, kg * g)  # (B, kg*G)
-    valid = cand < n  # padding columns of the last chunk
-    if seen_sorted is not None:
-        pos = torch.searchsorted(seen_sorted, cand).clamp_(max=seen_sorted.shape[1] - 1)
-        valid &= seen_sorted.gather(1, pos) != cand
-    vecs = items.index_select(0, cand.clamp(max=n - 1).view(-1)).view(b, kg * g, -1)  # (B, kg*G, D)
-    scores = torch.bmm(vecs, users[:, :, None]).squeeze(2)  # (B, kg*G)
-    scores.masked_fill_(~valid, -math.inf)
-    vals, pos = scores.topk(min(k, kg * g), dim=1)
+    ids = None  # (rows, k') entries kept on the current level
+    for lvl in range(len(levels) - 1, -1, -1):
+        vals = levels[lvl]  # (rows, n_chunks * m_lvl)
+        if ids is not None:
+            mc = m // _FANIN**lvl  # entries per chunk on this level
+            sp = mc // _FANIN  # ... and on the parent level
+            ids = ((ids // sp) * mc + ids % sp)[:, :, None] + torch.arange(_FANIN, device=dev) * sp
+            ids = ids.view(b, -1)  # (rows, k' * H) children
+            vals = vals.gather(1, ids)
+        top = vals.topk(min(k, vals.shape[1]), dim=1, sorted=False).indices
+        ids = top if lvl == len(levels) - 1 else ids.gather(1, top)
+    first = (ids // m) * (m * g) + ids % m  # (rows, k2) first item of each kept group
+    cand = (first[:, :, None] + torch.arange(g, device=dev) * m).view(b, -1)  # (rows, k2*G)
+    # (rows, k2*G, D) candidate vectors, into a buffer reused by every row block (a fresh 10 MB tensor
+    # is page-faulted in each time, which costs as much as the gather itself).
+    vecs = torch.index_select(items, 0, cand.clamp(max=n - 1).view(-1), out=vec_buf[: cand.numel()])
+    scores = torch.bmm(vecs.view(b, cand.shape[1], -1), users[:, :, None]).squeeze(2)  # (rows, k2*G)
+    scores.masked_fill_(cand >= n, -math.inf)  # padding columns of the last chunk
+    if seen is not None:
+        # Seen items inside a kept group: match each seen item's group against the k2 kept groups,
+        # (rows, S, k2) compares instead of (rows, k2*G, S), and -inf its candidate slot.
+        sg = (seen // (m * g)) * m + seen % m  # (rows, S) group of each seen item
+        hit = (sg[:, :, None] == ids[:, None, :]) & (seen >= 0)[:, :, None]  # (rows, S, k2)
+        slot = hit.int().argmax(2) * g + (seen % (m * g)) // m  # (rows, S) its candidate slot
+        fill = torch.where(hit.any(2), -math.inf, math.inf)  # +inf: leave the slot as it is
+        scores.scatter_reduce_(1, slot, fill, reduce="amin")
+    vals, pos = scores.topk(min(k, cand.shape[1]), dim=1)
     return vals, cand.gather(1, pos)
 
 
@@ -80,7 +103,13 @@ def _scan(
     k: int,
     chunk_size: int,
 ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor]:
-    """Shared kernel of `rank_and_topk` and `ExactIndex.search` (see those for the contract)."""
+    """Shared kernel of `rank_and_topk` and `ExactIndex.search` (see those for the contract).
+
+    Users are processed in row blocks; each block sweeps the catalogue in (rows, chunk) score tiles
+    that stay in L2 while they are masked, group-maxed and counted. Per-block state (group maxima,
+    top-K candidates) is small and reused, so nothing of size (B, N/G) is ever allocated: big fresh
+    allocations are page-faulted in on every call and cost more than the work done on them.
+    """
     if users.ndim != 2 or items.ndim != 2 or users.shape[1] != items.shape[1]:
         raise ValueError(
             f"users (B, D) and items (N, D) must agree on D; got {tuple(users.shape)}, {tuple(items.shape)}"
@@ -91,14 +120,26 @@ def _scan(
     (b, d), n = users.shape, items.shape[0]
     dev = users.device
     g = _group_size(n, k, d)
-    chunk = -(-max(1, min(chunk_size, n, _MAX_CHUNK)) // g) * g  # a multiple of G
+    # Levels of maxima above the groups: add one while the top level is still much longer than the
+    # k*H entries a level costs to search (a topk costs ~2 ns per element, plus ~1 us per row).
+    n_up = 0
+    while k and n_up < 3 and n / (g * _FANIN**n_up) > 2 * k * _FANIN:
+        n_up += 1
+    q = g * _FANIN**n_up  # chunks hold whole top-level entries
+    chunk = -(-max(1, min(chunk_size, n, _MAX_CHUNK, _MAX_COLS)) // q) * q
     n_chunks = max(1, -(-n // chunk))
+    m = chunk // g  # groups per chunk
+    # Every chunk is `chunk` wide (the last is padded, its padding scores -inf), so one layout serves all.
+    pad = n_chunks * chunk - n
+    blocks = list(torch.split(items, chunk))  # (C, D) each
+    if pad:
+        blocks[-1] = torch.cat([blocks[-1], items.new_zeros(pad, d)])
     # Row blocks keep each (rows, chunk) score tile cache-resident for the passes after the matmul.
     rb = max(1, min(b, _TILE // chunk)) if b else 1
     n_rb = max(1, -(-b // rb))
     rows_all = torch.arange(b, device=dev)
 
-    ranks = target_seen = target_score = None
+    ranks = target_seen = target_score = t_flat = counts = None
     if targets is not None:
         targets = targets.to(device=dev, dtype=torch.long)
         if targets.shape != (b,):
@@ -108,12 +149,15 @@ def _scan(
                 f"targets must lie in [0, {n}); got range [{int(targets.min())}, {int(targets.max())}]"
             )
         target_score = (users * items[targets]).sum(-1, keepdim=True)  # (B, 1)
-        ranks = torch.zeros(b, dtype=torch.long, device=dev)
         target_seen = torch.zeros(b, dtype=torch.bool, device=dev)
-        t_rows, t_cols, t_off = _bucket(rows_all, targets, chunk, n_chunks, rb, n_rb)
+        t_flat = _bucket(rows_all, targets, chunk, n_chunks, rb, n_rb)
+        # Per-tile counts as floats (exact: < chunk <= 2**24); summed over chunks in float64 at the end.
+        counts = torch.empty(n_chunks, b, device=dev)  # (n_chunks, B)
 
-    s_rows = seen_sorted = None
-    if seen is not None and seen.numel():
+    s_flat = None
+    if seen is not None and not seen.numel():
+        seen = None  # e.g. (B, 0): nothing to exclude
+    if seen is not None:
         seen = seen.to(device=dev, dtype=torch.long)
         if seen.ndim != 2 or seen.shape[0] != b:
             raise ValueError(f"seen must have shape ({b}, S), got {tuple(seen.shape)}")
@@ -122,56 +166,65 @@ def _scan(
         valid = seen >= 0
         if targets is not None:
             target_seen = ((seen == targets[:, None]) & valid).any(1)
-        s_rows, s_cols, s_off = _bucket(
-            rows_all[:, None].expand_as(seen)[valid], seen[valid], chunk, n_chunks, rb, n_rb
-        )
-        seen_sorted = seen.sort(1).values  # (B, S), for membership tests of top-K candidates
-
-    m = chunk // g
-    n_groups = (n_chunks - 1) * m + -(-(n - (n_chunks - 1) * chunk) // g)
-    group_max = torch.empty(b, n_groups, device=dev) if k else None  # (B, N/G)
-    buf = torch.empty(rb * chunk, device=dev)  # reused so every tile writes into warm memory
-    for ci in range(n_chunks):
-        start = ci * chunk
-        block = items[start : start + chunk]
-        w = block.shape[0]
-        wp = -(-w // g) * g
-        if wp != w:  # only the last chunk: pad to whole groups; padding never wins nor counts
-            block = torch.cat([block, block.new_zeros(wp - w, d)])
-        for ri in range(n_rb):
-            r0, r1 = ri * rb, min(b, ri * rb + rb)
-            tile = ci * n_rb + ri
-            scores = buf[: (r1 - r0) * wp].view(r1 - r0, wp)
-            torch.mm(users[r0:r1], block.T, out=scores)  # (rows, C)
-            if wp != w:
-                scores[:, w:] = -math.inf
-            if s_rows is not None and s_off[tile + 1] > s_off[tile]:
-                sl = slice(s_off[tile], s_off[tile + 1])
-                scores[s_rows[sl] - r0, s_cols[sl] - start] = -math.inf
-            if group_max is not None:  # group j of this chunk = columns j, j + C/G, j + 2C/G, ...
-                torch.amax(
-                    scores.view(r1 - r0, g, wp // g), 1, out=group_max[r0:r1, ci * m : ci * m + wp // g]
-                )
-            if ranks is not None:
-                # The target column is counted below iff its own score reaches the target score;
-                # subtract it again so only OTHER items count (robust to matmul vs. dot rounding).
-                sl = slice(t_off[tile], t_off[tile + 1])
-                r, col = t_rows[sl], t_cols[sl] - start
-                self_hit = scores[r - r0, col] >= target_score[r, 0]
-                # In place: scores become 1.0 where >= target score (ties count against the target).
-                counts = scores.ge_(target_score[r0:r1]).sum(1)  # (rows,) float, exact below 2**24
-                ranks[r0:r1] += counts.long()
-                ranks.index_add_(0, r, -self_hit.long())
-    if ranks is not None:
-        ranks.masked_fill_(target_seen, n)
+        s_flat = _bucket(rows_all[:, None].expand_as(seen)[valid], seen[valid], chunk, n_chunks, rb, n_rb)
 
     top_val = torch.full((b, k), -math.inf, device=dev)
     top_idx = torch.full((b, k), -1, dtype=torch.long, device=dev)
-    if group_max is not None and n and b:
-        vals, idx = _topk_from_groups(group_max, users, items, k, g, chunk, n_chunks, seen_sorted)
-        kk = min(k, vals.shape[1])
-        top_val[:, :kk], top_idx[:, :kk] = vals[:, :kk], idx[:, :kk]
-        top_idx.masked_fill_(top_val == -math.inf, -1)
+    buf = torch.empty(rb * chunk, device=dev)  # reused so every tile writes into warm memory
+    # levels[l]: (rows, N/(G*H^l)) maxima, reused by every row block; levels[0] are the group maxima.
+    levels = (
+        [torch.empty(rb, n_chunks * m // _FANIN**lvl, device=dev) for lvl in range(n_up + 1)] if k else []
+    )
+    vec_buf = torch.empty(rb * k * g, d, device=dev) if k else None  # re-scored candidates' vectors
+    for ri in range(n_rb):
+        r0, r1 = ri * rb, min(b, ri * rb + rb)
+        rows = r1 - r0
+        for ci, block in enumerate(blocks):
+            tile = ri * n_chunks + ci
+            flat = buf[: rows * chunk]
+            scores = flat.view(rows, chunk)
+            torch.mm(users[r0:r1], block.T, out=scores)  # (rows, C)
+            if pad and ci == n_chunks - 1:
+                scores[:, chunk - pad :] = -math.inf
+            if s_flat is not None and s_flat[tile].numel():  # seen items: excluded from everything
+                flat.index_fill_(0, s_flat[tile], -math.inf)
+            if k:
+                # Group j of this chunk = columns j, j + m, j + 2m, ...: a reduction over the middle
+                # axis of a (rows, G, m) view, which vectorises along m (unlike a (rows, m, G) view).
+                torch.amax(scores.view(rows, g, m), 1, out=levels[0][:rows, ci * m : ci * m + m])
+            if counts is not None:
+                # The target's own column must not count: -inf it (after the group max, where the
+                # target is a legitimate top-K item). Its matmul score may differ from target_score by
+                # rounding, so counting it and subtracting 1 would not be exact.
+                if t_flat[tile].numel():
+                    flat.index_fill_(0, t_flat[tile], -math.inf)
+                # In place: 1.0 where >= target score (ties count against the target), then a
+                # contiguous row sum; both read the tile from L2.
+                torch.sum(scores.ge_(target_score[r0:r1]), 1, out=counts[ci, r0:r1])
+        if k and n:
+            # Upper levels once per row block, not per tile: on this VM every multi-threaded op costs
+            # ~25 us of thread wake-up, as much as a max over a whole level.
+            for lvl in range(1, n_up + 1):
+                mc = m // _FANIN**lvl  # entries per chunk on this level
+                below = levels[lvl - 1][:rows].view(rows, n_chunks, _FANIN, mc)
+                torch.amax(below, 2, out=levels[lvl][:rows].view(rows, n_chunks, mc))
+            vals, idx = _topk_from_levels(
+                [lvl[:rows] for lvl in levels],
+                users[r0:r1],
+                items,
+                k,
+                g,
+                m,
+                None if seen is None else seen[r0:r1],
+                vec_buf,
+            )
+            kk = vals.shape[1]
+            top_val[r0:r1, :kk], top_idx[r0:r1, :kk] = vals, idx
+    top_idx.masked_fill_(top_val == -math.inf, -1)
+
+    if counts is not None:
+        ranks = counts.sum(0, dtype=torch.float64).long()  # (B,)
+        ranks.masked_fill_(target_seen, n)
     return ranks, target_seen, top_val, top_idx
 
 
@@ -197,7 +250,8 @@ def rank_and_topk(
         targets: (B,) held-out item per user, in [0, N).
         seen: (B, S) items to exclude, -1 padded, or None.
         k: length of the top-K lists (0 skips them).
-        chunk_size: items per chunk (users are further split so that a score tile is ~2 MiB).
+        chunk_size: upper bound on items per chunk (capped at 2048 and rounded up to whole groups;
+            users are further split so that a score tile is ~2 MiB).
 
     Returns:
         ranks (B,) long, target_seen (B,) bool, topk_idx (B, K) long (best first; -1 where fewer
@@ -232,7 +286,7 @@ class ExactIndex:
             users: (B, D) query vectors.
             k: number of results per query.
             exclude: (B, S) item indices never to return (e.g. seen items), -1 padded, or None.
-            chunk_size: items scored per matmul.
+            chunk_size: upper bound on items scored per matmul (capped at 2048).
 
         Returns:
             scores (B, K) float32 and idx (B, K) long, best first. When fewer than K items remain
