@@ -55,9 +55,9 @@ def setup_run(cfg: DictConfig, build_module: Callable[[Any], Any]) -> tuple[Any,
     return datamodule, module, trainer
 
 
-def logged(trainer: Any, *prefixes: str) -> dict[str, float]:
-    """The trainer's logged values whose keys start with one of `prefixes`."""
-    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefixes)}
+def results(module: Any, *prefixes: str) -> dict[str, float]:
+    """The module's latest evaluation results whose keys start with one of `prefixes`."""
+    return {k: v for k, v in module.results.items() if k.startswith(prefixes)}
 
 
 def finish_run(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> None:

@@ -14,7 +14,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from vrs.cli.common import CONFIG_DIR, finish_run, friendly_errors, logged, setup_run
+from vrs.cli.common import CONFIG_DIR, finish_run, friendly_errors, results, setup_run
 from vrs.lit.evaluation import RankingModule
 from vrs.lit.module import RecModule
 
@@ -28,10 +28,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if "val" in stages:
         trainer.validate(module, datamodule=datamodule)
-        metrics.update(logged(trainer, "val/"))
+        metrics.update(results(module, "val/"))
     if "test" in stages:
         trainer.test(module, datamodule=datamodule)
-        metrics.update(logged(trainer, "test/", "test_cold/"))
+        metrics.update(results(module, "test/", "test_cold/"))
     finish_run(cfg, trainer, metrics)
     return metrics
 

@@ -10,7 +10,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from vrs.cli.common import CONFIG_DIR, finish_run, friendly_errors, logged, setup_run
+from vrs.cli.common import CONFIG_DIR, finish_run, friendly_errors, results, setup_run
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -33,11 +33,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if checkpoint is not None and checkpoint.best_model_score is not None:
         metrics["val/ndcg_10"] = float(checkpoint.best_model_score)
     else:
-        metrics.update(logged(trainer, "val/ndcg_10"))
+        metrics.update(results(module, "val/ndcg_10"))
     if cfg.test:
         best = checkpoint.best_model_path if checkpoint is not None else ""
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
-        metrics.update(logged(trainer, "test/", "test_cold/"))
+        metrics.update(results(module, "test/", "test_cold/"))
     finish_run(cfg, trainer, metrics)
     return metrics
 

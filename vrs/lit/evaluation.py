@@ -38,6 +38,9 @@ class RankingModule(L.LightningModule):
             {s: RankingMetrics(n_items, ks=self.ks, coverage_k=self.coverage_k) for s in STAGES}
         )
         self.test_stages: list[str] = ["test", "test_cold"]
+        # Latest value of every "{stage}/{metric}" at full float64 precision (logged copies are
+        # float32 tensors).
+        self.results: dict[str, float] = {}
         self._item_vectors: Tensor | None = None
 
     def scorer(self) -> Scorer:
@@ -83,6 +86,7 @@ class RankingModule(L.LightningModule):
             if result["n_users"] > 0:
                 values.update({f"{stage}/{name}": float(v) for name, v in result.items()})
         self._item_vectors = None
+        self.results.update(values)
         # Values are already global (metric states are summed across ranks): no sync_dist, whose
         # mean over ranks could also change the last bit.
         with warnings.catch_warnings():
