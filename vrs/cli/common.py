@@ -13,7 +13,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vrs.io import write_json
+from vrs.io import atomic_write_text, write_json
 
 # configs/ sits at the repository root; VRS_CONFIG_DIR points elsewhere (an installed copy).
 CONFIG_DIR = os.environ.get("VRS_CONFIG_DIR", str(Path(__file__).resolve().parents[2] / "configs"))
@@ -70,8 +70,6 @@ def finish_run(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> None
 
 
 def save_config(cfg: DictConfig, run_dir: Path) -> None:
-    from vrs.io import atomic_write_text
-
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 

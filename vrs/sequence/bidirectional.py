@@ -21,8 +21,3 @@ class BidirectionalUserEncoder(SASRecUserEncoder):
     """
 
     causal: bool = False
-
-    def __init__(
-        self, dim: int, max_len: int, n_events: int, n_layers: int = 2, n_heads: int = 2, dropout: float = 0.2
-    ):
-        super().__init__(dim, max_len, n_events, n_layers=n_layers, n_heads=n_heads, dropout=dropout)
