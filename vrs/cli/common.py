@@ -44,7 +44,7 @@ def setup_run(cfg: DictConfig, build_module: Callable[[Any], Any]) -> tuple[Any,
     datamodule.setup()
     module = build_module(datamodule)
     module.test_stages = datamodule.test_stages()
-    module.attach_data(datamodule.content, datamodule.train_counts)
+    module.attach_data(datamodule.content, datamodule.train_counts, feature_cache=feature_cache(cfg))
     trainer = instantiate(
         cfg.trainer,
         callbacks=instantiate_group(cfg.get("callbacks")),
@@ -53,6 +53,14 @@ def setup_run(cfg: DictConfig, build_module: Callable[[Any], Any]) -> tuple[Any,
     if trainer.is_global_zero:
         save_config(cfg, Path(cfg.paths.output_dir))
     return datamodule, module, trainer
+
+
+def feature_cache(cfg: DictConfig) -> Any:
+    """The on-disk feature cache of frozen encoders (`feature_cache=DIR`; null turns it off)."""
+    from vrs.encoders.cache import FeatureCache
+
+    root = cfg.get("feature_cache")
+    return FeatureCache(root) if root else None
 
 
 def results(module: Any, *prefixes: str) -> dict[str, float]:

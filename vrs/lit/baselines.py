@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from torch import Tensor
 
 from vrs.data.content import ItemContent
+from vrs.encoders.cache import FeatureCache
 from vrs.lit.evaluation import RankingModule, Scorer
 from vrs.models.baselines import PopularityRecommender, VisualProfileRecommender
 
@@ -49,7 +50,12 @@ class BaselineModule(RankingModule):
         return self._scorer
 
     @torch.no_grad()
-    def attach_data(self, content: ItemContent, train_counts: Tensor | None = None) -> None:
+    def attach_data(
+        self,
+        content: ItemContent,
+        train_counts: Tensor | None = None,
+        feature_cache: FeatureCache | None = None,
+    ) -> None:
         if self.kind == "popularity":
             if train_counts is None:
                 raise ValueError("the popularity baseline needs the training-split item counts")
@@ -59,6 +65,9 @@ class BaselineModule(RankingModule):
         if towers.image is None or content.images is None:
             raise ValueError("model=visual_profile needs item images and an encoder with an image tower")
         encoder = towers.image.eval()
-        features = torch.cat([encoder(chunk) for chunk in content.images.split(256)])  # (N, F)
+        if feature_cache is not None:
+            features = feature_cache.features("image", encoder, content.images).clone()  # (N, F)
+        else:
+            features = torch.cat([encoder(chunk) for chunk in content.images.split(256)])  # (N, F)
         features[~content.has_image] = 0.0
         self._scorer = VisualProfileRecommender(features)

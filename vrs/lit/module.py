@@ -13,6 +13,7 @@ from torch import Tensor
 from vrs.data.batch import RecBatch
 from vrs.data.content import ItemContent
 from vrs.encoders.base import Towers
+from vrs.encoders.cache import FeatureCache
 from vrs.lit.evaluation import RankingModule, Scorer
 from vrs.losses import FullSoftmaxLoss
 from vrs.models.item_tower import ItemTower
@@ -91,10 +92,16 @@ class RecModule(RankingModule):
     def scorer(self) -> Scorer:
         return self.net
 
-    def attach_data(self, content: ItemContent, train_counts: Tensor | None = None) -> None:
+    def attach_data(
+        self,
+        content: ItemContent,
+        train_counts: Tensor | None = None,
+        feature_cache: FeatureCache | None = None,
+    ) -> None:
         """Hands the catalogue content to the model (and, when training, the training-split counts).
 
-        A reloaded checkpoint already holds its training counts: pass `content` alone.
+        A reloaded checkpoint already holds its training counts: pass `content` alone. Frozen
+        encoders read their features from `feature_cache` when given (see `ItemTower.set_content`).
         """
         if len(content) != self.hparams.n_items:
             raise ValueError(
@@ -104,7 +111,7 @@ class RecModule(RankingModule):
         if train_counts is not None:
             self.train_counts = train_counts.float().to(self.train_counts.device)
         known = self.train_counts > 0 if bool(self.train_counts.any()) else None
-        self.net.item_tower.set_content(content, known_items=known)
+        self.net.item_tower.set_content(content, known_items=known, feature_cache=feature_cache)
         self.item_log_q = training_log_q(self.train_counts)
 
     def training_step(self, batch: RecBatch, batch_idx: int) -> Tensor:

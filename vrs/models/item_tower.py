@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from vrs.data.content import ItemContent
 from vrs.encoders.base import Towers
+from vrs.encoders.cache import FeatureCache
 
 
 def drop_modalities(
@@ -129,7 +130,12 @@ class ItemTower(nn.Module):
         return torch.cat([encoder(chunk) for chunk in inputs.split(self.chunk_size)], dim=0)
 
     @torch.no_grad()
-    def set_content(self, content: ItemContent, known_items: Tensor | None = None) -> None:
+    def set_content(
+        self,
+        content: ItemContent,
+        known_items: Tensor | None = None,
+        feature_cache: FeatureCache | None = None,
+    ) -> None:
         """Attach the catalogue's content (and, with frozen encoders, cache its features).
 
         Args:
@@ -137,6 +143,8 @@ class ItemTower(nn.Module):
             known_items: (N,) bool, items seen in training. The ID embedding of any other item was
                 never trained, so its "id" modality counts as absent (cold items are scored from
                 their content). None: every ID is present.
+            feature_cache: with frozen encoders, read features from this on-disk cache (encoding
+                and storing only what it lacks) instead of encoding the catalogue in memory.
         """
         if len(content) != self.n_items:
             raise ValueError(f"content has {len(content)} items, the tower was built for {self.n_items}")
@@ -155,16 +163,24 @@ class ItemTower(nn.Module):
             else:
                 images = content.images.to(device)
             if self.freeze_encoders:
-                self.image_feats = self._encode(self.image_encoder, images)  # (N, F)
+                self.image_feats = self._frozen_features("image", self.image_encoder, images, feature_cache)
             else:
                 self.images = images
         if self.text_encoder is not None:
             tokens = self.text_encoder.tokenize(list(content.texts)).to(device)  # (N, L)
             if self.freeze_encoders:
-                self.text_feats = self._encode(self.text_encoder, tokens)  # (N, F)
+                self.text_feats = self._frozen_features("text", self.text_encoder, tokens, feature_cache)
             else:
                 self.tokens = tokens
         self._has_content = True
+
+    def _frozen_features(
+        self, modality: str, encoder: nn.Module, inputs: Tensor, cache: FeatureCache | None
+    ) -> Tensor:
+        """(N, F) features of a frozen encoder, from the on-disk cache when there is one."""
+        if cache is None:
+            return self._encode(encoder, inputs)
+        return cache.features(modality, encoder, inputs).to(inputs.device)
 
     def modality_features(self, idx: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Per-modality features and presence flags of items `idx` (all N when None).
