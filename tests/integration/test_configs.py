@@ -8,13 +8,14 @@ import pytest
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from tests.conftest import compose_config
 from vrs.cli.common import CONFIG_DIR
 from vrs.data.batch import RecBatch
 from vrs.data.content import ItemContent
 from vrs.encoders.base import EncoderWeightsError
-from vrs.lit.module import RecModule
+from vrs.lit.module import RecModule, build_towers
 
 CONFIGS = Path(CONFIG_DIR)
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
@@ -89,7 +90,7 @@ def test_checkpoint_hparams_rebuild_without_hydra(tmp_path: Path) -> None:
 def test_clip_b32_without_offline_weights_fails_clearly(tmp_path: Path) -> None:
     cfg = compose_config("train", ["encoder=clip_b32"], tmp_path)
     with pytest.raises((EncoderWeightsError, InstantiationException)) as info:
-        instantiate(cfg.encoder)
+        build_towers(OmegaConf.to_container(cfg.encoder, resolve=True))
     err = info.value if isinstance(info.value, EncoderWeightsError) else info.value.__cause__
     assert isinstance(err, EncoderWeightsError)
     assert "ViT-B-32" in str(err) and "encoder.pretrained" in str(err)

@@ -68,6 +68,7 @@ def test_key_changes_with_weights_settings_and_every_input_byte(images: torch.Te
     changed[N - 1, 2, 15, 15] ^= 1  # one bit of one pixel
     assert cache.key("image", _encoder(0), changed) != base
     assert cache.key("text", _encoder(0), images) != base
+    assert cache.key("image", nn.BatchNorm2d(3), images)  # 0-dim buffers (num_batches_tracked) hash too
 
 
 def test_interrupted_extraction_leaves_no_entry_and_resumes(tmp_path: Path, images: torch.Tensor) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from vrs.encoders.base import EncoderWeightsError, Towers
@@ -18,6 +17,7 @@ from vrs.encoders.timm import (
     load_lukemelas_state_dict,
     load_timm_checkpoint,
 )
+from vrs.lit.module import build_towers
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "encoder"
 
@@ -210,7 +210,7 @@ def test_hf_encoder_missing_folder_names_it() -> None:
     [("effnet", 1280, 32), ("minilm", None, 384), ("effnet_minilm", 1280, 384)],
 )
 def test_pretrained_encoder_configs_instantiate(name: str, image_dim: int | None, text_dim: int) -> None:
-    towers = instantiate(OmegaConf.load(CONFIGS / f"{name}.yaml"))
+    towers = build_towers(OmegaConf.to_container(OmegaConf.load(CONFIGS / f"{name}.yaml")))
     assert isinstance(towers, Towers)
     assert (towers.image.out_dim if towers.image is not None else None) == image_dim
     assert towers.text.out_dim == text_dim

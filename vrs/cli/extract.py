@@ -13,7 +13,7 @@ import time
 
 import hydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from vrs.cli.common import CONFIG_DIR, friendly_errors
 
@@ -26,6 +26,7 @@ def extract(cfg: DictConfig) -> dict[str, str]:
 
     from vrs.encoders.cache import FeatureCache
     from vrs.lit.extraction import ExtractionJob, FeatureExtractionModule
+    from vrs.lit.module import build_towers
 
     wanted = list(cfg.modalities)
     if not wanted or set(wanted) - set(MODALITIES):
@@ -37,7 +38,7 @@ def extract(cfg: DictConfig) -> dict[str, str]:
     datamodule.prepare_data()
     datamodule.setup()
     content = datamodule.content
-    towers = instantiate(cfg.encoder, _convert_="all")
+    towers = build_towers(OmegaConf.to_container(cfg.encoder, resolve=True))
     jobs = []
     if "image" in wanted and towers.image is not None:
         if content.images is None:

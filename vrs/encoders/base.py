@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,6 +29,10 @@ class ImageEncoder(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute activations in the backward pass instead of storing them (less memory)."""
+        raise ValueError(f"{type(self).__name__} does not support gradient checkpointing")
+
 
 class TextEncoder(nn.Module):
     """Strings -> (n, L) token ids -> (n, out_dim). `fixed_weights`: as for ImageEncoder."""
@@ -41,6 +46,10 @@ class TextEncoder(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute activations in the backward pass instead of storing them (less memory)."""
+        raise ValueError(f"{type(self).__name__} does not support gradient checkpointing")
+
 
 @dataclass
 class Towers:
@@ -48,6 +57,55 @@ class Towers:
 
     image: ImageEncoder | None
     text: TextEncoder | None
+
+
+# Numbered stages of the architectures vrs wraps: timm `blocks.i`, open_clip `resblocks.i`, Hugging
+# Face `layer.i` / `layers.i`, and the `features.i` of the small CNNs.
+_BLOCK = re.compile(r"(?:^|\.)(?:blocks|resblocks|layers?|features)\.(\d+)\.")
+
+
+def layer_blocks(
+    encoder: nn.Module,
+) -> tuple[list[nn.Parameter], list[list[nn.Parameter]], list[nn.Parameter]]:
+    """Splits an encoder's parameters, in registration order, into (stem, numbered blocks, head):
+    parameters before the first numbered block, each block's, and everything after the last."""
+    stem: list[nn.Parameter] = []
+    blocks: dict[str, list[nn.Parameter]] = {}
+    head: list[nn.Parameter] = []
+    for name, param in encoder.named_parameters():
+        match = _BLOCK.search(name)
+        if match:
+            # The block key includes the path before the number, so nested stacks stay apart.
+            blocks.setdefault(name[: match.end()], []).append(param)
+        elif blocks:
+            head.append(param)
+        else:
+            stem.append(param)
+    return stem, list(blocks.values()), head
+
+
+def set_trainable_layers(encoder: nn.Module, k: int | None) -> None:
+    """Trains only the last `k` numbered blocks of `encoder` and everything after them (the head);
+    `k=0` freezes it all, `None` trains it all. An encoder without numbered blocks counts as one.
+
+    Raises:
+        ValueError: `k` outside 0..number of blocks.
+    """
+    if k is None:
+        encoder.requires_grad_(True)
+        return
+    stem, blocks, head = layer_blocks(encoder)
+    if not blocks:  # no numbered stages: the encoder is one block
+        blocks, head = [stem + head], []
+    if k < 0 or k > len(blocks):
+        raise ValueError(
+            f"trainable_layers={k}: {type(encoder).__name__} has {len(blocks)} trainable blocks; "
+            f"expected 0..{len(blocks)} or null (train everything)"
+        )
+    encoder.requires_grad_(False)
+    if k:
+        for param in [p for block in blocks[-k:] for p in block] + head:
+            param.requires_grad_(True)
 
 
 @contextlib.contextmanager

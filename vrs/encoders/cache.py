@@ -45,7 +45,7 @@ def encoder_identity(encoder: nn.Module) -> dict[str, Any]:
         sha.update(name.encode())
         t = tensor.detach().cpu().contiguous()
         sha.update(str((t.dtype, tuple(t.shape))).encode())
-        sha.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        sha.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     settings: dict[str, Any] = {}
     for module_name, module in encoder.named_modules():
         for attr, value in vars(module).items():
@@ -66,7 +66,7 @@ def inputs_digest(inputs: Tensor) -> str:
     t = inputs.detach().cpu().contiguous()
     sha = hashlib.blake2b(digest_size=16)
     sha.update(str((t.dtype, tuple(t.shape))).encode())
-    sha.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    sha.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return sha.hexdigest()
 
 

@@ -86,6 +86,12 @@ class HFTextEncoder(TextEncoder):
         self.out_dim = int(self.model.config.hidden_size)
         self.fixed_weights = True  # loaded from a local folder
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        if enable:
+            self.model.gradient_checkpointing_enable()
+        else:
+            self.model.gradient_checkpointing_disable()
+
     def tokenize(self, texts: list[str]) -> Tensor:
         """Strings -> (n, L) long ids, truncated and right-padded to L = max_length."""
         if len(texts) == 0:

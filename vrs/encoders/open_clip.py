@@ -70,6 +70,9 @@ class OpenClipImageEncoder(ImageEncoder):
         self.visual.train(was_training)
         return int(dim)
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.visual.set_grad_checkpointing(enable)
+
     def forward(self, images: Tensor) -> Tensor:
         """(n, 3, H, W) uint8 or float in [0, 1] -> (n, out_dim) unnormalised CLIP embeddings."""
         x = resize_normalize(images, self.image_size, self.mean, self.std)  # (n, 3, S, S)
@@ -111,6 +114,12 @@ class OpenClipTextEncoder(TextEncoder):
     def tokenize(self, texts: list[str]) -> Tensor:
         """Strings -> (n, L) long token ids (open_clip tokenizer, truncated to L)."""
         return self.tokenizer(list(texts), context_length=self.context_length)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        if self.text is not None:
+            self.text.set_grad_checkpointing(enable)
+        else:
+            self.transformer.grad_checkpointing = enable
 
     def forward(self, tokens: Tensor) -> Tensor:
         """(n, L) long -> (n, out_dim) unnormalised CLIP text embeddings."""

@@ -230,6 +230,9 @@ class TimmImageEncoder(ImageEncoder):
                     module.eval()
         return self
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.model.set_grad_checkpointing(enable)
+
     def forward(self, images: Tensor) -> Tensor:
         """(n, 3, H, W) uint8 or float in [0, 1] -> (n, out_dim) pooled features."""
         x = resize_normalize(images, self.image_size, self.mean, self.std)  # (n, 3, S, S)

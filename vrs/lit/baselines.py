@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from torch import Tensor
 
 from vrs.data.content import ItemContent
 from vrs.encoders.cache import FeatureCache
 from vrs.lit.evaluation import RankingModule, Scorer
+from vrs.lit.module import build_towers
 from vrs.models.baselines import PopularityRecommender, VisualProfileRecommender
 
 KINDS = ("popularity", "visual_profile")
@@ -61,7 +61,7 @@ class BaselineModule(RankingModule):
                 raise ValueError("the popularity baseline needs the training-split item counts")
             self._scorer = PopularityRecommender(train_counts.float())
             return
-        towers = instantiate(self.encoder_cfg, _convert_="all")
+        towers = build_towers(self.encoder_cfg)
         if towers.image is None or content.images is None:
             raise ValueError("model=visual_profile needs item images and an encoder with an image tower")
         encoder = towers.image.eval()

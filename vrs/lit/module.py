@@ -8,16 +8,21 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from vrs.data.batch import RecBatch
 from vrs.data.content import ItemContent
-from vrs.encoders.base import Towers
+from vrs.encoders.base import Towers, set_trainable_layers
 from vrs.encoders.cache import FeatureCache
 from vrs.lit.evaluation import RankingModule, Scorer
-from vrs.losses import FullSoftmaxLoss
+from vrs.losses import FullSoftmaxLoss, InBatchLoss
 from vrs.models.item_tower import ItemTower
 from vrs.models.recommender import Recommender
+
+# Keys of the `encoder` config group that set up fine-tuning (read here, not by the tower builders).
+TUNING_KEYS = ("freeze", "trainable_layers", "lr", "gradient_checkpointing", "finetune_negatives")
+FINETUNE_NEGATIVES = ("in_batch", "catalogue")
 
 
 class RecModule(RankingModule):
@@ -34,6 +39,13 @@ class RecModule(RankingModule):
         dim: item and user vector size D.
         use_id: add a learned item-ID embedding to the item tower.
         freeze_encoders: keep encoder weights fixed and cache their features.
+        trainable_layers: with trainable encoders, train only the last K blocks of each (and what
+            follows them); None trains every layer.
+        encoder_lr: learning rate of the encoder weights (None: the optimiser's).
+        gradient_checkpointing: recompute encoder activations in the backward pass (less memory).
+        finetune_negatives: "in_batch" replaces a full_softmax loss by in-batch negatives (gathered
+            across ranks) while encoder weights train, since re-encoding the whole catalogue every
+            step is unaffordable for real encoders; "catalogue" keeps the configured loss.
         modality_dropout: per-item probability of dropping a modality while training.
         feature_norm: LayerNorm on each encoder's features before fusion.
         encoder: `_target_` dict building a `Towers` (None: no content towers).
@@ -54,6 +66,10 @@ class RecModule(RankingModule):
         dim: int = 64,
         use_id: bool = True,
         freeze_encoders: bool = False,
+        trainable_layers: int | None = None,
+        encoder_lr: float | None = None,
+        gradient_checkpointing: bool = False,
+        finetune_negatives: str = "in_batch",
         modality_dropout: float = 0.0,
         feature_norm: bool = True,
         encoder: dict[str, Any] | None = None,
@@ -67,7 +83,18 @@ class RecModule(RankingModule):
     ) -> None:
         super().__init__(n_items, evaluation)
         self.save_hyperparameters()
-        towers = _build(encoder) if encoder else Towers(image=None, text=None)
+        if finetune_negatives not in FINETUNE_NEGATIVES:
+            raise ValueError(
+                f"finetune_negatives must be one of {FINETUNE_NEGATIVES}, got {finetune_negatives!r}"
+            )
+        towers = build_towers(encoder)
+        for enc in (towers.image, towers.text):
+            if enc is None or freeze_encoders:
+                continue
+            if trainable_layers is not None:
+                set_trainable_layers(enc, trainable_layers)
+            if gradient_checkpointing:
+                enc.set_grad_checkpointing(True)
         fusion_factory = _build(fusion or {"_target_": "vrs.fusion.concat.ConcatFusion", "_partial_": True})
         user_factory = _build(
             user or {"_target_": "vrs.sequence.sasrec.SASRecUserEncoder", "_partial_": True}
@@ -84,6 +111,16 @@ class RecModule(RankingModule):
         )
         self.net = Recommender(tower, user_factory(dim=dim, max_len=max_len, n_events=n_events))
         self.loss_fn = _build(loss or {"_target_": "vrs.losses.FullSoftmaxLoss"})
+        self.encoders_train = any(p.requires_grad for e in tower.encoders() for p in e.parameters())
+        if (
+            self.encoders_train
+            and finetune_negatives == "in_batch"
+            and isinstance(self.loss_fn, FullSoftmaxLoss)
+        ):
+            rank_zero_info(
+                "encoder weights train: full_softmax becomes in-batch negatives (finetune_negatives)"
+            )
+            self.loss_fn = InBatchLoss(temperature=self.loss_fn.temperature)
         # Training-split item counts travel with the checkpoint: they define which IDs were trained
         # and the popularity q(item) of logQ-corrected losses.
         self.register_buffer("train_counts", torch.zeros(n_items))
@@ -162,9 +199,15 @@ class RecModule(RankingModule):
             checkpoint["state_dict"].update({k: v for k, v in own.items() if k.startswith(prefixes)})
 
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
+        encoder_ids = {id(p) for e in self.net.item_tower.encoders() for p in e.parameters()}
+        trained = [p for p in self.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in trained if id(p) not in encoder_ids]}]
+        encoder_params = [p for p in trained if id(p) in encoder_ids]
+        if encoder_params:
+            lr = self.hparams.get("encoder_lr")
+            groups.append({"params": encoder_params} | ({"lr": lr} if lr is not None else {}))
         optimizer = _build(self.hparams.optimizer or {"_target_": "torch.optim.AdamW", "_partial_": True})(
-            params=params
+            params=groups
         )
         if not self.hparams.scheduler:
             return optimizer
@@ -180,6 +223,13 @@ def training_log_q(counts: Tensor) -> Tensor:
     if not bool(counts.any()):
         return torch.full_like(counts, -math.log(counts.numel()))
     return (counts / counts.sum()).log()  # log 0 = -inf
+
+
+def build_towers(node: dict[str, Any] | None) -> Towers:
+    """The towers of an `encoder` group node; its fine-tuning keys are RecModule's, not the builder's."""
+    if not node:
+        return Towers(image=None, text=None)
+    return _build({k: v for k, v in node.items() if k not in TUNING_KEYS})
 
 
 def _build(node: dict[str, Any]) -> Any:

@@ -1,0 +1,138 @@
+"""End-to-end fine-tuning: trainable blocks, encoder learning rate, checkpointing, in-batch negatives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vrs.data.batch import RecBatch
+from vrs.data.content import ItemContent
+from vrs.encoders.base import layer_blocks, set_trainable_layers
+from vrs.encoders.open_clip import build_open_clip_towers
+from vrs.encoders.toy import ToyTextEncoder
+from vrs.lit.module import RecModule
+from vrs.losses import FullSoftmaxLoss, InBatchLoss
+
+N = 12
+TINY_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 16, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 8, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+TOY = {"_target_": "vrs.encoders.toy.build_toy_towers", "image_dim": 8, "text_dim": 8, "image_size": 16}
+
+
+def _trainable(module: torch.nn.Module) -> set[str]:
+    return {n for n, p in module.named_parameters() if p.requires_grad}
+
+
+def test_trainable_layers_keeps_the_last_blocks_and_the_head() -> None:
+    torch.manual_seed(0)
+    image = build_open_clip_towers("tiny", None, TINY_CLIP).image
+    set_trainable_layers(image, 1)
+    names = _trainable(image)
+    assert names and all(
+        n.startswith(("visual.transformer.resblocks.1.", "visual.ln_post", "visual.proj")) for n in names
+    )
+    assert any(n.startswith("visual.ln_post") for n in names)
+    set_trainable_layers(image, 0)
+    assert not _trainable(image)
+    set_trainable_layers(image, None)
+    assert _trainable(image) == {n for n, _ in image.named_parameters()}
+    with pytest.raises(ValueError, match=r"trainable_layers=3: .* 2 trainable blocks"):
+        set_trainable_layers(image, 3)
+    text = ToyTextEncoder(out_dim=8)  # no numbered blocks: one block
+    assert layer_blocks(text)[1] == []
+    set_trainable_layers(text, 1)
+    assert _trainable(text) == {n for n, _ in text.named_parameters()}
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        towers = build_open_clip_towers("tiny", None, TINY_CLIP)
+        image, text = towers.image.train(), towers.text.train()
+        if checkpointing:
+            image.set_grad_checkpointing(True)
+            text.set_grad_checkpointing(True)
+        torch.manual_seed(1)
+        pixels = torch.rand(3, 3, 16, 16)
+        loss = (
+            image(pixels).square().sum() + text(text.tokenize(["a red shirt", "blue", "x y"])).square().sum()
+        )
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in [*image.parameters(), *text.parameters()]]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+    with pytest.raises(ValueError, match="ToyTextEncoder does not support gradient checkpointing"):
+        ToyTextEncoder().set_grad_checkpointing(True)
+
+
+def _content() -> ItemContent:
+    torch.manual_seed(0)
+    return ItemContent(
+        images=torch.randint(0, 256, (N, 3, 16, 16), dtype=torch.uint8),
+        has_image=torch.ones(N, dtype=torch.bool),
+        texts=[f"item {i} shirt" for i in range(N)],
+        has_text=torch.ones(N, dtype=torch.bool),
+    )
+
+
+def _batch() -> RecBatch:
+    items = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]])  # (B, T)
+    mask = torch.ones_like(items, dtype=torch.bool)
+    targets = torch.where(torch.arange(4) < 3, items.roll(-1, 1), -1)  # (B, T)
+    return RecBatch(items=items, events=mask.long(), mask=mask, targets=targets)
+
+
+def _module(**kwargs) -> RecModule:
+    torch.manual_seed(0)
+    module = RecModule(N, 1, 4, dim=8, encoder=TOY, **kwargs)
+    module.attach_data(_content(), torch.ones(N))
+    return module
+
+
+def _step(module: RecModule) -> dict[str, torch.Tensor]:
+    """One optimiser step; returns the state before it."""
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    optimizer = module.configure_optimizers()
+    module.train()
+    module.training_step(_batch(), 0).backward()
+    optimizer.step()
+    return before
+
+
+def test_trainable_blocks_change_and_frozen_ones_do_not() -> None:
+    module = _module(trainable_layers=1, encoder_lr=0.05, finetune_negatives="catalogue")
+    image = module.net.item_tower.image_encoder
+    before = _step(module)
+    after = module.state_dict()
+    prefix = "net.item_tower.image_encoder."
+    trained = {prefix + n for n, p in image.named_parameters() if p.requires_grad}
+    frozen = {prefix + n for n, p in image.named_parameters() if not p.requires_grad}
+    assert trained and frozen
+    assert all(not torch.equal(before[k], after[k]) for k in trained)
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    groups = module.configure_optimizers().param_groups
+    assert groups[1]["lr"] == 0.05 and groups[0]["lr"] == 0.001  # encoders get their own rate
+    assert sum(len(g["params"]) for g in groups) == sum(p.requires_grad for p in module.parameters())
+
+
+def test_frozen_encoders_do_not_change() -> None:
+    module = _module(freeze_encoders=True)
+    before = _step(module)
+    after = module.state_dict()
+    enc = [
+        k for k in after if k.startswith(("net.item_tower.image_encoder.", "net.item_tower.text_encoder."))
+    ]
+    assert enc and all(torch.equal(before[k], after[k]) for k in enc)
+    assert any(not torch.equal(before[k], after[k]) for k in after if k.startswith("net.item_tower.fusion."))
+
+
+def test_training_encoders_switch_full_softmax_to_in_batch_negatives() -> None:
+    assert isinstance(_module(finetune_negatives="in_batch").loss_fn, InBatchLoss)
+    assert isinstance(_module(finetune_negatives="catalogue").loss_fn, FullSoftmaxLoss)
+    assert isinstance(_module(freeze_encoders=True).loss_fn, FullSoftmaxLoss)  # nothing trains
+    assert isinstance(_module(trainable_layers=0).loss_fn, FullSoftmaxLoss)
+    with pytest.raises(ValueError, match="finetune_negatives"):
+        _module(finetune_negatives="sometimes")
