@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from vrs.data.schema import DatasetError, write_dataset
+from vrs.data.adapters.common import SourceTables, write_prepared
+from vrs.data.adapters.preprocess import PrepareReport, Preprocess, counts
+from vrs.data.schema import DatasetError
 
 NAMES = ("Beauty", "Sports_and_Outdoors", "Toys_and_Games", "Yelp", "LastFM")
 
@@ -67,13 +69,21 @@ def read_amazon_seq(in_dir: str | Path, name: str) -> tuple[pd.DataFrame, pd.Dat
     return catalogue, interactions
 
 
-def convert_amazon_seq(in_dir: str | Path, out_dir: str | Path, name: str) -> Path:
-    """Writes the canonical dataset for `name` into `out_dir` (idempotent: same input, same files)."""
+def convert_amazon_seq(
+    in_dir: str | Path, out_dir: str | Path, name: str, preprocess: Preprocess | None = None
+) -> Path:
+    """Writes the canonical dataset for `name` into `out_dir` (idempotent: same input, same files).
+
+    `preprocess` (shared options, see :mod:`vrs.data.adapters.preprocess`) runs before writing; what it
+    dropped is reported under ``preparation`` in ``dataset.json``.
+    """
     items, interactions = read_amazon_seq(in_dir, name)
-    return write_dataset(
+    report = PrepareReport(source=f"amazon_seq/{name}", read=counts(interactions, items))
+    return write_prepared(
         out_dir,
-        items,
-        interactions,
+        SourceTables(items, interactions, report),
+        preprocess,
+        "copy",
         name=f"amazon_seq/{name}",
         source=f"S3-Rec benchmark files ({Path(in_dir) / name}.txt)",
         licence="research use only (Amazon review data, Yelp dataset, HetRec LastFM)",

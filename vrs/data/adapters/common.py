@@ -1,0 +1,264 @@
+"""What the source adapters share: reading text tables with line numbers, parsing columns with errors
+that name file and line, placing images under ``out_dir/images``, and writing the prepared dataset.
+
+A reader returns :class:`SourceTables`: canonical tables whose ``image`` column holds paths relative
+to the source's image folder; :func:`write_prepared` preprocesses them, copies or links the images
+of the items kept to the same relative paths under ``out_dir/images`` and writes the dataset with its
+:class:`PrepareReport` in ``dataset.json`` (key ``preparation``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vrs.data.adapters.preprocess import PrepareReport, Preprocess, apply_preprocess
+from vrs.data.schema import IMAGES_DIR, DatasetError, _preview, write_dataset
+
+IMAGE_MODES = ("copy", "symlink")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+PREPARATION_KEY = "preparation"
+
+
+@dataclass
+class SourceTables:
+    """A source read into canonical tables, before preprocessing.
+
+    Attributes:
+        items: canonical items; ``image`` is a path relative to ``image_root`` (or null).
+        interactions: canonical interactions (extra columns such as ``rating`` are kept).
+        report: what was read, dropped while reading, and notes.
+        image_root: the folder the ``image`` paths are relative to; None when no item has one.
+    """
+
+    items: pd.DataFrame
+    interactions: pd.DataFrame
+    report: PrepareReport
+    image_root: Path | None = None
+
+
+def find_file(path: Path, expected: str) -> Path:
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found; expected {expected}")
+    return path
+
+
+def read_table(
+    path: Path,
+    *,
+    sep: str,
+    names: Sequence[str] | None = None,
+    encoding: str = "utf-8",
+    quoting: int = csv.QUOTE_MINIMAL,
+) -> pd.DataFrame:
+    """An all-string table indexed by 1-based file line number; blank lines are skipped.
+
+    Args:
+        path: the file.
+        sep: field separator.
+        names: column names of a file without a header line; None reads the header line.
+        encoding: text encoding.
+        quoting: ``csv`` quoting mode.
+
+    Raises:
+        DatasetError: when a line has more fields than the header (file and line named).
+    """
+    try:
+        df = pd.read_csv(
+            path, sep=sep, header=None if names is not None else 0, names=names, dtype="str",
+            keep_default_na=False, na_values=[""], skip_blank_lines=False, index_col=False,
+            encoding=encoding, quoting=quoting, engine="c",
+        )  # fmt: skip
+    except pd.errors.ParserError as err:
+        raise DatasetError(f"{path}: {err} (expected {sep!r}-separated fields)") from err
+    except (UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        raise DatasetError(f"{path}: cannot read ({err}); expected {encoding} text") from err
+    df.index = np.arange(len(df)) + (1 if names is not None else 2)  # line numbers (no quoted newlines)
+    blank = df.isna().all(axis=1).to_numpy()
+    return df[~blank] if blank.any() else df
+
+
+def require_columns(df: pd.DataFrame, path: Path, required: Sequence[str]) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DatasetError(
+            f"{path}: missing column(s) {missing}; expected columns {list(required)} "
+            f"(found {list(map(str, df.columns))})"
+        )
+
+
+def _fail(path: Path, df: pd.DataFrame, bad: np.ndarray, column: str, problem: str, expected: str) -> None:
+    row = int(np.flatnonzero(bad)[0])
+    value = df[column].iloc[row]
+    what = "is empty" if pd.isna(value) else f"value {value!r} {problem}"
+    raise DatasetError(
+        f"{path}: line {df.index[row]}: column '{column}' {what}; expected {expected} "
+        f"({int(bad.sum())} bad line(s) in all)"
+    )
+
+
+def require_filled(df: pd.DataFrame, path: Path, columns: Iterable[str], expected: str) -> None:
+    for column in columns:
+        bad = df[column].isna().to_numpy()
+        if bad.any():
+            _fail(path, df, bad, column, "", expected)
+
+
+def parse_number(
+    df: pd.DataFrame, path: Path, column: str, expected: str, integer: bool, allow_missing: bool = False
+) -> pd.Series:
+    """Column as int64 (``integer``) or float64; a non-number names its file and line.
+
+    ``allow_missing`` lets empty cells through as NaN (floats only).
+    """
+    values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if allow_missing:
+        bad &= df[column].notna().to_numpy()
+    if integer:
+        bad |= np.isfinite(values) & (values != np.round(values))
+    if bad.any():
+        _fail(path, df, bad, column, "is not " + ("an integer" if integer else "a number"), expected)
+    return pd.Series(values.astype(np.int64) if integer else values, index=df.index)
+
+
+def require_known(
+    df: pd.DataFrame, path: Path, column: str, known: pd.Index, where: str, hint: str = ""
+) -> None:
+    """Raises naming the first line whose ``column`` is not in ``known`` (ids listed in ``where``)."""
+    ok = df[column].isin(known).to_numpy()
+    if not ok.all():
+        unknown = pd.unique(df[column].to_numpy()[~ok])
+        _fail(
+            path,
+            df,
+            ~ok,
+            column,
+            f"is not in {where}",
+            f"ids listed there (unknown: {_preview(unknown)}){hint}",
+        )
+
+
+def require_unique(df: pd.DataFrame, path: Path, column: str) -> None:
+    dup = df[column].duplicated().to_numpy()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        value = df[column].iloc[row]
+        first = df.index[int(np.flatnonzero((df[column] == value).to_numpy())[0])]
+        raise DatasetError(
+            f"{path}: line {df.index[row]}: column '{column}' value {value!r} repeats line {first}; "
+            f"expected unique ids ({int(dup.sum())} repeated line(s) in all)"
+        )
+
+
+def list_files(root: Path) -> set[str]:
+    """Every file under ``root`` as a posix path relative to it (one directory walk)."""
+    out: set[str] = set()
+    for folder, _, files in os.walk(root):
+        rel = Path(folder).relative_to(root).as_posix()
+        prefix = "" if rel == "." else rel + "/"
+        out.update(prefix + f for f in files)
+    return out
+
+
+def images_by_id(item_ids: pd.Series, files: set[str]) -> pd.Series:
+    """``<item_id>.<ext>`` for the first of ``IMAGE_EXTENSIONS`` in ``files``, else null."""
+    found = pd.Series(None, index=item_ids.index, dtype="str")
+    for ext in IMAGE_EXTENSIONS:
+        candidate = item_ids + ext
+        found = found.fillna(candidate.where(candidate.isin(files)))
+    return found
+
+
+def _check_disjoint(out_images: Path, image_root: Path) -> None:
+    a, b = out_images.resolve(), image_root.resolve()
+    if a == b or a in b.parents:  # pruning stale images would then delete source files
+        raise ValueError(f"out_dir images folder {a} holds the source images {b}; choose another out_dir")
+
+
+def _same(src: Path, dst: Path, mode: str) -> bool:
+    if mode == "symlink":
+        return dst.is_symlink() and os.readlink(dst) == str(src)
+    if dst.is_symlink() or not dst.is_file():
+        return False
+    a, b = src.stat(), dst.stat()
+    return a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns
+
+
+def place_images(out_dir: Path, rel_paths: pd.Series, image_root: Path, mode: str) -> pd.Series:
+    """Copies (or symlinks) ``image_root/rel`` to ``out_dir/images/rel``; unchanged files are skipped.
+
+    Returns:
+        The canonical ``image`` column: ``images/rel`` or null.
+    """
+    if mode not in IMAGE_MODES:
+        raise ValueError(f"image_mode must be one of {IMAGE_MODES}, got {mode!r}")
+    out_images = out_dir / IMAGES_DIR
+    _check_disjoint(out_images, image_root)
+    src_root = image_root.resolve()
+    for rel in pd.unique(rel_paths.dropna().to_numpy()):
+        src, dst = src_root / rel, out_images / rel
+        if _same(src, dst, mode):
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.is_symlink() or dst.exists():
+            dst.unlink()
+        if mode == "symlink":
+            dst.symlink_to(src)
+        else:
+            shutil.copy2(src, dst)  # keeps mtime, so a rerun recognises the copy
+    return (IMAGES_DIR + "/" + rel_paths).where(rel_paths.notna(), None)
+
+
+def _prune_images(out_dir: Path, keep: Iterable[str]) -> None:
+    """Removes files under ``out_dir/images`` that no item names any more (from an earlier run)."""
+    images = out_dir / IMAGES_DIR
+    if not images.is_dir():
+        return
+    wanted = {str(p)[len(IMAGES_DIR) + 1 :] for p in keep}
+    for rel in list_files(images) - wanted:
+        (images / rel).unlink()
+    for folder, _, _ in sorted(os.walk(images), key=lambda w: -len(w[0])):
+        if folder != str(images) and not os.listdir(folder):
+            os.rmdir(folder)
+
+
+def write_prepared(
+    out_dir: str | Path,
+    tables: SourceTables,
+    preprocess: Preprocess | None,
+    image_mode: str,
+    *,
+    name: str,
+    source: str,
+    licence: str,
+) -> Path:
+    """Preprocesses, places images and writes the canonical dataset with its report.
+
+    Idempotent: the same input and options give the same files (images already in place are kept;
+    images of an earlier run that no item names any more are removed).
+
+    Returns:
+        ``out_dir`` as a Path.
+    """
+    out_dir = Path(out_dir)
+    report = tables.report
+    items, inter = apply_preprocess(tables.items, tables.interactions, preprocess or Preprocess(), report)
+    items = items.copy()
+    if tables.image_root is not None and items["image"].notna().any():
+        items["image"] = place_images(out_dir, items["image"], tables.image_root, image_mode)
+    else:
+        items["image"] = None
+    write_dataset(
+        out_dir, items, inter, name=name, source=source, licence=licence,
+        extra_meta={PREPARATION_KEY: report.to_dict()},
+    )  # fmt: skip
+    _prune_images(out_dir, items["image"].dropna())
+    return out_dir
