@@ -126,3 +126,15 @@ def test_frozen_item_tower_reads_the_cache_without_calling_encoders(tmp_path: Pa
     assert second_calls[0] == 0  # every item's features came from disk
     with torch.no_grad():
         assert torch.allclose(second.eval()(), plain.eval()(), atol=1e-6)
+
+
+def test_bf16_precision_is_its_own_entry_close_to_fp32(tmp_path: Path, images: torch.Tensor) -> None:
+    enc = _encoder()
+    fp32 = FeatureCache(tmp_path)
+    bf16 = FeatureCache(tmp_path, precision="bf16")
+    assert fp32.key("image", enc, images) != bf16.key("image", enc, images)
+    a, b = fp32.features("image", enc, images), bf16.features("image", enc, images)
+    assert b.dtype == torch.float32 and not torch.equal(a, b)
+    assert torch.allclose(a, b, atol=0.05 * float(a.abs().max()))
+    with pytest.raises(ValueError, match="precision"):
+        FeatureCache(tmp_path, precision="fp8")

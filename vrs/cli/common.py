@@ -60,7 +60,7 @@ def feature_cache(cfg: DictConfig) -> Any:
     from vrs.encoders.cache import FeatureCache
 
     root = cfg.get("feature_cache")
-    return FeatureCache(root) if root else None
+    return FeatureCache(root, precision=cfg.get("feature_precision", "fp32")) if root else None
 
 
 def results(module: Any, *prefixes: str) -> dict[str, float]:
