@@ -97,7 +97,11 @@ class ToyTextEncoder(TextEncoder):
 
 
 def build_toy_towers(
-    image_dim: int = 32, text_dim: int = 32, image_size: int = 32, vocab_size: int = 4096
+    image_dim: int = 32,
+    text_dim: int = 32,
+    image_size: int = 32,
+    vocab_size: int = 4096,
+    image: bool = True,
 ) -> Towers:
     """Build the toy image and text towers.
 
@@ -106,11 +110,12 @@ def build_toy_towers(
         text_dim: Output size of the text tower.
         image_size: Side images are resized to.
         vocab_size: Hashed vocabulary size of the text tower, padding id included.
+        image: Build the image tower (False: text tower only, e.g. for attribute tokens).
 
     Returns:
-        Towers with both towers set.
+        Towers with the text tower and, unless ``image=False``, the image tower.
     """
     return Towers(
-        image=ToyImageEncoder(out_dim=image_dim, image_size=image_size),
+        image=ToyImageEncoder(out_dim=image_dim, image_size=image_size) if image else None,
         text=ToyTextEncoder(out_dim=text_dim, vocab_size=vocab_size),
     )

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs the study: converts the S3-Rec files, trains every (configuration, dataset, seed), then writes
+# the table and the plot. From the repository root:
+#   bash experiments/reproduce_sasrec_amazon/run.sh                       # everything (hours on 2 cores)
+#   DATASETS="Beauty" SEEDS="0" CONFIGS="sasrec_amazon" bash experiments/reproduce_sasrec_amazon/run.sh
+set -euo pipefail
+DATA_IN=${DATA_IN:-../shared/data/amazon-seq}
+DATASETS=${DATASETS:-"Beauty Sports_and_Outdoors Toys_and_Games"}
+SEEDS=${SEEDS:-"0 1 2"}
+CONFIGS=${CONFIGS:-"sasrec_amazon sasrec_amazon_attr"}
+OUT=${OUT:-runs/reproduce_sasrec_amazon}
+BIN=${BIN:-.venv/bin}
+
+for name in $DATASETS; do
+  "$BIN/vrs-prepare" source=amazon_seq in_dir="$DATA_IN" name="$name" out_dir="data/amazon/$name" >/dev/null
+  # The popularity baseline (training-split counts), same protocol; deterministic, so one run.
+  pop="$OUT/popularity/$name/seed0"
+  [[ -f "$pop/metrics.json" ]] || "$BIN/vrs-eval" model=popularity data=canonical data.root="data/amazon/$name" \
+    data.load_images=false stages=[val,test] hydra.run.dir="$pop"
+  for config in $CONFIGS; do
+    for seed in $SEEDS; do
+      run="$OUT/$config/$name/seed$seed"
+      if [[ -f "$run/metrics.json" ]]; then echo "done: $run"; continue; fi
+      start=$(date +%s)
+      "$BIN/vrs-train" experiment="$config" data.root="data/amazon/$name" seed="$seed" hydra.run.dir="$run"
+      echo $(( $(date +%s) - start )) > "$run/wall_seconds"
+    done
+  done
+done
+"$BIN/python" experiments/reproduce_sasrec_amazon/summarize.py "$OUT"

@@ -1,0 +1,128 @@
+"""Table (mean ± std over seeds, next to the published numbers) and validation curves of the study.
+
+    python experiments/reproduce_sasrec_amazon/summarize.py runs/reproduce_sasrec_amazon
+
+Reads <out>/<config>/<dataset>/seed<k>/{metrics.json, wall_seconds, csv/metrics.csv}; prints a
+Markdown table and writes <out>/val_ndcg10.svg (validation NDCG@10 per epoch, one line per run).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import sys
+from pathlib import Path
+
+# Published full-ranking test numbers on exactly these files (HR@10, NDCG@10): the data README.
+PUBLISHED = {
+    "Beauty": {"PopRec": (0.0152, 0.0068), "SASRec": (0.0605, 0.0318), "ICLRec": (0.0744, 0.0403)},
+    "Sports_and_Outdoors": {
+        "PopRec": (0.0094, 0.0053),
+        "SASRec": (0.0350, 0.0192),
+        "ICLRec": (0.0437, 0.0238),
+    },
+    "Toys_and_Games": {"PopRec": (0.0113, 0.0061), "SASRec": (0.0675, 0.0374), "ICLRec": (0.0834, 0.0480)},
+}
+COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def val_curve(run: Path) -> list[tuple[int, float]]:
+    path = run / "csv" / "metrics.csv"
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return [
+            (int(row["epoch"]), float(row["val/ndcg_10"]))
+            for row in csv.DictReader(f)
+            if row.get("val/ndcg_10")
+        ]
+
+
+def table(out: Path) -> str:
+    lines = [
+        "| dataset | model | seeds | test HR@10 | test NDCG@10 | best val NDCG@10 | wall / run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for dataset in sorted({p.parent.name for p in out.glob("*/*/seed*")}):
+        for name, (hr, ndcg) in PUBLISHED.get(dataset, {}).items():
+            lines.append(f"| {dataset} | {name} (published) | - | {hr:.4f} | {ndcg:.4f} | - | - |")
+        for config in sorted(p.name for p in out.iterdir() if (p / dataset).is_dir()):
+            runs = sorted((out / config / dataset).glob("seed*/metrics.json"))
+            metrics = [json.loads(p.read_text()) for p in runs]
+            walls = [
+                float((p.parent / "wall_seconds").read_text())
+                for p in runs
+                if (p.parent / "wall_seconds").is_file()
+            ]
+            wall = f"{statistics.mean(walls) / 60:.0f} min" if walls else "-"
+            lines.append(
+                f"| {dataset} | {config} | {len(metrics)} | "
+                f"{_mean_std([m['test/recall_10'] for m in metrics])} | "
+                f"{_mean_std([m['test/ndcg_10'] for m in metrics])} | "
+                f"{_mean_std([m['val/ndcg_10'] for m in metrics if 'val/ndcg_10' in m])} | {wall} |"
+            )
+    return "\n".join(lines)
+
+
+def svg_plot(curves: dict[str, list[tuple[int, float]]], title: str) -> str:
+    """A dependency-free line plot: epoch on x, validation NDCG@10 on y."""
+    w, h, left, right, top, bottom = 760, 420, 60, 250, 30, 40
+    points = [p for c in curves.values() for p in c]
+    if not points:
+        return ""
+    x_max = max(1, max(e for e, _ in points))
+    y_max = max(v for _, v in points) * 1.05 or 1.0
+
+    def xy(epoch: float, value: float) -> tuple[float, float]:
+        x = left + (w - left - right) * epoch / x_max
+        return x, h - bottom - (h - top - bottom) * value / y_max
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">',
+        f'<rect width="{w}" height="{h}" fill="white"/>',
+        f'<text x="{left}" y="18" font-size="13">{title}</text>',
+        f'<line x1="{left}" y1="{h - bottom}" x2="{w - right}" y2="{h - bottom}" stroke="black"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h - bottom}" stroke="black"/>',
+        f'<text x="{(w - right + left) / 2}" y="{h - 8}" text-anchor="middle">epoch</text>',
+    ]
+    for i in range(5):
+        v = y_max * i / 4
+        _, y = xy(0, v)
+        parts.append(f'<text x="{left - 6}" y="{y + 4}" text-anchor="end">{v:.3f}</text>')
+        parts.append(f'<line x1="{left}" y1="{y}" x2="{w - right}" y2="{y}" stroke="#ddd"/>')
+    for i in range(5):
+        e = x_max * i / 4
+        x, _ = xy(e, 0)
+        parts.append(f'<text x="{x}" y="{h - bottom + 14}" text-anchor="middle">{e:.0f}</text>')
+    for i, (label, curve) in enumerate(sorted(curves.items())):
+        colour = COLOURS[i % len(COLOURS)]
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(e, v) for e, v in curve))
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+        parts.append(f'<text x="{w - right + 10}" y="{top + 14 * i + 10}" fill="{colour}">{label}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def main(out: Path) -> None:
+    print(table(out))
+    curves = {
+        f"{run.parent.parent.name}/{run.parent.name}/{run.name}": val_curve(run)
+        for run in sorted(out.glob("*/*/seed*"))
+    }
+    svg = svg_plot({k: v for k, v in curves.items() if v}, "validation NDCG@10 per epoch")
+    if svg:
+        (out / "val_ndcg10.svg").write_text(svg)
+        print(f"plot: {out / 'val_ndcg10.svg'}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/reproduce_sasrec_amazon"))
