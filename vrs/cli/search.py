@@ -1,0 +1,43 @@
+"""vrs-search: text-to-item search through the item tower's text path.
+
+vrs-search ckpt_path=runs/demo/checkpoints/last.ckpt 'query="red striped star"' k=10
+vrs-search ckpt_path=... 'query=["red star","blue circle"]'
+
+Needs a model whose item tower can embed text alone: a text tower and fusion=text_only, fusion=late
+or training with model.modality_dropout > 0; any other model is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import hydra
+import pandas as pd
+from omegaconf import DictConfig
+
+from vrs.cli.common import CONFIG_DIR, friendly_errors
+from vrs.cli.recommend import as_list, format_table, load_model, with_titles, write_table
+
+
+def search(cfg: DictConfig) -> pd.DataFrame:
+    """Prints (and with `out=PATH` writes) the best items for `cfg.query`; returns the table."""
+    from vrs.serving.items import search as search_items
+
+    if cfg.query is None:
+        raise ValueError('query="TEXT" (or a list of texts) is required')
+    queries = [str(q) for q in as_list(cfg.query, "query")]
+    datamodule, module = load_model(cfg)
+    catalogue = list(datamodule.data.item_index)
+    table = search_items(module.net, catalogue, queries, k=cfg.k, index=cfg.index)
+    print(format_table(with_titles(table, datamodule)))
+    if cfg.out:
+        print(f"written to {write_table(table, cfg.out)}")
+    return table
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="search")
+@friendly_errors
+def main(cfg: DictConfig) -> None:
+    search(cfg)
+
+
+if __name__ == "__main__":
+    main()
