@@ -8,9 +8,13 @@ score matrix.
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+from vrs.retrieval import native
 
 # Per-chunk float counts are exact only below 2**24; larger chunks gain nothing anyway.
 _MAX_CHUNK = 1 << 24
@@ -95,6 +99,41 @@ def _topk_from_levels(
     return vals, cand.gather(1, pos)
 
 
+def _run_split(sweep: Callable[[range], None], n_blocks: int, dev: torch.device) -> None:
+    """Runs ``sweep`` over row blocks: on CPU, one Python thread per core, each sweeping its own
+    share of the blocks with single-threaded ops.
+
+    A multi-threaded op wakes and joins the whole thread pool, ~25 us on this kind of VM, while one
+    score tile's work is only ~100 us; independent per-core sweeps pay no such cost, and each core's
+    tile stays in its own L2. Ops release the GIL, so the threads run in parallel. Results are
+    identical to a sequential sweep: every block writes only its own rows.
+    """
+    workers = min(torch.get_num_threads(), n_blocks) if dev.type == "cpu" else 1
+    if workers <= 1:
+        sweep(range(n_blocks))
+        return
+    grad = torch.is_grad_enabled()
+    inference = torch.is_inference_mode_enabled()
+    errors: list[BaseException] = []
+
+    def work(blocks: range) -> None:
+        # Grad mode, inference mode and the OpenMP thread count are per thread.
+        torch.set_num_threads(1)
+        try:
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                sweep(blocks)
+        except BaseException as e:  # re-raised in the caller
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(range(w, n_blocks, workers),)) for w in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
 def _scan(
     users: Tensor,
     items: Tensor,
@@ -141,7 +180,7 @@ def _scan(
 
     ranks = target_seen = target_score = t_flat = counts = None
     if targets is not None:
-        targets = targets.to(device=dev, dtype=torch.long)
+        targets = targets.to(device=dev, dtype=torch.long).contiguous()
         if targets.shape != (b,):
             raise ValueError(f"targets must have shape ({b},), got {tuple(targets.shape)}")
         if b and (int(targets.min()) < 0 or int(targets.max()) >= n):
@@ -170,56 +209,77 @@ def _scan(
 
     top_val = torch.full((b, k), -math.inf, device=dev)
     top_idx = torch.full((b, k), -1, dtype=torch.long, device=dev)
-    buf = torch.empty(rb * chunk, device=dev)  # reused so every tile writes into warm memory
-    # levels[l]: (rows, N/(G*H^l)) maxima, reused by every row block; levels[0] are the group maxima.
-    levels = (
-        [torch.empty(rb, n_chunks * m // _FANIN**lvl, device=dev) for lvl in range(n_up + 1)] if k else []
-    )
-    vec_buf = torch.empty(rb * k * g, d, device=dev) if k else None  # re-scored candidates' vectors
-    for ri in range(n_rb):
-        r0, r1 = ri * rb, min(b, ri * rb + rb)
-        rows = r1 - r0
-        for ci, block in enumerate(blocks):
-            tile = ri * n_chunks + ci
-            flat = buf[: rows * chunk]
-            scores = flat.view(rows, chunk)
-            torch.mm(users[r0:r1], block.T, out=scores)  # (rows, C)
-            if pad and ci == n_chunks - 1:
-                scores[:, chunk - pad :] = -math.inf
-            if s_flat is not None and s_flat[tile].numel():  # seen items: excluded from everything
-                flat.index_fill_(0, s_flat[tile], -math.inf)
-            if k:
-                # Group j of this chunk = columns j, j + m, j + 2m, ...: a reduction over the middle
-                # axis of a (rows, G, m) view, which vectorises along m (unlike a (rows, m, G) view).
-                torch.amax(scores.view(rows, g, m), 1, out=levels[0][:rows, ci * m : ci * m + m])
-            if counts is not None:
-                # The target's own column must not count: -inf it (after the group max, where the
-                # target is a legitimate top-K item). Its matmul score may differ from target_score by
-                # rounding, so counting it and subtracting 1 would not be exact.
-                if t_flat[tile].numel():
-                    flat.index_fill_(0, t_flat[tile], -math.inf)
-                # In place: 1.0 where >= target score (ties count against the target), then a
-                # contiguous row sum; both read the tile from L2.
-                torch.sum(scores.ge_(target_score[r0:r1]), 1, out=counts[ci, r0:r1])
-        if k and n:
-            # Upper levels once per row block, not per tile: on this VM every multi-threaded op costs
-            # ~25 us of thread wake-up, as much as a max over a whole level.
-            for lvl in range(1, n_up + 1):
-                mc = m // _FANIN**lvl  # entries per chunk on this level
-                below = levels[lvl - 1][:rows].view(rows, n_chunks, _FANIN, mc)
-                torch.amax(below, 2, out=levels[lvl][:rows].view(rows, n_chunks, mc))
-            vals, idx = _topk_from_levels(
-                [lvl[:rows] for lvl in levels],
-                users[r0:r1],
-                items,
-                k,
-                g,
-                m,
-                None if seen is None else seen[r0:r1],
-                vec_buf,
-            )
-            kk = vals.shape[1]
-            top_val[r0:r1, :kk], top_idx[r0:r1, :kk] = vals, idx
+    lib = native.load() if dev.type == "cpu" else None
+
+    def sweep(row_blocks: range) -> None:
+        """Scores, counts and top-K of the given row blocks, with buffers of its own."""
+        buf = torch.empty(rb * chunk, device=dev)  # reused so every tile writes into warm memory
+        # levels[l]: (rows, N/(G*H^l)) maxima, reused by every row block; levels[0] = group maxima.
+        levels = (
+            [torch.empty(rb, n_chunks * m // _FANIN**lvl, device=dev) for lvl in range(n_up + 1)] if k else []
+        )
+        vec_buf = torch.empty(rb * k * g, d, device=dev) if k else None  # re-scored candidates
+        for ri in row_blocks:
+            r0, r1 = ri * rb, min(b, ri * rb + rb)
+            rows = r1 - r0
+            for ci, block in enumerate(blocks):
+                tile = ri * n_chunks + ci
+                flat = buf[: rows * chunk]
+                scores = flat.view(rows, chunk)
+                torch.mm(users[r0:r1], block.T, out=scores)  # (rows, C)
+                if pad and ci == n_chunks - 1:
+                    scores[:, chunk - pad :] = -math.inf
+                if s_flat is not None and s_flat[tile].numel():  # seen items: excluded from everything
+                    flat.index_fill_(0, s_flat[tile], -math.inf)
+                if lib is not None:
+                    # Counts and the running top-K in one C pass over the tile (see native.py).
+                    native.tile_pass(
+                        lib,
+                        scores,
+                        ci * chunk,
+                        None if counts is None else target_score[r0:r1],
+                        None if counts is None else targets[r0:r1],
+                        None if counts is None else counts[ci, r0:r1],
+                        top_val[r0:r1],
+                        top_idx[r0:r1],
+                    )
+                    continue
+                if k:
+                    # Group j of this chunk = columns j, j + m, j + 2m, ...: a reduction over the
+                    # middle axis of a (rows, G, m) view, which vectorises along m.
+                    torch.amax(scores.view(rows, g, m), 1, out=levels[0][:rows, ci * m : ci * m + m])
+                if counts is not None:
+                    # The target's own column must not count: -inf it (after the group max, where the
+                    # target is a legitimate top-K item). Its matmul score may differ from
+                    # target_score by rounding, so counting it and subtracting 1 would not be exact.
+                    if t_flat[tile].numel():
+                        flat.index_fill_(0, t_flat[tile], -math.inf)
+                    # In place: 1.0 where >= target score (ties count against the target), then a
+                    # contiguous row sum; both read the tile from L2.
+                    torch.sum(scores.ge_(target_score[r0:r1]), 1, out=counts[ci, r0:r1])
+            if k and n and lib is None:
+                # Upper levels once per row block, not per tile (each op has a fixed cost).
+                for lvl in range(1, n_up + 1):
+                    mc = m // _FANIN**lvl  # entries per chunk on this level
+                    below = levels[lvl - 1][:rows].view(rows, n_chunks, _FANIN, mc)
+                    torch.amax(below, 2, out=levels[lvl][:rows].view(rows, n_chunks, mc))
+                vals, idx = _topk_from_levels(
+                    [lvl[:rows] for lvl in levels],
+                    users[r0:r1],
+                    items,
+                    k,
+                    g,
+                    m,
+                    None if seen is None else seen[r0:r1],
+                    vec_buf,
+                )
+                kk = vals.shape[1]
+                top_val[r0:r1, :kk], top_idx[r0:r1, :kk] = vals, idx
+
+    _run_split(sweep, n_rb, dev)
+    if lib is not None and k:  # the C pass leaves per-row heaps: sort them, best first
+        top_val, order = top_val.sort(dim=1, descending=True)
+        top_idx = top_idx.gather(1, order)
     top_idx.masked_fill_(top_val == -math.inf, -1)
 
     if counts is not None:
