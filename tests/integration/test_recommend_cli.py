@@ -121,3 +121,40 @@ def test_bad_input_ends_with_a_message_not_a_traceback(
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "error: 1 unknown user id(s): 'ghost'; cold_users=popular" in result.stderr
     assert not (tmp_path / "recs.parquet").exists() and not (tmp_path / "outputs").exists()
+
+
+def test_index_build_saves_indexes_that_serving_loads(
+    checkpoint: Path, small_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from vrs.cli.index import build
+    from vrs.retrieval import ann
+
+    ckpt = tmp_path / "run" / "last.ckpt"  # a private copy: the index folder goes beside it
+    ckpt.parent.mkdir()
+    shutil.copy(checkpoint, ckpt)
+    written = build(_cfg("index", ckpt, tmp_path, small_data, ["backend=hnsw"]))
+    assert len(written) == 2 and all(p.parent == ckpt.parent / "index" and p.is_file() for p in written)
+
+    built: list[str] = []
+    original = ann.build_index
+    monkeypatch.setattr(ann, "build_index", lambda *a, **kw: built.append("built") or original(*a, **kw))
+    similar_out = tmp_path / "similar.csv"
+    similar(
+        _cfg("similar", ckpt, tmp_path, small_data, ["item_ids=[i00003]", "index=hnsw", f"out={similar_out}"])
+    )
+    recs = tmp_path / "recs.parquet"
+    recommend(_cfg("recommend", ckpt, tmp_path, small_data, ["users=[u00001]", "index=hnsw", f"out={recs}"]))
+    assert built == []  # both came from the saved files
+    assert len(pd.read_csv(similar_out)) == 10 and len(pd.read_parquet(recs)) == 10
+    other = tmp_path / "other" / "last.ckpt"  # no saved index there: built on the fly
+    other.parent.mkdir()
+    shutil.copy(checkpoint, other)
+    similar(_cfg("similar", other, tmp_path, small_data, ["item_ids=[i00003]", "index=hnsw"]))
+    assert built == ["built"]
+
+
+def test_index_command_needs_build(tmp_path: Path) -> None:
+    result = _run("vrs.cli.index", ["ckpt_path=x"], tmp_path)
+    assert result.returncode == 2 and "usage: vrs-index build" in result.stderr

@@ -46,6 +46,7 @@ def recommend(cfg: DictConfig) -> pd.DataFrame:
         n_explain=cfg.explain,
         popularity=module.train_counts,
         index=cfg.index,
+        index_dir=index_dir(cfg.ckpt_path),
         batch_size=cfg.batch_size,
     )
     skipped = table.attrs.get("skipped_users", [])
@@ -81,6 +82,11 @@ def load_model(cfg: DictConfig) -> tuple[Any, Any]:
     module.attach_data(datamodule.content, feature_cache=feature_cache(cfg))
     module.eval()
     return datamodule, module
+
+
+def index_dir(ckpt_path: str) -> Path:
+    """Where `vrs-index build` saves a checkpoint's approximate indexes (read by the serving commands)."""
+    return Path(ckpt_path).parent / "index"
 
 
 def as_list(value: Any, name: str) -> list[Any]:

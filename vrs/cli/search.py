@@ -14,7 +14,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from vrs.cli.common import CONFIG_DIR, friendly_errors
-from vrs.cli.recommend import as_list, format_table, load_model, with_titles, write_table
+from vrs.cli.recommend import as_list, format_table, index_dir, load_model, with_titles, write_table
 
 
 def search(cfg: DictConfig) -> pd.DataFrame:
@@ -26,7 +26,9 @@ def search(cfg: DictConfig) -> pd.DataFrame:
     queries = [str(q) for q in as_list(cfg.query, "query")]
     datamodule, module = load_model(cfg)
     catalogue = list(datamodule.data.item_index)
-    table = search_items(module.net, catalogue, queries, k=cfg.k, index=cfg.index)
+    table = search_items(
+        module.net, catalogue, queries, k=cfg.k, index=cfg.index, index_dir=index_dir(cfg.ckpt_path)
+    )
     print(format_table(with_titles(table, datamodule)))
     if cfg.out:
         print(f"written to {write_table(table, cfg.out)}")

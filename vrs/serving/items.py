@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,12 @@ from vrs.serving.base import build_search_index, describe_ids, device_of, infere
 
 
 def similar(
-    net: Recommender, catalogue: Sequence[str], item_ids: Sequence[object], k: int = 10, index: str = "exact"
+    net: Recommender,
+    catalogue: Sequence[str],
+    item_ids: Sequence[object],
+    k: int = 10,
+    index: str = "exact",
+    index_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """The K items nearest to each query item by cosine of item vectors, the item itself excluded.
 
@@ -30,6 +36,7 @@ def similar(
         item_ids: query item ids.
         k: neighbours per query.
         index: "exact", or an approximate backend of `vrs.retrieval.ann` ("flat", "ivf", "hnsw").
+        index_dir: saved indexes of `vrs-index build` (see `build_search_index`).
 
     Returns:
         query_item_id, rank (1 = nearest), item_id, score (cosine similarity).
@@ -52,12 +59,19 @@ def similar(
     with inference(net):
         items = F.normalize(net.encode_items().float(), dim=-1)  # (N, D)
         query = query.to(items.device)
-        scores, idx = build_search_index(items, index).search(items[query], k, query[:, None])  # (Q, K)
+        scores, idx = build_search_index(items, index, index_dir).search(
+            items[query], k, query[:, None]
+        )  # (Q, K)
     return _table("query_item_id", [str(i) for i in item_ids], scores, idx, catalogue)
 
 
 def search(
-    net: Recommender, catalogue: Sequence[str], queries: Sequence[str], k: int = 10, index: str = "exact"
+    net: Recommender,
+    catalogue: Sequence[str],
+    queries: Sequence[str],
+    k: int = 10,
+    index: str = "exact",
+    index_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Text-to-item search: each query goes through the text tower and the fusion as an item that
     has text only, and items are ranked by cosine with it.
@@ -71,6 +85,7 @@ def search(
         queries: query texts.
         k: items per query.
         index: "exact", or an approximate backend of `vrs.retrieval.ann` ("flat", "ivf", "hnsw").
+        index_dir: saved indexes of `vrs-index build` (see `build_search_index`).
 
     Returns:
         query, rank (1 = best), item_id, score (cosine similarity).
@@ -94,7 +109,7 @@ def search(
             block = tower.fusion.slices["text"]
             q, items = q[:, block], items[:, block]  # (Q, D_text), (N, D_text)
         q, items = F.normalize(q.float(), dim=-1), F.normalize(items.float(), dim=-1)
-        scores, idx = build_search_index(items, index).search(q, k)  # (Q, K)
+        scores, idx = build_search_index(items, index, index_dir).search(q, k)  # (Q, K)
     return _table("query", queries, scores, idx, catalogue)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ def recommend(
     n_explain: int = 3,
     popularity: Tensor | np.ndarray | None = None,
     index: str = "exact",
+    index_dir: str | Path | None = None,
     batch_size: int = 256,
 ) -> pd.DataFrame:
     """Top-K items for users of the dataset and for new users given by their history.
@@ -55,6 +57,7 @@ def recommend(
         n_explain: history items listed per recommendation.
         popularity: (N,) training counts for cold_users="popular"; None: `data.train_counts`.
         index: "exact", or an approximate backend of `vrs.retrieval.ann` ("flat", "ivf", "hnsw").
+        index_dir: saved indexes of `vrs-index build` (see `build_search_index`).
         batch_size: users encoded and scored at once.
 
     Returns:
@@ -89,7 +92,9 @@ def recommend(
         names.append(name)
 
     item_ids = np.asarray(list(data.item_index), dtype=object)  # (N,) catalogue order
-    frames = [_model_rows(net, samples, names, item_ids, k, exclude_seen, n_explain, index, batch_size)]
+    frames = [
+        _model_rows(net, samples, names, item_ids, k, exclude_seen, n_explain, index, batch_size, index_dir)
+    ]
     if unknown and cold_users == "popular":
         counts = data.train_counts if popularity is None else popularity
         frames.append(_popular_rows(unknown, torch.as_tensor(counts), item_ids, k))
@@ -167,6 +172,7 @@ def _model_rows(
     n_explain: int,
     index: str,
     batch_size: int,
+    index_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     if not samples:
         return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in COLUMNS})
@@ -174,7 +180,7 @@ def _model_rows(
     parts = []
     with inference(net):
         items = net.encode_items()  # (N, D)
-        searcher = build_search_index(items, index)
+        searcher = build_search_index(items, index, index_dir)
         for start in range(0, len(samples), batch_size):
             batch = collate_eval(samples[start : start + batch_size]).to(device)
             users = net.encode_users(batch, items)  # (B, D)
