@@ -80,6 +80,14 @@ def test_loggers_write_offline(
     if logger == "wandb":
         runs = list((tmp_path / "wandb").glob("offline-run-*"))
         assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+        # Every evaluation logs a table of sample users with pictures.
+        tables = {p.parent.name: p for p in runs[0].rglob("*.table.json")}
+        assert {"val", "test"} <= set(tables)
+        table = json.loads(tables["test"].read_text())
+        assert table["columns"][:4] == ["row", "history", "recommended", "target"]
+        assert len(table["data"]) == 8
+        cards = list(runs[0].rglob("media/images/test/sample_users_*.png"))
+        assert len(cards) == 8  # one picture per sample user (history | top-5 | held-out)
     else:
         assert any((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
 

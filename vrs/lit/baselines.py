@@ -56,6 +56,7 @@ class BaselineModule(RankingModule):
         train_counts: Tensor | None = None,
         feature_cache: FeatureCache | None = None,
     ) -> None:
+        self.content = content
         if self.kind == "popularity":
             if train_counts is None:
                 raise ValueError("the popularity baseline needs the training-split item counts")

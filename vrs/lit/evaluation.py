@@ -9,6 +9,8 @@ import lightning as L
 from torch import Tensor, nn
 
 from vrs.data.batch import RecBatch
+from vrs.data.content import ItemContent
+from vrs.lit.samples import Samples, capture, log_to_wandb
 from vrs.metrics import RankingMetrics, rank_and_topk
 
 STAGES = ("val", "test", "test_cold")
@@ -42,6 +44,9 @@ class RankingModule(L.LightningModule):
         # float32 tensors).
         self.results: dict[str, float] = {}
         self._item_vectors: Tensor | None = None
+        # Catalogue content (set by attach_data): pictures for the W&B sample tables.
+        self.content: ItemContent | None = None
+        self._samples: dict[str, Samples] = {}
 
     def scorer(self) -> Scorer:
         raise NotImplementedError
@@ -67,6 +72,14 @@ class RankingModule(L.LightningModule):
             users, items, batch.targets, seen, k=self.coverage_k, chunk_size=self.chunk_size
         )
         self.metrics[stage].update(ranks, target_seen, topk)
+        if stage not in self._samples and self.global_rank == 0 and self._wants_samples():
+            self._samples[stage] = capture(batch.items, batch.mask, topk, batch.targets, ranks)
+
+    def _wants_samples(self) -> bool:
+        from lightning.pytorch.loggers import WandbLogger
+
+        trainer = self._trainer
+        return trainer is not None and any(isinstance(lg, WandbLogger) for lg in trainer.loggers)
 
     def on_validation_epoch_end(self) -> None:
         self._log_stages(["val"])
@@ -86,6 +99,10 @@ class RankingModule(L.LightningModule):
             if result["n_users"] > 0:
                 values.update({f"{stage}/{name}": float(v) for name, v in result.items()})
         self._item_vectors = None
+        for stage in stages:
+            samples = self._samples.pop(stage, None)
+            if samples is not None and self.content is not None:
+                log_to_wandb(self.trainer.loggers, stage, samples, self.content, self.coverage_k)
         self.results.update(values)
         # Values are already global (metric states are summed across ranks): no sync_dist, whose
         # mean over ranks could also change the last bit.

@@ -150,6 +150,7 @@ class RecModule(RankingModule):
         known = self.train_counts > 0 if bool(self.train_counts.any()) else None
         self.net.item_tower.set_content(content, known_items=known, feature_cache=feature_cache)
         self.item_log_q = training_log_q(self.train_counts)
+        self.content = content
 
     def training_step(self, batch: RecBatch, batch_idx: int) -> Tensor:
         states, encode_items = self._states(batch)  # (B, T, D)
