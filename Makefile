@@ -23,7 +23,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # The main job end to end on the built-in synthetic data: generate, validate, train the fused
-# model, evaluate the baselines, print the metrics side by side.
+# model, evaluate the baselines, print the metrics side by side, write the HTML report.
 demo: $(STAMP)
 	rm -rf $(RUN_DIR)
 	$(BIN)/vrs-synth out_dir=$(DATA_DIR)
@@ -32,6 +32,7 @@ demo: $(STAMP)
 	$(BIN)/vrs-eval model=popularity data.root=$(DATA_DIR) hydra.run.dir=$(RUN_DIR)/popularity
 	$(BIN)/vrs-eval model=visual_profile encoder=effnet encoder.image_size=128 data.root=$(DATA_DIR) hydra.run.dir=$(RUN_DIR)/visual_profile
 	$(BIN)/vrs-compare $(RUN_DIR)/fused $(RUN_DIR)/popularity $(RUN_DIR)/visual_profile
+	$(BIN)/vrs-report run_dir=$(RUN_DIR)/fused data.root=$(DATA_DIR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check vrs tests benchmarks

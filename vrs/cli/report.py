@@ -1,0 +1,125 @@
+"""vrs-report: a self-contained HTML report of a training run.
+
+vrs-report run_dir=runs/demo/fused data.root=data/synthetic
+vrs-report run_dir=runs/demo/fused 'baselines=[runs/demo/popularity]' users=12 out=report.html
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, open_dict
+
+from vrs.cli.common import CONFIG_DIR, friendly_errors
+from vrs.cli.recommend import as_list, load_model
+
+
+def report(cfg: DictConfig) -> Path:
+    """Writes the report of `cfg.run_dir` and returns its path."""
+    from vrs.report import ReportSettings, build_report
+
+    if not cfg.run_dir:
+        raise ValueError("run_dir=DIR is required (a folder written by vrs-train)")
+    run_dir = Path(cfg.run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run_dir={cfg.run_dir}: no such folder")
+    ckpt = Path(cfg.ckpt_path) if cfg.ckpt_path else find_checkpoint(run_dir)
+    baselines = _columns(run_dir, baseline_dirs(run_dir, cfg.baselines))
+    loaded = cfg.copy()  # load_model reads the checkpoint path from the config
+    with open_dict(loaded):
+        loaded.ckpt_path = str(ckpt)
+    datamodule, module = load_model(loaded)
+    hp = module.hparams
+    users = cfg.users if isinstance(cfg.users, int) else [str(u) for u in as_list(cfg.users, "users")]
+    settings = ReportSettings(
+        ks=[int(k) for k in as_list(cfg.ks, "ks")],
+        k=cfg.k,
+        users=users,
+        n_explain=cfg.explain,
+        n_history=cfg.history,
+        thumb_size=cfg.thumb_size,
+        map_items=cfg.map_items,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+    )
+    data = datamodule.data
+    facts = {
+        "run": str(run_dir),
+        "checkpoint": str(ckpt),
+        "dataset": f"{datamodule.root} ({data.n_items} items, {data.n_users} users, "
+        f"{len(data.test_targets)} test targets, {len(data.test_cold_targets)} cold)",
+        "model": ", ".join(
+            f"{part}={_short((hp.get(part) or {}).get('_target_', 'none'))}"
+            for part in ("encoder", "fusion", "user")
+        )
+        + f", dim={hp.dim}, max_len={hp.max_len}",
+    }
+    path = build_report(
+        Path(cfg.out) if cfg.out else run_dir / "report.html",
+        module.net,
+        data,
+        datamodule.dataset.items,
+        datamodule.dataset.root,
+        hp.max_len,
+        run_dir.resolve().name,
+        read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else None,
+        baselines,
+        settings,
+        train_counts=module.train_counts,
+        exclude_seen=module.exclude_seen,
+        facts=facts,
+    )
+    print(f"report: {path}")
+    return path
+
+
+def find_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint vrs-train tested: the newest non-"last" file in run_dir/checkpoints (the
+    callback keeps only the best one), else the newest last*.ckpt."""
+    files = sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    best = [p for p in files if not p.name.startswith("last")]
+    if best or files:
+        return (best or files)[0]
+    raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}: pass ckpt_path=PATH")
+
+
+def baseline_dirs(run_dir: Path, baselines: object) -> list[Path]:
+    """The runs shown beside `run_dir`: "auto" finds its siblings that hold a metrics.json."""
+    if baselines is None:
+        return []
+    if baselines == "auto":
+        run = run_dir.resolve()
+        return sorted(d for d in run.parent.iterdir() if d != run and (d / "metrics.json").is_file())
+    return [Path(str(d)) for d in as_list(baselines, "baselines")]
+
+
+def read_metrics(run: Path) -> dict[str, float]:
+    path = run / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found (run vrs-train / vrs-eval there first)")
+    return {k: float(v) for k, v in json.loads(path.read_text()).items()}
+
+
+def _columns(run_dir: Path, runs: list[Path]) -> dict[str, dict[str, float]]:
+    """Each run's metrics.json under the folder's name, or its path where names would clash."""
+    names = [d.resolve().name for d in [run_dir, *runs]]
+    return {
+        (str(d) if names.count(name) > 1 else name): read_metrics(d)
+        for d, name in zip(runs, names[1:], strict=True)
+    }
+
+
+def _short(target: str) -> str:
+    return target.rsplit(".", 1)[-1]
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="report")
+@friendly_errors
+def main(cfg: DictConfig) -> None:
+    report(cfg)
+
+
+if __name__ == "__main__":
+    main()
