@@ -15,23 +15,11 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
-from collections.abc import Callable
 
 import torch
+from timing import best_time, matmul_peak
 
 from vrs.retrieval.index import rank_and_topk
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of `repeats` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,13 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, kernel: {kernel}")
     print("reproduce: python benchmarks/bench_eval.py " + shlex.join(sys.argv[1:] if argv is None else argv))
-    a, c = torch.randn(2048, 2048), torch.randn(2048, 2048)
-
-    def square_peak() -> float:
-        with torch.inference_mode():
-            return 2 * 2048**3 / best_time(lambda: a @ c, args.repeats) / 1e9
-
-    peak_before = square_peak()
+    peak_before = matmul_peak(torch.float32, args.repeats)
     with torch.inference_mode():
         u, it = torch.randn(b, d), torch.randn(n, d)
         rep = 2 * b * n * d / best_time(lambda: u @ it.T, args.repeats) / 1e9
@@ -85,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         for k in args.k
         for chunk in args.chunk_size
     }
-    peak = max(peak_before, square_peak())
+    peak = max(peak_before, matmul_peak(torch.float32, args.repeats))
     print(f"matmul peak (2048^3 fp32, best before/after): {peak:8.1f} GFLOP/s")
     print(f"matmul representative ({b}x{d})@({d}x{n}): {rep:8.1f} GFLOP/s ({rep / peak:.0%} of peak)")
     print(f"rank_and_topk: {args.n_users} users, N={n}, D={d}, batch {b}, {args.history} seen/user")

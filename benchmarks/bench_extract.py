@@ -17,10 +17,10 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 
 import torch
 from PIL import Image
+from timing import best_time, matmul_peak
 from torch.utils.flop_counter import FlopCounterMode
 
 from vrs.encoders.cache import FeatureCache
@@ -28,23 +28,6 @@ from vrs.encoders.open_clip import build_open_clip_towers
 from vrs.encoders.pretrained import build_effnet_towers
 
 ENCODERS = {"clip_b32": "ViT-B-32", "clip_b16": "ViT-B-16", "effnet": None}
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of `repeats` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def matmul_peak(dtype: torch.dtype, repeats: int) -> float:
-    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
-    with torch.inference_mode():
-        return 2 * 2048**3 / best_time(lambda: a @ b, repeats) / 1e9
 
 
 def main(argv: list[str] | None = None) -> None:

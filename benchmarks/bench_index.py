@@ -14,23 +14,13 @@ from __future__ import annotations
 import argparse
 import shlex
 import time
-from collections.abc import Callable
 
 import faiss
 import torch
+from timing import best_time
 from torch import Tensor
 
 from vrs.retrieval import ItemIndex, build_index
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of `repeats` calls (the caller warms up)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def search_all(index: ItemIndex, queries: Tensor, k: int, batch_size: int) -> Tensor:
@@ -87,7 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     def measure(index: ItemIndex) -> tuple[float, Tensor]:
         index.search(queries[:16], k)  # warm-up: first-touch of the index's memory, thread start
         box: list[Tensor] = []
-        dt = best_time(lambda: box.append(search_all(index, queries, k, args.batch_size)), args.repeats)
+        dt = best_time(
+            lambda: box.append(search_all(index, queries, k, args.batch_size)), args.repeats, warmup=False
+        )
         return args.n_queries / dt, box[-1]
 
     exact = build_index(items, "exact")

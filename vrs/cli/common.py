@@ -63,6 +63,19 @@ def feature_cache(cfg: DictConfig) -> Any:
     return FeatureCache(root, precision=cfg.get("feature_precision", "fp32")) if root else None
 
 
+def warn_if_other_dataset(module: Any, datamodule: Any, path: Path) -> None:
+    """Warns when the checkpoint at `path` was trained on a dataset other than `datamodule`'s."""
+    import warnings
+
+    trained_on = module.hparams.get("dataset_fingerprint", "")
+    if trained_on and datamodule.fingerprint and trained_on != datamodule.fingerprint:
+        warnings.warn(
+            f"{path} was trained on dataset {trained_on} but data.root={datamodule.root} has "
+            f"fingerprint {datamodule.fingerprint}",
+            stacklevel=3,
+        )
+
+
 def results(module: Any, *prefixes: str) -> dict[str, float]:
     """The module's latest evaluation results whose keys start with one of `prefixes`."""
     return {k: v for k, v in module.results.items() if k.startswith(prefixes)}

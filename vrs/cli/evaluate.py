@@ -7,14 +7,13 @@ vrs-eval ckpt_path=... trainer=ddp_cpu trainer.devices=2
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from vrs.cli.common import CONFIG_DIR, finish_run, friendly_errors, results, setup_run
+from vrs.cli.common import CONFIG_DIR, finish_run, friendly_errors, results, setup_run, warn_if_other_dataset
 from vrs.lit.evaluation import RankingModule
 from vrs.lit.module import RecModule
 
@@ -42,13 +41,7 @@ def _load_module(cfg: DictConfig, datamodule) -> RankingModule:
         if not path.is_file():
             raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
         module = RecModule.load_from_checkpoint(path, map_location="cpu")
-        trained_on = module.hparams.get("dataset_fingerprint", "")
-        if trained_on and datamodule.fingerprint and trained_on != datamodule.fingerprint:
-            warnings.warn(
-                f"{path} was trained on dataset {trained_on} but data.root={datamodule.root} has "
-                f"fingerprint {datamodule.fingerprint}",
-                stacklevel=2,
-            )
+        warn_if_other_dataset(module, datamodule, path)
         return module
     if cfg.model._target_.endswith("RecModule"):
         raise ValueError(

@@ -10,7 +10,6 @@ writing and printing result tables.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from vrs.cli.common import CONFIG_DIR, feature_cache, friendly_errors
+from vrs.cli.common import CONFIG_DIR, feature_cache, friendly_errors, warn_if_other_dataset
 from vrs.io import atomic_write
 
 
@@ -71,13 +70,7 @@ def load_model(cfg: DictConfig) -> tuple[Any, Any]:
     datamodule.prepare_data()
     datamodule.setup()
     module = RecModule.load_from_checkpoint(path, map_location=cfg.device)
-    trained_on = module.hparams.get("dataset_fingerprint", "")
-    if trained_on and datamodule.fingerprint and trained_on != datamodule.fingerprint:
-        warnings.warn(
-            f"{path} was trained on dataset {trained_on} but data.root={datamodule.root} has "
-            f"fingerprint {datamodule.fingerprint}",
-            stacklevel=2,
-        )
+    warn_if_other_dataset(module, datamodule, path)
     # The checkpoint's own training counts decide which item IDs count as trained.
     module.attach_data(datamodule.content, feature_cache=feature_cache(cfg))
     module.eval()

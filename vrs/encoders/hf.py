@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +94,16 @@ def set_hf_grad_checkpointing(model: nn.Module, enable: bool) -> None:
         off()
 
 
+def hf_tokenize(tokenizer: Any, texts: list[str], max_length: int, pad_token_id: int) -> Tensor:
+    """Strings -> (n, L) long ids of a Hugging Face tokenizer, truncated and right-padded to L."""
+    if len(texts) == 0:
+        return torch.full((0, max_length), pad_token_id, dtype=torch.long)
+    enc = tokenizer(
+        list(texts), padding="max_length", truncation=True, max_length=max_length, return_tensors="pt"
+    )
+    return enc["input_ids"].long()  # (n, L)
+
+
 class HFTextEncoder(TextEncoder):
     """A Hugging Face encoder (BERT-like) with its tokenizer; pooled last hidden states.
 
@@ -146,16 +157,7 @@ class HFTextEncoder(TextEncoder):
 
     def tokenize(self, texts: list[str]) -> Tensor:
         """Strings -> (n, L) long ids, truncated and right-padded to L = max_length."""
-        if len(texts) == 0:
-            return torch.full((0, self.max_length), self.pad_token_id, dtype=torch.long)
-        enc = self.tokenizer(
-            list(texts),
-            padding="max_length",
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        return enc["input_ids"].long()  # (n, L)
+        return hf_tokenize(self.tokenizer, texts, self.max_length, self.pad_token_id)
 
     def forward(self, tokens: Tensor) -> Tensor:
         """(n, L) long ids -> (n, out_dim) pooled embeddings."""

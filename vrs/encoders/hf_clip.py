@@ -14,12 +14,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
 from vrs.encoders.base import EncoderWeightsError, ImageEncoder, TextEncoder, Towers, hf_offline
-from vrs.encoders.hf import resolve_hf_folder, set_hf_grad_checkpointing
+from vrs.encoders.hf import hf_tokenize, resolve_hf_folder, set_hf_grad_checkpointing
 from vrs.encoders.preprocess import resize_normalize
 
 # Normalisation each family was trained with, used when a folder has no preprocessor_config.json.
@@ -122,16 +121,7 @@ class HFClipTextEncoder(TextEncoder):
 
     def tokenize(self, texts: list[str]) -> Tensor:
         """Strings -> (n, L) long ids, truncated and right-padded to L = max_length."""
-        if len(texts) == 0:
-            return torch.full((0, self.max_length), self.pad_token_id, dtype=torch.long)
-        enc = self.tokenizer(
-            list(texts),
-            padding="max_length",
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        return enc["input_ids"].long()  # (n, L)
+        return hf_tokenize(self.tokenizer, texts, self.max_length, self.pad_token_id)
 
     def forward(self, tokens: Tensor) -> Tensor:
         """(n, L) long ids -> (n, out_dim) unnormalised embeddings."""
