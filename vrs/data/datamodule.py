@@ -79,12 +79,15 @@ class RecDataModule(L.LightningDataModule):
         self.split: Split | None = None
         self.data: SequenceData | None = None
         self._content: ItemContent | None = None
+        self._prepared = False
 
     def prepare_data(self) -> None:
-        if self.generate is not None:
+        # The commands call this before building the model and Lightning calls it again in fit.
+        if self.generate is not None and not self._prepared:
             from vrs.data.synthetic import generate
 
             generate(self.root, **self.generate)
+            self._prepared = True
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:

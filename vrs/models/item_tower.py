@@ -191,26 +191,31 @@ class ItemTower(nn.Module):
         if not self._has_content:
             raise RuntimeError("ItemTower.set_content(content) must be called before encoding items")
         device = self.has_image.device
-        idx = torch.arange(self.n_items, device=device) if idx is None else idx.to(device)
+        every = idx is None  # the whole catalogue: cached tensors are used as they are, not copied
+        idx = torch.arange(self.n_items, device=device) if every else idx.to(device)
+
+        def rows(t: Tensor) -> Tensor:
+            return t if every else t[idx]
+
         feats: dict[str, Tensor] = {}
         present: dict[str, Tensor] = {}
         if self.image_encoder is not None:
             feats["image"] = (
-                self.image_feats[idx]
+                rows(self.image_feats)
                 if self.freeze_encoders
-                else self._encode(self.image_encoder, self.images[idx])
+                else self._encode(self.image_encoder, rows(self.images))
             )
-            present["image"] = self.has_image[idx]
+            present["image"] = rows(self.has_image)
         if self.text_encoder is not None:
             feats["text"] = (
-                self.text_feats[idx]
+                rows(self.text_feats)
                 if self.freeze_encoders
-                else self._encode(self.text_encoder, self.tokens[idx])
+                else self._encode(self.text_encoder, rows(self.tokens))
             )
-            present["text"] = self.has_text[idx]
+            present["text"] = rows(self.has_text)
         if self.id_emb is not None:
-            feats["id"] = self.id_emb(idx)
-            present["id"] = self.has_id[idx]
+            feats["id"] = self.id_emb.weight if every else self.id_emb(idx)
+            present["id"] = rows(self.has_id)
         return feats, present
 
     def forward(self, idx: Tensor | None = None) -> Tensor:
