@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from vrs.data.content import ItemContent
-from vrs.encoders.cache import FEATURES_FILE, FeatureCache
+from vrs.encoders.cache import FEATURES_FILE, FeatureCache, key_of
 from vrs.encoders.toy import ToyImageEncoder, build_toy_towers
 from vrs.fusion.concat import ConcatFusion
 from vrs.models.item_tower import ItemTower
@@ -92,10 +92,11 @@ def test_interrupted_extraction_leaves_no_entry_and_resumes(tmp_path: Path, imag
 def test_merge_refuses_missing_shards(tmp_path: Path, images: torch.Tensor) -> None:
     cache = FeatureCache(tmp_path, shard_size=16)
     enc = _encoder()
-    key = cache.key("image", enc, images)
+    meta = cache.describe("image", enc, images)
+    key = key_of(meta)
     cache.encode_shards(key, enc, images, shards=[0, 3])
     with pytest.raises(RuntimeError, match=r"shards \[1, 2\] of 4 are missing"):
-        cache.merge(key, "image", enc, images)
+        cache.merge(key, meta)
 
 
 def test_frozen_item_tower_reads_the_cache_without_calling_encoders(tmp_path: Path) -> None:

@@ -63,6 +63,12 @@ def encoder_identity(encoder: nn.Module) -> dict[str, Any]:
     return {"class": f"{cls.__module__}.{cls.__qualname__}", "settings": settings, "weights": sha.hexdigest()}
 
 
+def key_of(meta: dict[str, Any]) -> str:
+    """The cache key of an entry description (`FeatureCache.describe`)."""
+    digest = hashlib.blake2b(json.dumps(meta, sort_keys=True).encode(), digest_size=12).hexdigest()
+    return f"{meta['modality']}-{digest}"
+
+
 def inputs_digest(inputs: Tensor) -> str:
     """Hash of the exact tensor an encoder will read (shape, dtype and bytes)."""
     t = inputs.detach().cpu().contiguous()
@@ -105,11 +111,11 @@ class FeatureCache:
 
     def key(self, modality: str, encoder: nn.Module, inputs: Tensor) -> str:
         """The cache key of `encoder` over `inputs` (a modality name keeps the folders readable)."""
-        meta = self._meta(modality, encoder, inputs)
-        digest = hashlib.blake2b(json.dumps(meta, sort_keys=True).encode(), digest_size=12).hexdigest()
-        return f"{modality}-{digest}"
+        return key_of(self.describe(modality, encoder, inputs))
 
-    def _meta(self, modality: str, encoder: nn.Module, inputs: Tensor) -> dict[str, Any]:
+    def describe(self, modality: str, encoder: nn.Module, inputs: Tensor) -> dict[str, Any]:
+        """What an entry stands for (its key is `key_of` this): hashing the weights and every input
+        byte is the expensive part of a cache hit, so callers compute it once and reuse it."""
         meta = {
             "modality": modality,
             "encoder": encoder_identity(encoder),
@@ -180,13 +186,17 @@ class FeatureCache:
             print(f"encoded {total} items in {seconds:.1f} s ({total / max(seconds, 1e-9):.0f} items/s)")
         return total
 
-    def merge(self, key: str, modality: str, encoder: nn.Module, inputs: Tensor) -> Tensor:
+    def merge(self, key: str, meta: dict[str, Any]) -> Tensor:
         """Joins the shards of a finished extraction into the entry's features and marks it complete.
+
+        Args:
+            key: the entry, `key_of(meta)`.
+            meta: `describe(...)` of the extraction.
 
         Raises:
             RuntimeError: when shards are missing (an extraction is still running or was cut short).
         """
-        n = inputs.shape[0]
+        n = meta["n_items"]
         missing = self.missing_shards(key, n)
         if missing:
             raise RuntimeError(f"cannot merge {key}: shards {missing[:5]} of {self.n_shards(n)} are missing")
@@ -198,7 +208,7 @@ class FeatureCache:
             raise RuntimeError(f"{part}: shards hold {feats.shape[0]} items, expected {n}")
         entry = self.root / key
         atomic_write(entry / FEATURES_FILE, lambda tmp: torch.save(feats, tmp))
-        meta = self._meta(modality, encoder, inputs) | {"dim": int(feats.shape[1]) if feats.ndim == 2 else 0}
+        meta = meta | {"dim": int(feats.shape[1]) if feats.ndim == 2 else 0}
         write_json(entry / META_FILE, meta)  # last: the entry is complete from here on
         shutil.rmtree(part, ignore_errors=True)
         return feats
@@ -206,9 +216,10 @@ class FeatureCache:
     def features(self, modality: str, encoder: nn.Module, inputs: Tensor) -> Tensor:
         """(N, F) features of `encoder` over `inputs`: read from the cache, or encoded (only the
         shards an earlier run did not finish), stored, then returned."""
-        key = self.key(modality, encoder, inputs)
+        meta = self.describe(modality, encoder, inputs)
+        key = key_of(meta)
         cached = self.load(key)
         if cached is not None:
             return cached
         self.encode_shards(key, encoder, inputs)
-        return self.merge(key, modality, encoder, inputs)
+        return self.merge(key, meta)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from vrs.encoders.cache import FeatureCache
+from vrs.encoders.cache import FeatureCache, key_of
 
 
 @dataclass
@@ -21,6 +22,7 @@ class ExtractionJob:
     encoder: nn.Module
     inputs: Tensor
     key: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)  # FeatureCache.describe(...), computed once
 
 
 class FeatureExtractionModule(L.LightningModule):
@@ -39,7 +41,8 @@ class FeatureExtractionModule(L.LightningModule):
         self.encoders = nn.ModuleList([job.encoder for job in jobs])  # moved to the device by Lightning
         for job in jobs:
             job.encoder.requires_grad_(False).eval()
-            job.key = job.key or cache.key(job.modality, job.encoder, job.inputs)
+            job.meta = job.meta or cache.describe(job.modality, job.encoder, job.inputs)
+            job.key = key_of(job.meta)
         # Fixed before any rank writes, so every rank agrees on the work list.
         self.todo = [
             (j, shard)
@@ -74,6 +77,6 @@ class FeatureExtractionModule(L.LightningModule):
         if strategy is None or self.global_rank == 0:
             for job in self.jobs:
                 if self.cache.load(job.key) is None:
-                    self.cache.merge(job.key, job.modality, job.encoder, job.inputs)
+                    self.cache.merge(job.key, job.meta)
         if strategy is not None:
             strategy.barrier("vrs-extract-merged")

@@ -178,6 +178,7 @@ def _scan(
     n_rb = max(1, -(-b // rb))
     rows_all = torch.arange(b, device=dev)
 
+    lib = native.load() if dev.type == "cpu" else None
     ranks = target_seen = target_score = t_flat = counts = None
     if targets is not None:
         targets = targets.to(device=dev, dtype=torch.long).contiguous()
@@ -189,7 +190,8 @@ def _scan(
             )
         target_score = (users * items[targets]).sum(-1, keepdim=True)  # (B, 1)
         target_seen = torch.zeros(b, dtype=torch.bool, device=dev)
-        t_flat = _bucket(rows_all, targets, chunk, n_chunks, rb, n_rb)
+        if lib is None:  # the C pass leaves the target's column out by position instead
+            t_flat = _bucket(rows_all, targets, chunk, n_chunks, rb, n_rb)
         # Per-tile counts as floats (exact: < chunk <= 2**24); summed over chunks in float64 at the end.
         counts = torch.empty(n_chunks, b, device=dev)  # (n_chunks, B)
 
@@ -209,7 +211,6 @@ def _scan(
 
     top_val = torch.full((b, k), -math.inf, device=dev)
     top_idx = torch.full((b, k), -1, dtype=torch.long, device=dev)
-    lib = native.load() if dev.type == "cpu" else None
 
     def sweep(row_blocks: range) -> None:
         """Scores, counts and top-K of the given row blocks, with buffers of its own."""
