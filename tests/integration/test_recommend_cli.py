@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import compose_config
+from tests.integration.test_cli import _run
 from vrs.cli.recommend import recommend
 from vrs.cli.search import search
 from vrs.cli.similar import similar
@@ -33,14 +31,6 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, small_data: Path) -> Pa
 
 def _cfg(name: str, checkpoint: Path, tmp_path: Path, data: Path, overrides: list[str]):
     return compose_config(name, [f"ckpt_path={checkpoint}", "data.image_size=32", *overrides], tmp_path, data)
-
-
-def _run(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
 
 
 def test_recommend_writes_parquet_and_prints_a_preview(

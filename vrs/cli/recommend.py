@@ -10,6 +10,7 @@ writing and printing result tables.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,20 @@ def load_model(cfg: DictConfig) -> tuple[Any, Any]:
     module.attach_data(datamodule.content, feature_cache=feature_cache(cfg))
     module.eval()
     return datamodule, module
+
+
+def serve_items(cfg: DictConfig, query: Callable[..., pd.DataFrame], queries: list[Any]) -> pd.DataFrame:
+    """Loads the model, runs `query(net, catalogue, queries, k=, index=, index_dir=)` (`similar` or
+    `search` of vrs.serving.items), prints the table and with `out=PATH` writes it."""
+    datamodule, module = load_model(cfg)
+    catalogue = list(datamodule.data.item_index)
+    table = query(
+        module.net, catalogue, queries, k=cfg.k, index=cfg.index, index_dir=index_dir(cfg.ckpt_path)
+    )
+    print(format_table(with_titles(table, datamodule)))
+    if cfg.out:
+        print(f"written to {write_table(table, cfg.out)}")
+    return table
 
 
 def index_dir(ckpt_path: str) -> Path:

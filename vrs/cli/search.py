@@ -14,7 +14,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from vrs.cli.common import CONFIG_DIR, friendly_errors
-from vrs.cli.recommend import as_list, format_table, index_dir, load_model, with_titles, write_table
+from vrs.cli.recommend import as_list, serve_items
 
 
 def search(cfg: DictConfig) -> pd.DataFrame:
@@ -24,15 +24,7 @@ def search(cfg: DictConfig) -> pd.DataFrame:
     if cfg.query is None:
         raise ValueError('query="TEXT" (or a list of texts) is required')
     queries = [str(q) for q in as_list(cfg.query, "query")]
-    datamodule, module = load_model(cfg)
-    catalogue = list(datamodule.data.item_index)
-    table = search_items(
-        module.net, catalogue, queries, k=cfg.k, index=cfg.index, index_dir=index_dir(cfg.ckpt_path)
-    )
-    print(format_table(with_titles(table, datamodule)))
-    if cfg.out:
-        print(f"written to {write_table(table, cfg.out)}")
-    return table
+    return serve_items(cfg, search_items, queries)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="search")

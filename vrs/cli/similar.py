@@ -10,7 +10,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from vrs.cli.common import CONFIG_DIR, friendly_errors
-from vrs.cli.recommend import as_list, format_table, index_dir, load_model, with_titles, write_table
+from vrs.cli.recommend import as_list, serve_items
 
 
 def similar(cfg: DictConfig) -> pd.DataFrame:
@@ -20,15 +20,7 @@ def similar(cfg: DictConfig) -> pd.DataFrame:
     item_ids = as_list(cfg.item_ids, "item_ids")
     if not item_ids:
         raise ValueError("item_ids=[...] is required: the items to find neighbours of")
-    datamodule, module = load_model(cfg)
-    catalogue = list(datamodule.data.item_index)
-    table = similar_items(
-        module.net, catalogue, item_ids, k=cfg.k, index=cfg.index, index_dir=index_dir(cfg.ckpt_path)
-    )
-    print(format_table(with_titles(table, datamodule)))
-    if cfg.out:
-        print(f"written to {write_table(table, cfg.out)}")
-    return table
+    return serve_items(cfg, similar_items, item_ids)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="similar")
