@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vrs.losses import BPRLoss, FullSoftmaxLoss, InBatchLoss, SampledSoftmaxLoss
+from vrs.losses import BPRLoss, FullSoftmaxLoss, InBatchLoss, SampledSoftmaxLoss, linear_cross_entropy
 
 
 class Catalogue:
@@ -199,3 +199,36 @@ def test_items_with_minus_inf_log_q_are_never_candidates():
         assert torch.isfinite(value)
         requested = torch.cat(calls)
         assert int(requested.max()) < 10, type(loss).__name__
+
+
+@pytest.mark.parametrize("rows", [1, 7, 600])
+def test_linear_cross_entropy_matches_cross_entropy_and_its_gradients(rows: int) -> None:
+    # 600 rows x 3,000 items spans several tiles and both CPU threads; 1 row is a single tile.
+    g = torch.Generator().manual_seed(rows)
+    states = torch.randn(rows, 16, generator=g, requires_grad=True)
+    items = torch.randn(3000, 16, generator=g, requires_grad=True)
+    targets = torch.randint(0, 3000, (rows,), generator=g)
+    targets[0] = 2999
+    loss = linear_cross_entropy(states * 3.0, items, targets)
+    loss.backward()
+    got = states.grad.clone(), items.grad.clone()
+    states.grad = items.grad = None
+    ref = F.cross_entropy((states * 3.0) @ items.T, targets)
+    ref.backward()
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(got[0], states.grad)
+    torch.testing.assert_close(got[1], items.grad)
+
+
+def test_linear_cross_entropy_without_grad_and_under_autocast() -> None:
+    states, items = torch.randn(40, 8), torch.randn(50, 8)
+    targets = torch.arange(40)
+    ref = F.cross_entropy(states @ items.T, targets)
+    with torch.no_grad():
+        torch.testing.assert_close(linear_cross_entropy(states, items, targets), ref)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = linear_cross_entropy(states.bfloat16(), items.bfloat16(), targets)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(
+        out, F.cross_entropy(states.bfloat16().float() @ items.bfloat16().float().T, targets)
+    )

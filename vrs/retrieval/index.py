@@ -8,13 +8,12 @@ score matrix.
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from vrs.retrieval import native
+from vrs.threads import run_split
 
 # Per-chunk float counts are exact only below 2**24; larger chunks gain nothing anyway.
 _MAX_CHUNK = 1 << 24
@@ -97,41 +96,6 @@ def _topk_from_levels(
         scores.scatter_reduce_(1, slot, fill, reduce="amin")
     vals, pos = scores.topk(min(k, cand.shape[1]), dim=1)
     return vals, cand.gather(1, pos)
-
-
-def _run_split(sweep: Callable[[range], None], n_blocks: int, dev: torch.device) -> None:
-    """Runs ``sweep`` over row blocks: on CPU, one Python thread per core, each sweeping its own
-    share of the blocks with single-threaded ops.
-
-    A multi-threaded op wakes and joins the whole thread pool, ~25 us on this kind of VM, while one
-    score tile's work is only ~100 us; independent per-core sweeps pay no such cost, and each core's
-    tile stays in its own L2. Ops release the GIL, so the threads run in parallel. Results are
-    identical to a sequential sweep: every block writes only its own rows.
-    """
-    workers = min(torch.get_num_threads(), n_blocks) if dev.type == "cpu" else 1
-    if workers <= 1:
-        sweep(range(n_blocks))
-        return
-    grad = torch.is_grad_enabled()
-    inference = torch.is_inference_mode_enabled()
-    errors: list[BaseException] = []
-
-    def work(blocks: range) -> None:
-        # Grad mode, inference mode and the OpenMP thread count are per thread.
-        torch.set_num_threads(1)
-        try:
-            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
-                sweep(blocks)
-        except BaseException as e:  # re-raised in the caller
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(range(w, n_blocks, workers),)) for w in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 def _scan(
@@ -277,7 +241,7 @@ def _scan(
                 kk = vals.shape[1]
                 top_val[r0:r1, :kk], top_idx[r0:r1, :kk] = vals, idx
 
-    _run_split(sweep, n_rb, dev)
+    run_split(sweep, n_rb, dev)
     if lib is not None and k:  # the C pass leaves per-row heaps: sort them, best first
         top_val, order = top_val.sort(dim=1, descending=True)
         top_idx = top_idx.gather(1, order)
