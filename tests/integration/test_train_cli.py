@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -129,3 +130,25 @@ def test_frozen_pretrained_weights_rebuild_instead_of_filling_checkpoints(
         "eval", [f"ckpt_path={ckpt}", *overrides[:3], "data.image_size=32"], tmp_path / "eval", small_data
     )
     assert evaluate(cfg)["test/ndcg_10"] == trained_metrics["test/ndcg_10"]
+
+
+def test_resume_continues_the_run_and_keeps_its_log(
+    tmp_path: Path, small_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_train(tmp_path, small_data, [])  # epochs 0-1
+    log = tmp_path / "csv" / "metrics.csv"
+    before = [r for r in log.read_text().splitlines()[1:] if r]
+    steps = []
+    step = RecModule.training_step
+    monkeypatch.setattr(
+        RecModule, "training_step", lambda self, *a, **k: steps.append(1) or step(self, *a, **k)
+    )
+
+    run_train(tmp_path, small_data, ["resume=last", "trainer.max_epochs=3"])
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert steps and len(steps) * 3 == ckpt["global_step"]  # 3 epochs in all, only the third trained now
+    rows = list(csv.DictReader(log.open()))
+    assert sorted(int(r["epoch"]) for r in rows if r.get("val/ndcg_10")) == [0, 1, 2]
+    assert len(rows) > len(before)  # the rows of epochs 0-1 are still there
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        run_train(tmp_path / "other", small_data, ["resume=last"])

@@ -2,15 +2,61 @@
 
 vrs-train experiment=demo
 vrs-train data=canonical data.root=DIR encoder=tiny_clip fusion=gated loss=sampled_softmax
+vrs-train experiment=sasrec_amazon hydra.run.dir=RUN resume=last     # continue RUN where it stopped
 """
 
 from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
 
 import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from vrs.cli.common import CONFIG_DIR, finish_run, friendly_errors, results, setup_run
+from vrs.io import atomic_write_text
+
+
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint ``resume`` names (``last`` = this run's last.ckpt), checked to exist."""
+    if not cfg.get("resume"):
+        return None
+    path = (
+        Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
+    )
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"resume={cfg.resume}: no checkpoint at {path} (pass a .ckpt path, or 'last' with the "
+            "interrupted run's hydra.run.dir)"
+        )
+    return str(path)
+
+
+def _csv_logs(cfg: DictConfig) -> list[Path]:
+    """metrics.csv files of the configured CSV loggers."""
+    nodes = (cfg.get("logger") or {}).values()
+    return [
+        Path(n.save_dir) / str(n.get("name") or "") / str(n.get("version") or "") / "metrics.csv"
+        for n in nodes
+        if n and str(n.get("_target_", "")).endswith("CSVLogger")
+    ]
+
+
+def _merge_csv(path: Path, before: str) -> None:
+    """Puts back the rows of epochs the resumed run did not redo (Lightning's CSV logger starts its
+    file afresh), under the union of both headers."""
+    old = list(csv.DictReader(io.StringIO(before)))
+    new = list(csv.DictReader(io.StringIO(path.read_text()))) if path.is_file() else []
+    first = min((int(r["epoch"]) for r in new if r.get("epoch")), default=None)
+    rows = [r for r in old if first is None or not r.get("epoch") or int(r["epoch"]) < first] + new
+    keys = sorted({k for r in rows for k in r})
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, out.getvalue())
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -25,8 +71,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
             dataset_fingerprint=datamodule.fingerprint,
         )
 
+    resume = resume_checkpoint(cfg)
+    logs = {p: p.read_text() for p in _csv_logs(cfg) if resume and p.is_file()}
     datamodule, module, trainer = setup_run(cfg, build)
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
 
     metrics: dict[str, float] = {}
     checkpoint = trainer.checkpoint_callback
@@ -39,6 +87,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(results(module, "test/", "test_cold/"))
     finish_run(cfg, trainer, metrics)
+    if trainer.is_global_zero:  # after the last log line: Lightning rewrites the file on new columns
+        for path, before in logs.items():
+            _merge_csv(path, before)
     return metrics
 
 
