@@ -3,6 +3,8 @@
 # the table and the plot. From the repository root:
 #   bash experiments/reproduce_sasrec_amazon/run.sh                       # everything (hours on 2 cores)
 #   DATASETS="Beauty" SEEDS="0" CONFIGS="sasrec_amazon" bash experiments/reproduce_sasrec_amazon/run.sh
+# Finished runs (metrics.json) are skipped; interrupted ones continue from their last.ckpt, and their
+# wall_seconds adds the new part to the time already recorded.
 set -euo pipefail
 DATA_IN=${DATA_IN:-../shared/data/amazon-seq}
 DATASETS=${DATASETS:-"Beauty Sports_and_Outdoors Toys_and_Games"}
@@ -21,9 +23,14 @@ for name in $DATASETS; do
     for seed in $SEEDS; do
       run="$OUT/$config/$name/seed$seed"
       if [[ -f "$run/metrics.json" ]]; then echo "done: $run"; continue; fi
+      resume=null
+      [[ -f "$run/checkpoints/last.ckpt" ]] && resume=last
       start=$(date +%s)
-      "$BIN/vrs-train" experiment="$config" data.root="data/amazon/$name" seed="$seed" hydra.run.dir="$run"
-      echo $(( $(date +%s) - start )) > "$run/wall_seconds"
+      "$BIN/vrs-train" experiment="$config" data.root="data/amazon/$name" seed="$seed" hydra.run.dir="$run" \
+        resume="$resume"
+      before=$(cat "$run/wall_seconds" 2>/dev/null || echo 0)
+      echo $(( before + $(date +%s) - start )) > "$run/wall_seconds"
+      rm -f "$run/stopped"  # trained to early stopping (or max_epochs) now
     done
   done
 done

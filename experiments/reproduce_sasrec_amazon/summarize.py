@@ -2,8 +2,10 @@
 
     python experiments/reproduce_sasrec_amazon/summarize.py runs/reproduce_sasrec_amazon
 
-Reads <out>/<config>/<dataset>/seed<k>/{metrics.json, wall_seconds, csv/metrics.csv}; prints a
-Markdown table and writes <out>/val_ndcg10.svg (validation NDCG@10 per epoch, one line per run).
+Reads <out>/<config>/<dataset>/seed<k>/{metrics.json, wall_seconds, csv/metrics.csv, stopped}; prints
+a Markdown table and writes <out>/val_ndcg10_<dataset>.svg (validation NDCG@10 per epoch, one line per
+run). A run with a `stopped` file was stopped for time before early stopping; the file says why, and
+its best-validation checkpoint was evaluated with vrs-eval.
 """
 
 from __future__ import annotations
@@ -47,14 +49,23 @@ def val_curve(run: Path) -> list[tuple[int, float]]:
         ]
 
 
+def _epochs(run: Path) -> str:
+    """ "best / run" epochs of one run; * = stopped for time, not by early stopping."""
+    curve = val_curve(run)
+    if not curve:
+        return "-"
+    best = max(curve, key=lambda p: p[1])[0]
+    return f"{best} / {curve[-1][0] + 1}{'*' if (run / 'stopped').is_file() else ''}"
+
+
 def table(out: Path) -> str:
     lines = [
-        "| dataset | model | seeds | test HR@10 | test NDCG@10 | best val NDCG@10 | wall / run |",
-        "|---|---|---|---|---|---|---|",
+        "| dataset | model | seeds | test HR@10 | test NDCG@10 | best val NDCG@10 | best epoch / epochs run | wall / run |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for dataset in sorted({p.parent.name for p in out.glob("*/*/seed*")}):
         for name, (hr, ndcg) in PUBLISHED.get(dataset, {}).items():
-            lines.append(f"| {dataset} | {name} (published) | - | {hr:.4f} | {ndcg:.4f} | - | - |")
+            lines.append(f"| {dataset} | {name} (published) | - | {hr:.4f} | {ndcg:.4f} | - | - | - |")
         for config in sorted(p.name for p in out.iterdir() if (p / dataset).is_dir()):
             runs = sorted((out / config / dataset).glob("seed*/metrics.json"))
             metrics = [json.loads(p.read_text()) for p in runs]
@@ -68,7 +79,8 @@ def table(out: Path) -> str:
                 f"| {dataset} | {config} | {len(metrics)} | "
                 f"{_mean_std([m['test/recall_10'] for m in metrics])} | "
                 f"{_mean_std([m['test/ndcg_10'] for m in metrics])} | "
-                f"{_mean_std([m['val/ndcg_10'] for m in metrics if 'val/ndcg_10' in m])} | {wall} |"
+                f"{_mean_std([m['val/ndcg_10'] for m in metrics if 'val/ndcg_10' in m])} | "
+                f"{', '.join(_epochs(p.parent) for p in runs) or '-'} | {wall} |"
             )
     return "\n".join(lines)
 
@@ -114,14 +126,16 @@ def svg_plot(curves: dict[str, list[tuple[int, float]]], title: str) -> str:
 
 def main(out: Path) -> None:
     print(table(out))
-    curves = {
-        f"{run.parent.parent.name}/{run.parent.name}/{run.name}": val_curve(run)
-        for run in sorted(out.glob("*/*/seed*"))
-    }
-    svg = svg_plot({k: v for k, v in curves.items() if v}, "validation NDCG@10 per epoch")
-    if svg:
-        (out / "val_ndcg10.svg").write_text(svg)
-        print(f"plot: {out / 'val_ndcg10.svg'}")
+    for dataset in sorted({p.parent.name for p in out.glob("*/*/seed*")}):
+        curves = {
+            f"{run.parent.parent.name}/{run.name}": val_curve(run)
+            for run in sorted(out.glob(f"*/{dataset}/seed*"))
+        }
+        svg = svg_plot({k: v for k, v in curves.items() if v}, f"{dataset}: validation NDCG@10 per epoch")
+        if svg:
+            path = out / f"val_ndcg10_{dataset}.svg"
+            path.write_text(svg)
+            print(f"plot: {path}")
 
 
 if __name__ == "__main__":
