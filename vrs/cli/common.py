@@ -33,15 +33,21 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in group.values() if node and "_target_" in node]
 
 
-def setup_run(cfg: DictConfig, build_module: Callable[[Any], Any]) -> tuple[Any, Any, Any]:
-    """Seeds, builds the datamodule, the module (`build_module(datamodule)`) and the trainer, hands
-    the catalogue to the module and saves the resolved config. Returns (datamodule, module, trainer)."""
+def setup_data(cfg: DictConfig) -> Any:
+    """Seeds every generator with ``cfg.seed`` and returns the prepared, set-up datamodule."""
     import lightning as L
 
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, seed=cfg.seed)
     datamodule.prepare_data()
     datamodule.setup()
+    return datamodule
+
+
+def setup_run(cfg: DictConfig, build_module: Callable[[Any], Any]) -> tuple[Any, Any, Any]:
+    """Seeds, builds the datamodule, the module (`build_module(datamodule)`) and the trainer, hands
+    the catalogue to the module and saves the resolved config. Returns (datamodule, module, trainer)."""
+    datamodule = setup_data(cfg)
     module = build_module(datamodule)
     module.test_stages = datamodule.test_stages()
     module.attach_data(datamodule.content, datamodule.train_counts, feature_cache=feature_cache(cfg))

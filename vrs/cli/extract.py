@@ -15,15 +15,13 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vrs.cli.common import CONFIG_DIR, friendly_errors
+from vrs.cli.common import CONFIG_DIR, friendly_errors, setup_data
 
 MODALITIES = ("image", "text")
 
 
 def extract(cfg: DictConfig) -> dict[str, str]:
     """Fills the cache for the configured data and encoder; returns modality -> features path."""
-    import lightning as L
-
     from vrs.encoders.cache import FeatureCache
     from vrs.lit.extraction import ExtractionJob, FeatureExtractionModule
     from vrs.lit.module import build_towers
@@ -33,10 +31,7 @@ def extract(cfg: DictConfig) -> dict[str, str]:
         raise ValueError(f"modalities={wanted}: expected a non-empty list of {list(MODALITIES)}")
     if not cfg.feature_cache:
         raise ValueError("feature_cache=null: give the cache folder to extract into")
-    L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data, seed=cfg.seed)
-    datamodule.prepare_data()
-    datamodule.setup()
+    datamodule = setup_data(cfg)
     content = datamodule.content
     towers = build_towers(OmegaConf.to_container(cfg.encoder, resolve=True))
     jobs = []
