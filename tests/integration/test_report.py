@@ -258,3 +258,31 @@ def _is_error(event: dict[str, Any]) -> bool:
         or (method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"))
         or (method == "Log.entryAdded" and params["entry"]["level"] == "error")
     )
+
+
+def test_user_cards_equal_brute_force_ranking(runs: Path, small_data: Path) -> None:
+    import torch
+
+    from vrs.data.datamodule import RecDataModule
+    from vrs.lit.module import RecModule
+    from vrs.report.evaluation import eval_batches, user_cards
+
+    dm = RecDataModule(str(small_data), image_size=32)
+    dm.setup()
+    module = RecModule.load_from_checkpoint(runs / "fused" / "checkpoints" / "last.ckpt", map_location="cpu")
+    module.attach_data(dm.content, dm.train_counts)
+    net, targets = module.net.eval(), dm.data.test_targets[:12]
+    cards = user_cards(net, dm.data, targets, module.hparams.max_len, k=5)
+    batch = next(eval_batches(dm.data, targets, module.hparams.max_len, len(targets)))
+    with torch.no_grad():
+        items = net.encode_items()  # (N, D)
+        scores = net.encode_users(batch, items) @ items.T  # (M, N)
+    for m, card in enumerate(cards):
+        row = scores[m].clone()
+        seen = batch.seen[m][batch.seen[m] >= 0]
+        target = row[card.target].item()
+        row[seen] = float("-inf")
+        assert card.target_rank == int((row >= target).sum()) - 1  # ties count against the target
+        top = row.topk(5)
+        assert card.items == top.indices.tolist()
+        torch.testing.assert_close(torch.tensor(card.scores), top.values, rtol=1e-4, atol=1e-5)

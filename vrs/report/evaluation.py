@@ -18,7 +18,8 @@ from vrs.data.batch import RecBatch
 from vrs.data.sequences import EvalDataset, SequenceData, collate_eval
 from vrs.metrics import RankingMetrics, target_ranks
 from vrs.models.recommender import Recommender
-from vrs.serving.base import build_search_index, device_of, inference
+from vrs.retrieval.index import rank_and_topk
+from vrs.serving.base import device_of, inference
 from vrs.serving.recommend import explain
 
 
@@ -135,7 +136,8 @@ def user_cards(
 
     `vrs.serving.recommend` serves a dataset user on everything the dataset holds for them (the test
     item included, then excluded as seen); a card needs the test-time view instead, so that the
-    held-out item can show up as a hit. Search and explanations are the serving library's.
+    held-out item can show up as a hit. Ranks and top-K lists come from one pass of the evaluation
+    kernel; explanations are the serving library's.
 
     Args:
         net: the recommender, with its catalogue content attached.
@@ -155,8 +157,8 @@ def user_cards(
         items = (net.encode_items() if item_vecs is None else item_vecs).float()  # (N, D)
         users = net.encode_users(batch, items).float()  # (M, D)
         seen = batch.seen if exclude_seen else None
-        scores, top = build_search_index(items, "exact").search(users, k, seen)  # (M, K)
-        ranks, _ = target_ranks(users, items, batch.targets, seen)  # (M,)
+        ranks, _, top = rank_and_topk(users, items, batch.targets, seen, k)  # (M,), (M, K): one pass
+        scores = torch.einsum("mkd,md->mk", items[top.clamp(min=0)], users)  # (M, K)
         because, weights = explain(items, batch.items, batch.mask, top.to(device), n_explain)  # (M, K, n')
     event_names = {i: name for name, i in data.event_index.items()}
     cards = []
