@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from pathlib import Path
 
 import hydra
@@ -72,6 +73,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         )
 
     resume = resume_checkpoint(cfg)
+    if resume:
+        # Lightning warns that the log and checkpoint folders are not empty: expected when resuming,
+        # and the earlier log rows are put back below.
+        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
     logs = {p: p.read_text() for p in _csv_logs(cfg) if resume and p.is_file()}
     datamodule, module, trainer = setup_run(cfg, build)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
