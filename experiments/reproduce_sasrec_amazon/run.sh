@@ -3,8 +3,8 @@
 # the table and the plot. From the repository root:
 #   bash experiments/reproduce_sasrec_amazon/run.sh                       # everything (hours on 2 cores)
 #   DATASETS="Beauty" SEEDS="0" CONFIGS="sasrec_amazon" bash experiments/reproduce_sasrec_amazon/run.sh
-# Finished runs (metrics.json) are skipped; interrupted ones continue from their last.ckpt, and their
-# wall_seconds adds the new part to the time already recorded.
+# Finished runs (metrics.json) are skipped; interrupted ones, and ones stopped for time (a `stopped`
+# file), continue from their last.ckpt, and their wall_seconds adds the new part to the time recorded.
 set -euo pipefail
 DATA_IN=${DATA_IN:-../shared/data/amazon-seq}
 DATASETS=${DATASETS:-"Beauty Sports_and_Outdoors Toys_and_Games"}
@@ -22,7 +22,8 @@ for name in $DATASETS; do
   for config in $CONFIGS; do
     for seed in $SEEDS; do
       run="$OUT/$config/$name/seed$seed"
-      if [[ -f "$run/metrics.json" ]]; then echo "done: $run"; continue; fi
+      # A run stopped for time (a `stopped` file beside its interim metrics.json) is continued.
+      if [[ -f "$run/metrics.json" && ! -f "$run/stopped" ]]; then echo "done: $run"; continue; fi
       resume=null
       [[ -f "$run/checkpoints/last.ckpt" ]] && resume=last
       start=$(date +%s)
