@@ -38,15 +38,18 @@ def _mean_std(values: list[float]) -> str:
 
 
 def val_curve(run: Path) -> list[tuple[int, float]]:
-    path = run / "csv" / "metrics.csv"
-    if not path.is_file():
-        return []
-    with path.open() as f:
-        return [
-            (int(row["epoch"]), float(row["val/ndcg_10"]))
-            for row in csv.DictReader(f)
-            if row.get("val/ndcg_10")
-        ]
+    """(epoch, val NDCG@10) of a run, with the rows a stopped resume left in metrics.before_resume.csv."""
+    curve: dict[int, float] = {}
+    for name in ("metrics.before_resume.csv", "metrics.csv"):  # later rows win
+        path = run / "csv" / name
+        if path.is_file():
+            with path.open() as f:
+                curve.update(
+                    (int(row["epoch"]), float(row["val/ndcg_10"]))
+                    for row in csv.DictReader(f)
+                    if row.get("val/ndcg_10")
+                )
+    return sorted(curve.items())
 
 
 def _epochs(run: Path) -> str:

@@ -138,8 +138,16 @@ def test_resume_continues_the_run_and_keeps_its_log(
     run_train(tmp_path, small_data, [])  # epochs 0-1
     log = tmp_path / "csv" / "metrics.csv"
     before = [r for r in log.read_text().splitlines()[1:] if r]
-    steps = []
     step = RecModule.training_step
+
+    def stop(self, *a, **k):
+        raise RuntimeError("stopped")
+
+    monkeypatch.setattr(RecModule, "training_step", stop)
+    with pytest.raises(RuntimeError, match="stopped"):  # a resumed run stopped again: rows are kept
+        run_train(tmp_path, small_data, ["resume=last", "trainer.max_epochs=3"])
+    assert (tmp_path / "csv" / "metrics.before_resume.csv").read_text().splitlines()[1:] == before
+    steps = []
     monkeypatch.setattr(
         RecModule, "training_step", lambda self, *a, **k: steps.append(1) or step(self, *a, **k)
     )
@@ -150,5 +158,6 @@ def test_resume_continues_the_run_and_keeps_its_log(
     rows = list(csv.DictReader(log.open()))
     assert sorted(int(r["epoch"]) for r in rows if r.get("val/ndcg_10")) == [0, 1, 2]
     assert len(rows) > len(before)  # the rows of epochs 0-1 are still there
+    assert not (tmp_path / "csv" / "metrics.before_resume.csv").exists()
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         run_train(tmp_path / "other", small_data, ["resume=last"])

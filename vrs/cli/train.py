@@ -45,6 +45,21 @@ def _csv_logs(cfg: DictConfig) -> list[Path]:
     ]
 
 
+# The log rows of a run before it was resumed, kept until the resumed run ends (a resumed run that is
+# stopped again leaves them here for the next resume, and for readers of the log).
+KEPT_LOG = "metrics.before_resume.csv"
+
+
+def _keep_log(path: Path) -> Path:
+    """Saves ``path``'s rows beside it before Lightning starts the file afresh; returns ``path``."""
+    kept = path.with_name(KEPT_LOG)
+    if kept.is_file():  # an earlier resume was stopped: its rows and the kept ones, together
+        _merge_csv(path, kept.read_text())
+    if path.is_file():
+        atomic_write_text(kept, path.read_text())
+    return path
+
+
 def _merge_csv(path: Path, before: str) -> None:
     """Puts back the rows of epochs the resumed run did not redo (Lightning's CSV logger starts its
     file afresh), under the union of both headers."""
@@ -77,7 +92,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # Lightning warns that the log and checkpoint folders are not empty: expected when resuming,
         # and the earlier log rows are put back below.
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
-    logs = {p: p.read_text() for p in _csv_logs(cfg) if resume and p.is_file()}
+    logs = [_keep_log(p) for p in _csv_logs(cfg)] if resume else []
     datamodule, module, trainer = setup_run(cfg, build)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
 
@@ -93,8 +108,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update(results(module, "test/", "test_cold/"))
     finish_run(cfg, trainer, metrics)
     if trainer.is_global_zero:  # after the last log line: Lightning rewrites the file on new columns
-        for path, before in logs.items():
-            _merge_csv(path, before)
+        for path in logs:
+            kept = path.with_name(KEPT_LOG)
+            if kept.is_file():
+                _merge_csv(path, kept.read_text())
+                kept.unlink()
     return metrics
 
 
