@@ -85,13 +85,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
         rows = max(1, (_CPU_TILE if dev.type == "cpu" else _GPU_TILE) // n)
         n_blocks = math.ceil(m / rows)
         lse = torch.empty(m, device=dev)  # (M,)
-        grad_states = torch.empty_like(states)  # (M, D)
-        # One item-gradient accumulator per thread: blocks of different threads share every item.
-        grad_items = [torch.zeros_like(items) for _ in range(threads.workers(n_blocks, dev))]
         grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        # Gradient buffers only when a backward will follow; one item-gradient accumulator per thread
+        # (blocks of different threads share every item).
+        grad_states = torch.empty_like(states) if grad else None  # (M, D)
+        grad_items = [torch.zeros_like(items) for _ in range(threads.workers(n_blocks, dev) if grad else 0)]
 
         def sweep(blocks: range) -> None:
-            acc = grad_items[blocks.start]
+            acc = grad_items[blocks.start] if grad else None  # run_split: worker w starts at block w
             for b in blocks:
                 sl = slice(b * rows, (b + 1) * rows)
                 h = states[sl]  # (r, D)
