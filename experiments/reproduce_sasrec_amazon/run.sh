@@ -27,10 +27,13 @@ for name in $DATASETS; do
       resume=null
       [[ -f "$run/checkpoints/last.ckpt" ]] && resume=last
       start=$(date +%s)
+      rc=0
       "$BIN/vrs-train" experiment="$config" data.root="data/amazon/$name" seed="$seed" hydra.run.dir="$run" \
-        resume="$resume"
+        resume="$resume" || rc=$?
       before=$(cat "$run/wall_seconds" 2>/dev/null || echo 0)
       echo $(( before + $(date +%s) - start )) > "$run/wall_seconds"
+      # Stopped (kill -TERM on vrs-train: exit 143) or failed: the time so far is kept; rerun to continue.
+      (( rc == 0 )) || exit "$rc"
       rm -f "$run/stopped"  # trained to early stopping (or max_epochs) now
     done
   done

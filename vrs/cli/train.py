@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 import warnings
 from pathlib import Path
 
 import hydra
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from vrs.cli.common import CONFIG_DIR, finish_run, friendly_errors, results, setup_run
@@ -75,6 +77,13 @@ def _merge_csv(path: Path, before: str) -> None:
     atomic_write_text(path, out.getvalue())
 
 
+class TrainingStopped(RuntimeError):
+    """Training was stopped by SIGTERM (a scheduler's time limit, ``kill``) before it finished: nothing
+    was tested and no metrics.json written; ``resume=last`` continues from the last saved epoch."""
+
+    exit_code = 143  # 128 + SIGTERM, as a shell reports a process killed by it
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Runs one training job as configured; returns the metrics written to metrics.json."""
 
@@ -94,7 +103,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
     logs = [_keep_log(p) for p in _csv_logs(cfg)] if resume else []
     datamodule, module, trainer = setup_run(cfg, build)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    except SIGTERMException:  # a SystemExit with code 0: a stopped run must not look finished
+        pass
+    if trainer.received_sigterm:
+        raise TrainingStopped(
+            f"training stopped by SIGTERM after {trainer.current_epoch} complete epoch(s); nothing was "
+            f"tested. Continue it with: vrs-train <same overrides> hydra.run.dir={cfg.paths.output_dir} "
+            "resume=last"
+        )
 
     metrics: dict[str, float] = {}
     checkpoint = trainer.checkpoint_callback
@@ -119,7 +137,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @friendly_errors
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except TrainingStopped as err:
+        print(f"stopped: {err}", file=sys.stderr)
+        sys.exit(TrainingStopped.exit_code)
     # Sweepers optimise the returned value: validation only, never test.
     return metrics.get("val/ndcg_10")
 
