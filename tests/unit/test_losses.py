@@ -201,19 +201,20 @@ def test_items_with_minus_inf_log_q_are_never_candidates():
         assert int(requested.max()) < 10, type(loss).__name__
 
 
-@pytest.mark.parametrize("rows", [1, 7, 600])
-def test_linear_cross_entropy_matches_cross_entropy_and_its_gradients(rows: int) -> None:
-    # 600 rows x 3,000 items spans several tiles and both CPU threads; 1 row is a single tile.
+@pytest.mark.parametrize(("rows", "scale"), [(1, 3.0), (7, 3.0), (600, 3.0), (600, 30.0)])
+def test_linear_cross_entropy_matches_cross_entropy_and_its_gradients(rows: int, scale: float) -> None:
+    # 600 rows x 3,000 items spans several tiles and both CPU threads; 1 row is a single tile. Scale 30
+    # spreads a row's logits over hundreds (softmax terms far below fp32's range, clamped in the loss).
     g = torch.Generator().manual_seed(rows)
     states = torch.randn(rows, 16, generator=g, requires_grad=True)
     items = torch.randn(3000, 16, generator=g, requires_grad=True)
     targets = torch.randint(0, 3000, (rows,), generator=g)
     targets[0] = 2999
-    loss = linear_cross_entropy(states * 3.0, items, targets)
+    loss = linear_cross_entropy(states * scale, items, targets)
     loss.backward()
     got = states.grad.clone(), items.grad.clone()
     states.grad = items.grad = None
-    ref = F.cross_entropy((states * 3.0) @ items.T, targets)
+    ref = F.cross_entropy((states * scale) @ items.T, targets)
     ref.backward()
     torch.testing.assert_close(loss, ref)
     torch.testing.assert_close(got[0], states.grad)
