@@ -5,6 +5,7 @@
 #   DATASETS="Beauty" SEEDS="0" CONFIGS="sasrec_amazon" bash experiments/reproduce_sasrec_amazon/run.sh
 # Finished runs (metrics.json) are skipped; interrupted ones, and ones stopped for time (a `stopped`
 # file), continue from their last.ckpt, and their wall_seconds adds the new part to the time recorded.
+# To stop for time: kill -TERM the vrs-train process; its best checkpoint so far is then evaluated.
 set -euo pipefail
 DATA_IN=${DATA_IN:-../shared/data/amazon-seq}
 DATASETS=${DATASETS:-"Beauty Sports_and_Outdoors Toys_and_Games"}
@@ -32,8 +33,17 @@ for name in $DATASETS; do
         resume="$resume" || rc=$?
       before=$(cat "$run/wall_seconds" 2>/dev/null || echo 0)
       echo $(( before + $(date +%s) - start )) > "$run/wall_seconds"
-      # Stopped (kill -TERM on vrs-train: exit 143) or failed: the time so far is kept; rerun to continue.
-      (( rc == 0 )) || exit "$rc"
+      if (( rc == 143 )); then
+        # Stopped for time (kill -TERM on vrs-train): interim numbers from the best-validation checkpoint,
+        # marked by a `stopped` file; rerunning this script continues the run from last.ckpt.
+        best=$(ls "$run"/checkpoints/epoch_*.ckpt | tail -1)
+        "$BIN/vrs-eval" ckpt_path="$best" data=canonical data.root="data/amazon/$name" data.load_images=false \
+          'stages=[val,test]' logger=none hydra.run.dir="$run/eval"
+        cp "$run/eval/metrics.json" "$run/metrics.json"
+        echo "stopped for time on $(date -u +%F); $(basename "$best") (best validation so far) evaluated" \
+          "with vrs-eval; rerun run.sh to continue" > "$run/stopped"
+      fi
+      (( rc == 0 )) || exit "$rc"  # stopped or failed: the time so far is kept; rerun to continue
       rm -f "$run/stopped"  # trained to early stopping (or max_epochs) now
     done
   done

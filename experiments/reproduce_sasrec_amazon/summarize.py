@@ -1,11 +1,16 @@
 """Table (mean ± std over seeds, next to the published numbers) and validation curves of the study.
 
     python experiments/reproduce_sasrec_amazon/summarize.py runs/reproduce_sasrec_amazon
+    python experiments/reproduce_sasrec_amazon/summarize.py --tune runs/reproduce_sasrec_amazon
 
 Reads <out>/<config>/<dataset>/seed<k>/{metrics.json, wall_seconds, csv/metrics.csv, stopped}; prints
 a Markdown table and writes <out>/val_ndcg10_<dataset>.svg (validation NDCG@10 per epoch, one line per
 run). A run with a `stopped` file was stopped for time before early stopping; the file says why, and
 its best-validation checkpoint was evaluated with vrs-eval.
+
+``--tune`` ranks the Beauty tuning arms of tune.sh (<out>/tune/<arm>/Beauty/seed0, test never computed)
+together with the a-priori configuration's Beauty seed-0 run, by best validation NDCG@10 only, and
+writes <out>/val_ndcg10_tune_Beauty.svg.
 """
 
 from __future__ import annotations
@@ -88,6 +93,40 @@ def table(out: Path) -> str:
     return "\n".join(lines)
 
 
+def _hyper(run: Path) -> str:
+    """The tuned values of a run, read from its resolved config.yaml."""
+    import yaml
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    return (
+        f"lr {cfg['model']['optimizer']['lr']:g}, dropout {cfg['user']['dropout']:g}, "
+        f"batch {cfg['data']['batch_size']}"
+    )
+
+
+def tune_table(out: Path) -> tuple[str, dict[str, list[tuple[int, float]]]]:
+    """Markdown table of the tuning arms (best validation NDCG@10 first) and their curves."""
+    arms = {p.parents[1].name: p for p in sorted(out.glob("tune/*/Beauty/seed0"))}
+    a_priori = out / "sasrec_amazon" / "Beauty" / "seed0"
+    if a_priori.is_dir():
+        arms["a priori (sasrec_amazon)"] = a_priori
+    rows, curves = [], {}
+    for arm, run in arms.items():
+        curve = val_curve(run)
+        if not curve or not (run / "config.yaml").is_file():
+            continue
+        curves[arm] = curve
+        wall = run / "wall_seconds"
+        minutes = f"{float(wall.read_text()) / 60:.0f} min" if wall.is_file() else "-"
+        best = max(v for _, v in curve)
+        rows.append((best, f"| {arm} | {_hyper(run)} | {best:.4f} | {_epochs(run)} | {minutes} |"))
+    lines = [
+        "| arm | values | best val NDCG@10 | best epoch / epochs run | wall |",
+        "|---|---|---|---|---|",
+    ] + [line for _, line in sorted(rows, reverse=True)]
+    return "\n".join(lines), curves
+
+
 def svg_plot(curves: dict[str, list[tuple[int, float]]], title: str) -> str:
     """A dependency-free line plot: epoch on x, validation NDCG@10 on y."""
     w, h, left, right, top, bottom = 760, 420, 60, 250, 30, 40
@@ -127,7 +166,16 @@ def svg_plot(curves: dict[str, list[tuple[int, float]]], title: str) -> str:
     return "\n".join(parts)
 
 
-def main(out: Path) -> None:
+def main(out: Path, tune: bool = False) -> None:
+    if tune:
+        text, curves = tune_table(out)
+        print(text)
+        svg = svg_plot(curves, "Beauty tuning: validation NDCG@10 per epoch")
+        if svg:
+            path = out / "val_ndcg10_tune_Beauty.svg"
+            path.write_text(svg)
+            print(f"plot: {path}")
+        return
     print(table(out))
     for dataset in sorted({p.parent.name for p in out.glob("*/*/seed*")}):
         curves = {
@@ -142,4 +190,5 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/reproduce_sasrec_amazon"))
+    args = [a for a in sys.argv[1:] if a != "--tune"]
+    main(Path(args[0] if args else "runs/reproduce_sasrec_amazon"), tune="--tune" in sys.argv[1:])

@@ -12,6 +12,7 @@ declare -A GRID=(
   [lr1e-3_do0.3]="model.optimizer.lr=0.001 user.dropout=0.3"
   [lr3e-3_do0.5]="model.optimizer.lr=0.003 user.dropout=0.5"
   [lr3e-3_do0.3]="model.optimizer.lr=0.003 user.dropout=0.3"
+  [lr1e-3_do0.5_bs128]="model.optimizer.lr=0.001 user.dropout=0.5 data.batch_size=128"
 )
 ARMS=${ARMS:-"${!GRID[*]}"}
 for arm in $ARMS; do
