@@ -167,3 +167,18 @@ def test_resume_continues_the_run_and_keeps_its_log(
     assert not (tmp_path / "csv" / "metrics.before_resume.csv").exists()
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         run_train(tmp_path / "other", small_data, ["resume=last"])
+
+
+def test_sigterm_while_testing_is_not_a_finished_run(
+    tmp_path: Path, small_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = RecModule.test_step
+
+    def sigterm(self, *a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(RecModule, "test_step", sigterm)
+    with pytest.raises(TrainingStopped, match="vrs-eval ckpt_path=.*epoch_"):
+        run_train(tmp_path, small_data, ["trainer.max_epochs=1"])
+    assert not (tmp_path / "metrics.json").exists()

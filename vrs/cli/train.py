@@ -122,7 +122,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update(results(module, "val/ndcg_10"))
     if cfg.test:
         best = checkpoint.best_model_path if checkpoint is not None else ""
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        try:
+            trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        except SIGTERMException:
+            pass
+        if trainer.received_sigterm:
+            raise TrainingStopped(
+                "training finished, then SIGTERM stopped the test; test the checkpoint with: vrs-eval "
+                f"ckpt_path={best or Path(cfg.paths.output_dir) / 'checkpoints' / 'last.ckpt'}"
+            )
         metrics.update(results(module, "test/", "test_cold/"))
     finish_run(cfg, trainer, metrics)
     if trainer.is_global_zero:  # after the last log line: Lightning rewrites the file on new columns
