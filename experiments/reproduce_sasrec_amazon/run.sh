@@ -10,7 +10,7 @@ set -euo pipefail
 DATA_IN=${DATA_IN:-../shared/data/amazon-seq}
 DATASETS=${DATASETS:-"Beauty Sports_and_Outdoors Toys_and_Games"}
 SEEDS=${SEEDS:-"0 1 2"}
-CONFIGS=${CONFIGS:-"sasrec_amazon sasrec_amazon_attr"}
+CONFIGS=${CONFIGS:-"sasrec_amazon_tuned sasrec_amazon_attr_tuned"}  # a priori: sasrec_amazon[_attr]
 OUT=${OUT:-runs/reproduce_sasrec_amazon}
 BIN=${BIN:-.venv/bin}
 
