@@ -13,6 +13,8 @@ SEEDS=${SEEDS:-"0 1 2"}
 CONFIGS=${CONFIGS:-"sasrec_amazon_tuned sasrec_amazon_attr_tuned"}  # a priori: sasrec_amazon[_attr]
 OUT=${OUT:-runs/reproduce_sasrec_amazon}
 BIN=${BIN:-.venv/bin}
+# shellcheck source=train_run.sh
+source "$(dirname "$0")/train_run.sh"
 
 for name in $DATASETS; do
   "$BIN/vrs-prepare" source=amazon_seq in_dir="$DATA_IN" name="$name" out_dir="data/amazon/$name" >/dev/null
@@ -25,14 +27,8 @@ for name in $DATASETS; do
       run="$OUT/$config/$name/seed$seed"
       # A run stopped for time (a `stopped` file beside its interim metrics.json) is continued.
       if [[ -f "$run/metrics.json" && ! -f "$run/stopped" ]]; then echo "done: $run"; continue; fi
-      resume=null
-      [[ -f "$run/checkpoints/last.ckpt" ]] && resume=last
-      start=$(date +%s)
       rc=0
-      "$BIN/vrs-train" experiment="$config" data.root="data/amazon/$name" seed="$seed" hydra.run.dir="$run" \
-        resume="$resume" || rc=$?
-      before=$(cat "$run/wall_seconds" 2>/dev/null || echo 0)
-      echo $(( before + $(date +%s) - start )) > "$run/wall_seconds"
+      train_run "$run" experiment="$config" data.root="data/amazon/$name" seed="$seed" || rc=$?
       if (( rc == 143 )); then
         # Stopped for time (kill -TERM on vrs-train): interim numbers from the best-validation checkpoint,
         # marked by a `stopped` file; rerunning this script continues the run from last.ckpt.

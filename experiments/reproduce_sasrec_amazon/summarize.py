@@ -21,6 +21,8 @@ import statistics
 import sys
 from pathlib import Path
 
+import yaml
+
 # Published full-ranking test numbers on exactly these files (HR@10, NDCG@10): the data README.
 PUBLISHED = {
     "Beauty": {"PopRec": (0.0152, 0.0068), "SASRec": (0.0605, 0.0318), "ICLRec": (0.0744, 0.0403)},
@@ -95,8 +97,6 @@ def table(out: Path) -> str:
 
 def _hyper(run: Path) -> str:
     """The tuned values of a run, read from its resolved config.yaml."""
-    import yaml
-
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     return (
         f"lr {cfg['model']['optimizer']['lr']:g}, dropout {cfg['user']['dropout']:g}, "

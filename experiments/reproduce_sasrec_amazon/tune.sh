@@ -7,11 +7,12 @@
 set -euo pipefail
 OUT=${OUT:-runs/reproduce_sasrec_amazon/tune}
 BIN=${BIN:-.venv/bin}
+# shellcheck source=train_run.sh
+source "$(dirname "$0")/train_run.sh"
 DATA=${DATA:-data/amazon/Beauty}
 declare -A GRID=(
   [lr1e-3_do0.3]="model.optimizer.lr=0.001 user.dropout=0.3"
   [lr3e-3_do0.5]="model.optimizer.lr=0.003 user.dropout=0.5"
-  [lr3e-3_do0.3]="model.optimizer.lr=0.003 user.dropout=0.3"
   [lr1e-3_do0.5_bs128]="model.optimizer.lr=0.001 user.dropout=0.5 data.batch_size=128"
 )
 ARMS=${ARMS:-"${!GRID[*]}"}
@@ -19,14 +20,8 @@ for arm in $ARMS; do
   [[ -n "${GRID[$arm]:-}" ]] || { echo "unknown arm $arm (known: ${!GRID[*]})" >&2; exit 2; }
   run="$OUT/$arm/Beauty/seed0"
   if [[ -f "$run/metrics.json" ]]; then echo "done: $run"; continue; fi
-  resume=null
-  [[ -f "$run/checkpoints/last.ckpt" ]] && resume=last
-  start=$(date +%s)
   rc=0
   # shellcheck disable=SC2086  # the overrides are words
-  "$BIN/vrs-train" experiment=sasrec_amazon data.root="$DATA" seed=0 test=false hydra.run.dir="$run" \
-    resume="$resume" ${GRID[$arm]} || rc=$?
-  before=$(cat "$run/wall_seconds" 2>/dev/null || echo 0)
-  echo $(( before + $(date +%s) - start )) > "$run/wall_seconds"
+  train_run "$run" experiment=sasrec_amazon data.root="$DATA" seed=0 test=false ${GRID[$arm]} || rc=$?
   (( rc == 0 )) || exit "$rc"  # stopped (kill -TERM on vrs-train) or failed: rerun to continue
 done

@@ -134,6 +134,16 @@ def test_frozen_pretrained_weights_rebuild_instead_of_filling_checkpoints(
     assert evaluate(cfg)["test/ndcg_10"] == trained_metrics["test/ndcg_10"]
 
 
+def _sends_sigterm(step):
+    """``step`` that first sends this process SIGTERM, as a scheduler's time limit or `kill` does."""
+
+    def sigterm(self, *a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, *a, **k)
+
+    return sigterm
+
+
 def test_resume_continues_the_run_and_keeps_its_log(
     tmp_path: Path, small_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -142,12 +152,7 @@ def test_resume_continues_the_run_and_keeps_its_log(
     log = tmp_path / "csv" / "metrics.csv"
     before = [r for r in log.read_text().splitlines()[1:] if r]
     step = RecModule.training_step
-
-    def sigterm(self, *a, **k):  # what a scheduler's time limit or `kill` sends
-        os.kill(os.getpid(), signal.SIGTERM)
-        return step(self, *a, **k)
-
-    monkeypatch.setattr(RecModule, "training_step", sigterm)
+    monkeypatch.setattr(RecModule, "training_step", _sends_sigterm(step))
     # A resumed run stopped again: it says so (not a silent exit 0), tests nothing, keeps the rows.
     with pytest.raises(TrainingStopped, match="resume=last"):
         run_train(tmp_path, small_data, ["resume=last", "trainer.max_epochs=3"])
@@ -172,13 +177,7 @@ def test_resume_continues_the_run_and_keeps_its_log(
 def test_sigterm_while_testing_is_not_a_finished_run(
     tmp_path: Path, small_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    step = RecModule.test_step
-
-    def sigterm(self, *a, **k):
-        os.kill(os.getpid(), signal.SIGTERM)
-        return step(self, *a, **k)
-
-    monkeypatch.setattr(RecModule, "test_step", sigterm)
+    monkeypatch.setattr(RecModule, "test_step", _sends_sigterm(RecModule.test_step))
     with pytest.raises(TrainingStopped, match="vrs-eval ckpt_path=.*epoch_"):
         run_train(tmp_path, small_data, ["trainer.max_epochs=1"])
     assert not (tmp_path / "metrics.json").exists()

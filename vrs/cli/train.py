@@ -11,9 +11,11 @@ import csv
 import io
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
+import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
@@ -84,6 +86,16 @@ class TrainingStopped(RuntimeError):
     exit_code = 143  # 128 + SIGTERM, as a shell reports a process killed by it
 
 
+def _unless_stopped(trainer: L.Trainer, run: Callable[[], object], message: Callable[[], str]) -> None:
+    """Runs a trainer call; raises TrainingStopped(message()) if SIGTERM arrived during it."""
+    try:
+        run()
+    except SIGTERMException:  # a SystemExit with code 0: a stopped run must not look finished
+        pass
+    if trainer.received_sigterm:
+        raise TrainingStopped(message())
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Runs one training job as configured; returns the metrics written to metrics.json."""
 
@@ -103,16 +115,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
     logs = [_keep_log(p) for p in _csv_logs(cfg)] if resume else []
     datamodule, module, trainer = setup_run(cfg, build)
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
-    except SIGTERMException:  # a SystemExit with code 0: a stopped run must not look finished
-        pass
-    if trainer.received_sigterm:
-        raise TrainingStopped(
-            f"training stopped by SIGTERM after {trainer.current_epoch} complete epoch(s); nothing was "
-            f"tested. Continue it with: vrs-train <same overrides> hydra.run.dir={cfg.paths.output_dir} "
+    _unless_stopped(
+        trainer,
+        lambda: trainer.fit(module, datamodule=datamodule, ckpt_path=resume),
+        lambda: (
+            f"training stopped by SIGTERM after {trainer.current_epoch} complete epoch(s); nothing "
+            f"was tested. Continue it with: vrs-train <same overrides> hydra.run.dir={cfg.paths.output_dir} "
             "resume=last"
-        )
+        ),
+    )
 
     metrics: dict[str, float] = {}
     checkpoint = trainer.checkpoint_callback
@@ -122,15 +133,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update(results(module, "val/ndcg_10"))
     if cfg.test:
         best = checkpoint.best_model_path if checkpoint is not None else ""
-        try:
-            trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
-        except SIGTERMException:
-            pass
-        if trainer.received_sigterm:
-            raise TrainingStopped(
-                "training finished, then SIGTERM stopped the test; test the checkpoint with: vrs-eval "
-                f"ckpt_path={best or Path(cfg.paths.output_dir) / 'checkpoints' / 'last.ckpt'}"
-            )
+        _unless_stopped(
+            trainer,
+            lambda: trainer.test(module, datamodule=datamodule, ckpt_path=best or None),
+            lambda: (
+                "training finished, then SIGTERM stopped the test; test the checkpoint with: "
+                f"vrs-eval ckpt_path={best or Path(cfg.paths.output_dir) / 'checkpoints' / 'last.ckpt'}"
+            ),
+        )
         metrics.update(results(module, "test/", "test_cold/"))
     finish_run(cfg, trainer, metrics)
     if trainer.is_global_zero:  # after the last log line: Lightning rewrites the file on new columns
