@@ -4,7 +4,7 @@
     python experiments/reproduce_sasrec_amazon/summarize.py --tune runs/reproduce_sasrec_amazon
 
 Reads <out>/<config>/<dataset>/seed<k>/{metrics.json, wall_seconds, csv/metrics.csv, stopped}; prints
-a Markdown table and writes <out>/val_ndcg10_<dataset>.svg (validation NDCG@10 per epoch, one line per
+a Markdown table, then which published targets the mean over seeds meets, and writes <out>/val_ndcg10_<dataset>.svg (validation NDCG@10 per epoch, one line per
 run). A run with a `stopped` file was stopped for time before early stopping; the file says why, and
 its best-validation checkpoint was evaluated with vrs-eval.
 
@@ -95,6 +95,35 @@ def table(out: Path) -> str:
     return "\n".join(lines)
 
 
+def targets(out: Path) -> str:
+    """Met / not met against the published SASRec and ICLRec rows, per dataset and configuration, on
+    the mean over the seeds run (popularity is compared with PopRec in the table, not here)."""
+    lines = []
+    for dataset, published in sorted(PUBLISHED.items()):
+        for config in sorted(
+            p.name for p in out.iterdir() if (p / dataset).is_dir() and p.name != "popularity"
+        ):
+            runs = sorted((out / config / dataset).glob("seed*/metrics.json"))
+            if not runs:
+                continue
+            metrics = [json.loads(p.read_text()) for p in runs]
+            stopped = sum((p.parent / "stopped").is_file() for p in runs)
+            ours = [statistics.mean(m[k] for m in metrics) for k in ("test/recall_10", "test/ndcg_10")]
+            verdicts = []
+            for name in ("SASRec", "ICLRec"):
+                parts = [
+                    f"{label} {'met' if mine >= theirs else 'NOT met'} ({mine / theirs - 1:+.1%})"
+                    for label, mine, theirs in zip(("HR@10", "NDCG@10"), ours, published[name], strict=True)
+                ]
+                verdicts.append(f"{name}: {', '.join(parts)}")
+            note = f", {stopped} stopped for time" if stopped else ""
+            lines.append(
+                f"- {dataset} {config} ({len(metrics)} seed(s){note}): {ours[0]:.4f} / {ours[1]:.4f}; "
+                + "; ".join(verdicts)
+            )
+    return "\n".join(lines)
+
+
 def _hyper(run: Path) -> str:
     """The tuned values of a run, read from its resolved config.yaml."""
     cfg = yaml.safe_load((run / "config.yaml").read_text())
@@ -177,6 +206,8 @@ def main(out: Path, tune: bool = False) -> None:
             print(f"plot: {path}")
         return
     print(table(out))
+    print("\nTargets (mean over seeds; published SASRec must be met, ICLRec is the bar to aim for):")
+    print(targets(out))
     for dataset in sorted({p.parent.name for p in out.glob("*/*/seed*")}):
         curves = {
             f"{run.parent.parent.name}/{run.name}": val_curve(run)
