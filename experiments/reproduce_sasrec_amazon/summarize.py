@@ -5,8 +5,9 @@
 
 Reads <out>/<config>/<dataset>/seed<k>/{metrics.json, wall_seconds, csv/metrics.csv, stopped}; prints
 a Markdown table, then which published targets the mean over seeds meets, and writes
-<out>/val_ndcg10_<dataset>.svg (validation NDCG@10 per epoch, one line per run). A run with a `stopped` file was stopped for time before early stopping; the file says why, and
-its best-validation checkpoint was evaluated with vrs-eval.
+<out>/val_ndcg10_<dataset>.svg (validation NDCG@10 per epoch, one line per run). A run with a
+`stopped` file was stopped for time before early stopping; the file says why, and its
+best-validation checkpoint was evaluated with vrs-eval.
 
 ``--tune`` ranks the Beauty tuning arms of tune.sh (<out>/tune/<arm>/Beauty/seed0, test never computed)
 together with the a-priori configuration's Beauty seed-0 run, by best validation NDCG@10 only, and
