@@ -69,6 +69,12 @@ def _epochs(run: Path) -> str:
     return f"{best} / {curve[-1][0] + 1}{'*' if (run / 'stopped').is_file() else ''}"
 
 
+def _runs(out: Path, config: str, dataset: str) -> tuple[list[Path], list[dict]]:
+    """metrics.json paths of a configuration's seeds on a dataset, and their contents."""
+    runs = sorted((out / config / dataset).glob("seed*/metrics.json"))
+    return runs, [json.loads(p.read_text()) for p in runs]
+
+
 def table(out: Path) -> str:
     lines = [
         "| dataset | model | seeds | test HR@10 | test NDCG@10 | best val NDCG@10 | best epoch / epochs run | wall / run |",
@@ -78,8 +84,7 @@ def table(out: Path) -> str:
         for name, (hr, ndcg) in PUBLISHED.get(dataset, {}).items():
             lines.append(f"| {dataset} | {name} (published) | - | {hr:.4f} | {ndcg:.4f} | - | - | - |")
         for config in sorted(p.name for p in out.iterdir() if (p / dataset).is_dir()):
-            runs = sorted((out / config / dataset).glob("seed*/metrics.json"))
-            metrics = [json.loads(p.read_text()) for p in runs]
+            runs, metrics = _runs(out, config, dataset)
             walls = [
                 float((p.parent / "wall_seconds").read_text())
                 for p in runs
@@ -104,10 +109,9 @@ def targets(out: Path) -> str:
         for config in sorted(
             p.name for p in out.iterdir() if (p / dataset).is_dir() and p.name != "popularity"
         ):
-            runs = sorted((out / config / dataset).glob("seed*/metrics.json"))
+            runs, metrics = _runs(out, config, dataset)
             if not runs:
                 continue
-            metrics = [json.loads(p.read_text()) for p in runs]
             stopped = sum((p.parent / "stopped").is_file() for p in runs)
             ours = [statistics.mean(m[k] for m in metrics) for k in ("test/recall_10", "test/ndcg_10")]
             verdicts = []
