@@ -4,7 +4,7 @@
 #   bash experiments/reproduce_sasrec_amazon/run.sh                       # everything (hours on 2 cores)
 #   DATASETS="Beauty" SEEDS="0" CONFIGS="sasrec_amazon" bash experiments/reproduce_sasrec_amazon/run.sh
 # Finished runs (metrics.json) are skipped; interrupted ones, and ones stopped for time (a `stopped`
-# file), continue from their last.ckpt, and their wall_seconds adds the new part to the time recorded.
+# file), continue from their latest epoch, and their wall_seconds adds the new part to the time recorded.
 # To stop for time: kill -TERM the vrs-train process; its best checkpoint so far is then evaluated.
 set -euo pipefail
 DATA_IN=${DATA_IN:-../shared/data/amazon-seq}
@@ -31,7 +31,7 @@ for name in $DATASETS; do
       train_run "$run" experiment="$config" data.root="data/amazon/$name" seed="$seed" || rc=$?
       if (( rc == 143 )); then
         # Stopped for time (kill -TERM on vrs-train): interim numbers from the best-validation checkpoint,
-        # marked by a `stopped` file; rerunning this script continues the run from last.ckpt.
+        # marked by a `stopped` file; rerunning this script continues the run.
         best=$(ls "$run"/checkpoints/epoch_*.ckpt | tail -1)
         "$BIN/vrs-eval" ckpt_path="$best" data=canonical data.root="data/amazon/$name" data.load_images=false \
           'stages=[val,test]' logger=none hydra.run.dir="$run/eval"

@@ -147,7 +147,9 @@ def _sends_sigterm(step):
 def test_resume_continues_the_run_and_keeps_its_log(
     tmp_path: Path, small_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_train(tmp_path, small_data, [])  # epochs 0-1
+    # "Best" = the earliest epoch, so the best checkpoint (and last.ckpt, its copy) is not the latest.
+    best_first = ["callbacks.model_checkpoint.monitor=epoch", "callbacks.model_checkpoint.mode=min"]
+    run_train(tmp_path, small_data, best_first)  # epochs 0-1
     (tmp_path / "metrics.json").unlink()
     log = tmp_path / "csv" / "metrics.csv"
     before = [r for r in log.read_text().splitlines()[1:] if r]
@@ -155,7 +157,7 @@ def test_resume_continues_the_run_and_keeps_its_log(
     monkeypatch.setattr(RecModule, "training_step", _sends_sigterm(step))
     # A resumed run stopped again: it says so (not a silent exit 0), tests nothing, keeps the rows.
     with pytest.raises(TrainingStopped, match="resume=last"):
-        run_train(tmp_path, small_data, ["resume=last", "trainer.max_epochs=3"])
+        run_train(tmp_path, small_data, [*best_first, "resume=last", "trainer.max_epochs=3"])
     assert not (tmp_path / "metrics.json").exists()
     assert (tmp_path / "csv" / "metrics.before_resume.csv").read_text().splitlines()[1:] == before
     steps = []
@@ -163,9 +165,12 @@ def test_resume_continues_the_run_and_keeps_its_log(
         RecModule, "training_step", lambda self, *a, **k: steps.append(1) or step(self, *a, **k)
     )
 
-    run_train(tmp_path, small_data, ["resume=last", "trainer.max_epochs=3"])
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    run_train(tmp_path, small_data, [*best_first, "resume=last", "trainer.max_epochs=3"])
+    ckpt = torch.load(tmp_path / "checkpoints" / "resume.ckpt", map_location="cpu", weights_only=False)
     assert steps and len(steps) * 3 == ckpt["global_step"]  # 3 epochs in all, only the third trained now
+    assert ckpt["epoch"] == 2 and [p.name for p in (tmp_path / "checkpoints").glob("epoch_*")] == [
+        "epoch_000.ckpt"
+    ]
     rows = list(csv.DictReader(log.open()))
     assert sorted(int(r["epoch"]) for r in rows if r.get("val/ndcg_10")) == [0, 1, 2]
     assert len(rows) > len(before)  # the rows of epochs 0-1 are still there

@@ -17,6 +17,9 @@ from vrs.io import atomic_write_text, write_json
 
 # configs/ sits at the repository root; VRS_CONFIG_DIR points elsewhere (an installed copy).
 CONFIG_DIR = os.environ.get("VRS_CONFIG_DIR", str(Path(__file__).resolve().parents[2] / "configs"))
+# Written after every epoch by the resume_checkpoint callback (configs/callbacks/default.yaml);
+# resume=last continues from it.
+RESUME_CKPT = "resume.ckpt"
 
 
 def _wandb_offline() -> bool:

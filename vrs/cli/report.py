@@ -12,7 +12,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, open_dict
 
-from vrs.cli.common import CONFIG_DIR, friendly_errors
+from vrs.cli.common import CONFIG_DIR, RESUME_CKPT, friendly_errors
 from vrs.cli.recommend import as_list, load_model
 
 
@@ -76,9 +76,10 @@ def report(cfg: DictConfig) -> Path:
 
 
 def find_checkpoint(run_dir: Path) -> Path:
-    """The checkpoint vrs-train tested: the newest non-"last" file in run_dir/checkpoints (the
-    callback keeps only the best one), else the newest last*.ckpt."""
+    """The checkpoint vrs-train tested: the newest file in run_dir/checkpoints other than last*.ckpt
+    and resume.ckpt (the callback keeps only the best one), else the newest last*.ckpt."""
     files = sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    files = [p for p in files if p.name != RESUME_CKPT]
     best = [p for p in files if not p.name.startswith("last")]
     if best or files:
         return (best or files)[0]

@@ -20,17 +20,21 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from vrs.cli.common import CONFIG_DIR, finish_run, friendly_errors, results, setup_run
+from vrs.cli.common import CONFIG_DIR, RESUME_CKPT, finish_run, friendly_errors, results, setup_run
 from vrs.io import atomic_write_text
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """The checkpoint ``resume`` names (``last`` = this run's last.ckpt), checked to exist."""
+    """The checkpoint ``resume`` names, checked to exist. ``last``: this run's state after its latest
+    epoch (checkpoints/resume.ckpt; last.ckpt, a copy of the best epoch, for runs without one)."""
     if not cfg.get("resume"):
         return None
-    path = (
-        Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
-    )
+    path = Path(cfg.resume)
+    if cfg.resume == "last":
+        folder = Path(cfg.paths.output_dir) / "checkpoints"
+        path = next(
+            (p for p in (folder / RESUME_CKPT, folder / "last.ckpt") if p.is_file()), folder / RESUME_CKPT
+        )
     if not path.is_file():
         raise FileNotFoundError(
             f"resume={cfg.resume}: no checkpoint at {path} (pass a .ckpt path, or 'last' with the "
