@@ -20,6 +20,7 @@ import csv
 import json
 import statistics
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -69,10 +70,13 @@ def _epochs(run: Path) -> str:
     return f"{best} / {curve[-1][0] + 1}{'*' if (run / 'stopped').is_file() else ''}"
 
 
-def _runs(out: Path, config: str, dataset: str) -> tuple[list[Path], list[dict]]:
-    """metrics.json paths of a configuration's seeds on a dataset, and their contents."""
-    runs = sorted((out / config / dataset).glob("seed*/metrics.json"))
-    return runs, [json.loads(p.read_text()) for p in runs]
+def _configs(out: Path, dataset: str) -> Iterator[tuple[str, list[Path], list[dict]]]:
+    """Each configuration with a finished (or stopped-for-time) seed on a dataset: its name, the
+    seeds' metrics.json paths and their contents; seeds still training have none and are left out."""
+    for config in sorted(p.name for p in out.iterdir() if (p / dataset).is_dir()):
+        runs = sorted((out / config / dataset).glob("seed*/metrics.json"))
+        if runs:
+            yield config, runs, [json.loads(p.read_text()) for p in runs]
 
 
 def table(out: Path) -> str:
@@ -83,8 +87,7 @@ def table(out: Path) -> str:
     for dataset in sorted({p.parent.name for p in out.glob("*/*/seed*")}):
         for name, (hr, ndcg) in PUBLISHED.get(dataset, {}).items():
             lines.append(f"| {dataset} | {name} (published) | - | {hr:.4f} | {ndcg:.4f} | - | - | - |")
-        for config in sorted(p.name for p in out.iterdir() if (p / dataset).is_dir()):
-            runs, metrics = _runs(out, config, dataset)
+        for config, runs, metrics in _configs(out, dataset):
             walls = [
                 float((p.parent / "wall_seconds").read_text())
                 for p in runs
@@ -106,11 +109,8 @@ def targets(out: Path) -> str:
     the mean over the seeds run (popularity is compared with PopRec in the table, not here)."""
     lines = []
     for dataset, published in sorted(PUBLISHED.items()):
-        for config in sorted(
-            p.name for p in out.iterdir() if (p / dataset).is_dir() and p.name != "popularity"
-        ):
-            runs, metrics = _runs(out, config, dataset)
-            if not runs:
+        for config, runs, metrics in _configs(out, dataset):
+            if config == "popularity":
                 continue
             stopped = sum((p.parent / "stopped").is_file() for p in runs)
             ours = [statistics.mean(m[k] for m in metrics) for k in ("test/recall_10", "test/ndcg_10")]
