@@ -4,7 +4,7 @@
 #   bash experiments/reproduce_sasrec_amazon/run.sh                       # everything (hours on 2 cores)
 #   DATASETS="Beauty" SEEDS="0" CONFIGS="sasrec_amazon" bash experiments/reproduce_sasrec_amazon/run.sh
 # Finished runs (metrics.json) are skipped; interrupted ones, and ones stopped for time (a `stopped`
-# file), continue from their latest epoch, and their wall_seconds adds the new part to the time recorded.
+# file), continue from their latest epoch; their wall_seconds adds the new part to the time recorded.
 # To stop for time: kill -TERM the vrs-train process; its best checkpoint so far is then evaluated.
 set -euo pipefail
 DATA_IN=${DATA_IN:-../shared/data/amazon-seq}

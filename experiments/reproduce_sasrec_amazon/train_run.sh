@@ -1,6 +1,7 @@
 # Sourced by run.sh and tune.sh: train_run RUN_DIR VRS_TRAIN_ARGS... trains one run in RUN_DIR,
-# continuing it from its latest epoch when it has a checkpoint, adds the time spent to RUN_DIR/wall_seconds, and
-# returns vrs-train's exit status (143: stopped by SIGTERM, continue by calling it again).
+# continuing it from its latest epoch when it has a checkpoint, adds the time spent to
+# RUN_DIR/wall_seconds, and returns vrs-train's exit status (143: stopped by SIGTERM, continue by
+# calling it again).
 train_run() {
   local run=$1 resume=null start rc=0 before
   shift

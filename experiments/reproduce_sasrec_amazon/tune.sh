@@ -3,7 +3,8 @@
 # is sasrec_amazon plus Hydra overrides, seed 0, early stopping on val NDCG@10. From the repo root:
 #   bash experiments/reproduce_sasrec_amazon/tune.sh                    # every arm
 #   ARMS="lr3e-3_do0.5" bash experiments/reproduce_sasrec_amazon/tune.sh  # one arm
-# Finished arms are skipped, interrupted ones continue from their latest epoch. `summarize.py --tune` ranks them.
+# Finished arms are skipped, interrupted ones continue from their latest epoch.
+# `summarize.py --tune` ranks them.
 set -euo pipefail
 OUT=${OUT:-runs/reproduce_sasrec_amazon/tune}
 BIN=${BIN:-.venv/bin}

@@ -21,7 +21,7 @@ from PIL import Image
 
 from tests.conftest import compose_config
 from vrs.cli.evaluate import evaluate
-from vrs.cli.report import report
+from vrs.cli.report import find_checkpoint, report
 from vrs.cli.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -286,3 +286,17 @@ def test_user_cards_equal_brute_force_ranking(runs: Path, small_data: Path) -> N
         top = row.topk(5)
         assert card.items == top.indices.tolist()
         torch.testing.assert_close(torch.tensor(card.scores), top.values, rtol=1e-4, atol=1e-5)
+
+
+def test_find_checkpoint_takes_the_tested_one_not_the_resume_state(tmp_path: Path) -> None:
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for i, name in enumerate(["last.ckpt", "epoch_003.ckpt", "resume.ckpt"]):  # resume.ckpt newest
+        (folder / name).write_bytes(b"")
+        os.utime(folder / name, (1_000_000 + i, 1_000_000 + i))
+    assert find_checkpoint(tmp_path).name == "epoch_003.ckpt"
+    (folder / "epoch_003.ckpt").unlink()
+    assert find_checkpoint(tmp_path).name == "last.ckpt"
+    (folder / "last.ckpt").unlink()
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        find_checkpoint(tmp_path)
