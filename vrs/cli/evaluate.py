@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from vrs.cli.common import CONFIG_DIR, finish_run, friendly_errors, results, setup_run, warn_if_other_dataset
 from vrs.lit.evaluation import RankingModule
 from vrs.lit.module import RecModule
+from vrs.lit.targets import trusted_config
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -40,7 +41,7 @@ def _load_module(cfg: DictConfig, datamodule) -> RankingModule:
         path = Path(cfg.ckpt_path)
         if not path.is_file():
             raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
-        module = RecModule.load_from_checkpoint(path, map_location="cpu")
+        module = RecModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
         warn_if_other_dataset(module, datamodule, path)
         return module
     if cfg.model._target_.endswith("RecModule"):
@@ -48,7 +49,8 @@ def _load_module(cfg: DictConfig, datamodule) -> RankingModule:
             "vrs-eval needs ckpt_path=PATH to evaluate a trained model, or model=popularity / "
             "model=visual_profile for a baseline"
         )
-    return instantiate(cfg.model, n_items=datamodule.n_items)
+    with trusted_config():  # the user's own command line
+        return instantiate(cfg.model, n_items=datamodule.n_items)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")

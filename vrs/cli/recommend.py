@@ -70,7 +70,7 @@ def load_model(cfg: DictConfig) -> tuple[Any, Any]:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup()
-    module = RecModule.load_from_checkpoint(path, map_location=cfg.device)
+    module = RecModule.load_from_checkpoint(path, map_location=cfg.device, weights_only=True)
     warn_if_other_dataset(module, datamodule, path)
     # The checkpoint's own training counts decide which item IDs count as trained.
     module.attach_data(datamodule.content, feature_cache=feature_cache(cfg))

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from vrs.cli.common import CONFIG_DIR, RESUME_CKPT, finish_run, friendly_errors, results, setup_run
 from vrs.io import atomic_write_text
+from vrs.lit.targets import trusted_config
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
@@ -104,13 +105,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Runs one training job as configured; returns the metrics written to metrics.json."""
 
     def build(datamodule):
-        return instantiate(
-            cfg.model,
-            n_items=datamodule.n_items,
-            n_events=datamodule.n_events,
-            max_len=datamodule.max_len,
-            dataset_fingerprint=datamodule.fingerprint,
-        )
+        with trusted_config():  # the user's own command line: the whole of Hydra
+            return instantiate(
+                cfg.model,
+                n_items=datamodule.n_items,
+                n_events=datamodule.n_events,
+                max_len=datamodule.max_len,
+                dataset_fingerprint=datamodule.fingerprint,
+            )
 
     resume = resume_checkpoint(cfg)
     if resume:
@@ -121,7 +123,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule, module, trainer = setup_run(cfg, build)
     _unless_stopped(
         trainer,
-        lambda: trainer.fit(module, datamodule=datamodule, ckpt_path=resume),
+        lambda: trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True),
         lambda: (
             f"training stopped by SIGTERM after {trainer.current_epoch} complete epoch(s); nothing "
             f"was tested. Continue it with: vrs-train <same overrides> hydra.run.dir={cfg.paths.output_dir} "
@@ -139,7 +141,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         best = checkpoint.best_model_path if checkpoint is not None else ""
         _unless_stopped(
             trainer,
-            lambda: trainer.test(module, datamodule=datamodule, ckpt_path=best or None),
+            lambda: trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True),
             lambda: (
                 "training finished, then SIGTERM stopped the test; test the checkpoint with: "
                 f"vrs-eval ckpt_path={best or Path(cfg.paths.output_dir) / 'checkpoints' / 'last.ckpt'}"

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
@@ -16,6 +15,7 @@ from vrs.data.content import ItemContent
 from vrs.encoders.base import Towers, set_trainable_layers
 from vrs.encoders.cache import FeatureCache
 from vrs.lit.evaluation import RankingModule, Scorer
+from vrs.lit.targets import build, check_targets, is_trusted
 from vrs.losses import FullSoftmaxLoss, InBatchLoss
 from vrs.models.item_tower import ItemTower
 from vrs.models.recommender import Recommender
@@ -83,11 +83,17 @@ class RecModule(RankingModule):
     ) -> None:
         super().__init__(n_items, evaluation)
         self.save_hyperparameters()
+        # Built from the user's own config (vrs-train) or from a file (a checkpoint): a file's targets
+        # go through the allow-list, all of them checked before anything is built.
+        self._trusted_config = is_trusted()
+        if not self._trusted_config:
+            for name in ("encoder", "fusion", "user", "loss", "optimizer", "scheduler"):
+                check_targets(self.hparams.get(name), f"hyper_parameters.{name}")
         if finetune_negatives not in FINETUNE_NEGATIVES:
             raise ValueError(
                 f"finetune_negatives must be one of {FINETUNE_NEGATIVES}, got {finetune_negatives!r}"
             )
-        towers = build_towers(encoder)
+        towers = build_towers(encoder, self._trusted_config)
         for enc in (towers.image, towers.text):
             if enc is None or freeze_encoders:
                 continue
@@ -95,9 +101,15 @@ class RecModule(RankingModule):
                 set_trainable_layers(enc, trainable_layers)
             if gradient_checkpointing:
                 enc.set_grad_checkpointing(True)
-        fusion_factory = _build(fusion or {"_target_": "vrs.fusion.concat.ConcatFusion", "_partial_": True})
-        user_factory = _build(
-            user or {"_target_": "vrs.sequence.sasrec.SASRecUserEncoder", "_partial_": True}
+        fusion_factory = build(
+            fusion or {"_target_": "vrs.fusion.concat.ConcatFusion", "_partial_": True},
+            "fusion",
+            self._trusted_config,
+        )
+        user_factory = build(
+            user or {"_target_": "vrs.sequence.sasrec.SASRecUserEncoder", "_partial_": True},
+            "user",
+            self._trusted_config,
         )
         tower = ItemTower(
             n_items,
@@ -110,7 +122,7 @@ class RecModule(RankingModule):
             feature_norm=feature_norm,
         )
         self.net = Recommender(tower, user_factory(dim=dim, max_len=max_len, n_events=n_events))
-        self.loss_fn = _build(loss or {"_target_": "vrs.losses.FullSoftmaxLoss"})
+        self.loss_fn = build(loss or {"_target_": "vrs.losses.FullSoftmaxLoss"}, "loss", self._trusted_config)
         self.encoders_train = any(p.requires_grad for e in tower.encoders() for p in e.parameters())
         if (
             self.encoders_train
@@ -207,12 +219,14 @@ class RecModule(RankingModule):
         if encoder_params:
             lr = self.hparams.get("encoder_lr")
             groups.append({"params": encoder_params} | ({"lr": lr} if lr is not None else {}))
-        optimizer = _build(self.hparams.optimizer or {"_target_": "torch.optim.AdamW", "_partial_": True})(
-            params=groups
-        )
+        optimizer = build(
+            self.hparams.optimizer or {"_target_": "torch.optim.AdamW", "_partial_": True},
+            "optimizer",
+            self._trusted_config,
+        )(params=groups)
         if not self.hparams.scheduler:
             return optimizer
-        scheduler = _build(self.hparams.scheduler)(optimizer=optimizer)
+        scheduler = build(self.hparams.scheduler, "scheduler", self._trusted_config)(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
 
@@ -226,12 +240,12 @@ def training_log_q(counts: Tensor) -> Tensor:
     return (counts / counts.sum()).log()  # log 0 = -inf
 
 
-def build_towers(node: dict[str, Any] | None) -> Towers:
-    """The towers of an `encoder` group node; its fine-tuning keys are RecModule's, not the builder's."""
+def build_towers(node: dict[str, Any] | None, trusted: bool | None = None) -> Towers:
+    """The towers of an `encoder` group node; its fine-tuning keys are RecModule's, not the builder's.
+
+    `trusted` (default: inside `vrs.lit.targets.trusted_config()`) lets the node name any target.
+    """
     if not node:
         return Towers(image=None, text=None)
-    return _build({k: v for k, v in node.items() if k not in TUNING_KEYS})
-
-
-def _build(node: dict[str, Any]) -> Any:
-    return instantiate(node, _convert_="all")
+    node = {k: v for k, v in node.items() if k not in TUNING_KEYS}
+    return build(node, "encoder", is_trusted() if trusted is None else trusted)

@@ -1,0 +1,160 @@
+"""Building objects from `_target_` dicts that come from a file (a checkpoint's hyper-parameters).
+
+A checkpoint passes `torch.load(weights_only=True)` and still names callables in its
+hyper-parameters; handing those to Hydra's `instantiate` would call anything importable
+(`pathlib.Path.write_text`, `torch.load(weights_only=False)`, ...). `build_untrusted` calls only
+allow-listed targets, checked on every nested node before anything is imported or built:
+
+- classes defined in vrs that are `torch.nn.Module`s (fusions, user encoders, losses, towers);
+- the tower builders of the `encoder` config group (`TOWER_BUILDERS`);
+- `torch.optim` optimisers and `torch.optim.lr_scheduler` schedulers (classes only);
+- targets under a prefix the user trusts explicitly: `VRS_TRUSTED_TARGETS=mypkg.,other.mod.`.
+
+The user's own command line (vrs-train) keeps the whole of Hydra: see `trusted_config`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+import inspect
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from hydra.utils import instantiate
+
+TOWER_BUILDERS = frozenset(
+    {
+        "vrs.encoders.toy.build_toy_towers",
+        "vrs.encoders.lenet.build_lenet_towers",
+        "vrs.encoders.pretrained.build_effnet_towers",
+        "vrs.encoders.pretrained.build_minilm_towers",
+        "vrs.encoders.pretrained.build_effnet_minilm_towers",
+        "vrs.encoders.open_clip.build_open_clip_towers",
+        "vrs.encoders.hf.build_hf_text_towers",
+        "vrs.encoders.hf_clip.build_hf_clip_towers",
+    }
+)
+# Hydra's own keys; any other `_key_` in a file is refused rather than guessed at.
+HYDRA_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
+TRUST_ENV = "VRS_TRUSTED_TARGETS"
+
+_trusted: contextvars.ContextVar[bool] = contextvars.ContextVar("vrs_trusted_config", default=False)
+
+
+class UntrustedTargetError(ValueError):
+    """A `_target_` (or other field) from a file that vrs refuses to build."""
+
+
+@contextlib.contextmanager
+def trusted_config() -> Iterator[None]:
+    """Within this block `build` uses Hydra's full `instantiate`: for configs the user composed on
+    their own command line, never for what a checkpoint holds."""
+    token = _trusted.set(True)
+    try:
+        yield
+    finally:
+        _trusted.reset(token)
+
+
+def is_trusted() -> bool:
+    """True inside `trusted_config()`."""
+    return _trusted.get()
+
+
+def build(node: dict[str, Any], where: str, trusted: bool) -> Any:
+    """Instantiates `node`: in full when `trusted`, else through the allow-list."""
+    if trusted:
+        return instantiate(node, _convert_="all")
+    return build_untrusted(node, where)
+
+
+def build_untrusted(node: dict[str, Any], where: str) -> Any:
+    """Checks every target in `node` (see the module docstring), then instantiates it."""
+    check_targets(node, where)
+    return instantiate(node, _convert_="all")
+
+
+def check_targets(node: Any, where: str) -> None:
+    """Raises UntrustedTargetError naming the first refused target or field under `where`."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{where}.{key}"
+            if not isinstance(key, str):
+                raise UntrustedTargetError(f"{path}: keys must be strings, got {type(key).__name__}")
+            if key.startswith("_") and key.endswith("_") and key not in HYDRA_KEYS:
+                raise UntrustedTargetError(
+                    f"{path}: unknown special field (expected one of {sorted(HYDRA_KEYS)})"
+                )
+            if key == "_target_":
+                _check_target(value, path)
+            elif key in ("_partial_", "_recursive_") and not isinstance(value, bool):
+                raise UntrustedTargetError(f"{path}: expected true or false, got {value!r}")
+            elif key == "_convert_" and value not in ("none", "partial", "object", "all"):
+                raise UntrustedTargetError(f"{path}: expected none/partial/object/all, got {value!r}")
+            else:
+                check_targets(value, path)
+    elif isinstance(node, list | tuple):
+        for i, value in enumerate(node):
+            check_targets(value, f"{where}[{i}]")
+    elif isinstance(node, str) and "${" in node:
+        # Interpolations would be resolved by OmegaConf (reading environment variables, for one).
+        raise UntrustedTargetError(f"{where}: interpolation {node!r} is not allowed in a checkpoint")
+    elif node is not None and not isinstance(node, bool | int | float | str):
+        raise UntrustedTargetError(f"{where}: unexpected value of type {type(node).__name__}")
+
+
+def _check_target(target: Any, where: str) -> None:
+    if not isinstance(target, str) or not all(part.isidentifier() for part in target.split(".")):
+        raise UntrustedTargetError(f"{where}: {target!r} is not a dotted Python name")
+    if _user_trusted(target):
+        return
+    refused = UntrustedTargetError(
+        f"{where}: refusing to build {target!r} from a file: only vrs's own modules, its tower "
+        "builders and torch.optim optimisers/schedulers are allowed (trust more with "
+        f"{TRUST_ENV}=prefix.,other.prefix. if you wrote that code)"
+    )
+    if not target.startswith(("vrs.", "torch.optim.")):
+        raise refused  # before any import: importing a module runs its code
+    obj = _locate(target)
+    if obj is None:
+        raise UntrustedTargetError(f"{where}: {target!r} does not name anything importable")
+    if target.startswith("torch.optim."):
+        import torch
+
+        bases = (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
+        if inspect.isclass(obj) and issubclass(obj, bases):
+            return
+        raise refused
+    if target in TOWER_BUILDERS:
+        return
+    import torch
+
+    if inspect.isclass(obj) and issubclass(obj, torch.nn.Module) and obj.__module__.startswith("vrs."):
+        return
+    raise refused
+
+
+def _user_trusted(target: str) -> bool:
+    prefixes = [p.strip() for p in os.environ.get(TRUST_ENV, "").split(",") if p.strip()]
+    return any(
+        target == p.rstrip(".") or target.startswith(p if p.endswith(".") else p + ".") for p in prefixes
+    )
+
+
+def _locate(target: str) -> Any:
+    """The object a dotted name refers to (the longest importable module, then attributes)."""
+    parts = target.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            if attr.startswith("_") or not hasattr(obj, attr):
+                return None
+            obj = getattr(obj, attr)
+        return obj
+    return None
