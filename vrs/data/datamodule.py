@@ -22,6 +22,7 @@ from vrs.data.sequences import (
     collate_train,
 )
 from vrs.data.splits import Split, describe, make_split
+from vrs.rng import rng_states, set_rng_states
 
 
 class RecDataModule(L.LightningDataModule):
@@ -80,6 +81,8 @@ class RecDataModule(L.LightningDataModule):
         self.data: SequenceData | None = None
         self._content: ItemContent | None = None
         self._prepared = False
+        self._train_batches: LengthGroupedBatchSampler | None = None
+        self._resumed_epoch = 0
 
     def prepare_data(self) -> None:
         # The commands call this before building the model and Lightning calls it again in fit.
@@ -128,6 +131,20 @@ class RecDataModule(L.LightningDataModule):
             )
         return self._content
 
+    # -- resuming ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: the epoch of the next training pass and the global generators,
+        so that a resumed run draws exactly what the uninterrupted one would have."""
+        epoch = self._train_batches.epoch if self._train_batches is not None else self._resumed_epoch
+        return {"train_epoch": epoch, "rng": rng_states()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resumed_epoch = int(state.get("train_epoch", 0))
+        if self._train_batches is not None:
+            self._train_batches.set_epoch(self._resumed_epoch)
+        if "rng" in state:  # checkpoints written before the generators were saved have none
+            set_rng_states(state["rng"])
+
     def describe(self) -> dict[str, Any]:
         self._require()
         return describe(self.split)
@@ -144,12 +161,15 @@ class RecDataModule(L.LightningDataModule):
             num_replicas=world,
             rank=rank,
         )
+        batches.set_epoch(self._resumed_epoch)
+        self._train_batches = batches
         return DataLoader(
             dataset,
             batch_sampler=batches,
             collate_fn=collate_train,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            generator=self._generator(),
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -175,7 +195,12 @@ class RecDataModule(L.LightningDataModule):
             sampler=UnpaddedDistributedSampler(len(dataset), world, rank),
             collate_fn=collate_eval,
             num_workers=self.num_workers,
+            generator=self._generator(),
         )
+
+    def _generator(self) -> torch.Generator:
+        # A loader's own generator: starting an epoch's pass then draws nothing from the global one.
+        return torch.Generator().manual_seed(self.seed)
 
     def _world(self) -> tuple[int, int]:
         trainer = self.trainer

@@ -18,7 +18,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     """Shuffled batches whose members have similar lengths.
 
     Each epoch: shuffle all indices, cut them into groups of `batch_size * group_batches`, sort each
-    group by length, split it into batches, shuffle the batches. Under DDP the shuffled indices are
+    group by length, split it into batches, shuffle the batches. Each pass over the sampler is the
+    next epoch (`epoch` counts the passes; `set_epoch` sets it): Lightning only tells a loader's
+    `sampler` its epoch, never its batch sampler, and a resumed run restores the count. Under DDP the shuffled indices are
     padded by repetition to a multiple of `num_replicas` and sharded `rank::num_replicas`, so every
     rank runs the same number of batches (a training sample seen twice per epoch is harmless;
     evaluation never uses this sampler).
@@ -26,7 +28,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     Args:
         lengths: (n,) length of each sample.
         batch_size: samples per batch.
-        seed: base seed; the epoch (see `set_epoch`) is added to it.
+        seed: base seed; the epoch is added to it.
         group_batches: batches per sorted group (1 = no grouping, plain shuffled batches).
         num_replicas: DDP world size.
         rank: this process's rank.
@@ -54,6 +56,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """The epoch of the next pass."""
         self.epoch = epoch
 
     def _shard(self, order: np.ndarray) -> np.ndarray:
@@ -64,7 +67,12 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         return order[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
+        # Not a generator function: the epoch is taken (and advanced) when the pass starts.
         rng = np.random.default_rng(self.seed + self.epoch)
+        self.epoch += 1
+        return self._batches(rng)
+
+    def _batches(self, rng: np.random.Generator) -> Iterator[list[int]]:
         order = self._shard(rng.permutation(len(self.lengths)))
         group = self.batch_size * self.group_batches
         batches: list[np.ndarray] = []
