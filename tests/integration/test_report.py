@@ -300,3 +300,21 @@ def test_find_checkpoint_takes_the_tested_one_not_the_resume_state(tmp_path: Pat
     (folder / "last.ckpt").unlink()
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         find_checkpoint(tmp_path)
+
+
+def test_report_skips_decompression_bombs(runs: Path, small_data: Path, tmp_path: Path) -> None:
+    """Items whose image declares billions of pixels: with on_bad_image=skip they lose their image
+    (a warning names them) and the report shows placeholders instead of failing."""
+    from tests.unit.test_images import bomb_png
+
+    data = Path(shutil.copytree(small_data, tmp_path / "data"))
+    bombs = sorted((data / "images").iterdir())[::2]  # half the catalogue: some reach the cards
+    for path in bombs:
+        bomb_png(path)
+    overrides = [f"run_dir={runs / 'fused'}", "data.image_size=32", "users=2", "k=5", "thumb_size=32"]
+    overrides += ["data.on_bad_image=skip", f"out={tmp_path / 'report.html'}"]
+    with pytest.warns(UserWarning, match=rf"images/{bombs[0].name}.*decompression-bomb"):
+        path = report(compose_config("report", overrides, tmp_path, data))
+    page = _Page()
+    page.feed(path.read_text())
+    assert page.images and page.cards

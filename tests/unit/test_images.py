@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -114,3 +118,59 @@ def test_all_bad_images_skip_gives_none(root: Path) -> None:
 def test_unknown_mode(root: Path) -> None:
     with pytest.raises(ValueError, match="on_bad_image"):
         load_item_content(load_dataset(root), on_bad_image="ignore")
+
+
+def bomb_png(path: Path, side: int = 20_000) -> None:
+    """A PNG whose header declares side x side pixels (past PIL's decompression-bomb limit) in a few
+    bytes: PIL refuses it on open, before reading any pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)  # 8-bit RGB
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(params=["bomb_error", "bomb_warning_as_error"])
+def bomb(request: pytest.FixtureRequest, root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """images/b.png made a decompression bomb: past twice PIL's pixel limit (an error), or past the
+    limit only (a DecompressionBombWarning, here raised as an error as under `python -W error`)."""
+    if request.param == "bomb_error":
+        bomb_png(root / "images" / "b.png")
+    else:
+        Image.new("RGB", (12, 12)).save(root / "images" / "b.png")  # 144 px; the others have 64
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    return root
+
+
+@contextlib.contextmanager
+def _bomb_warnings_raise() -> Iterator[list[warnings.WarningMessage]]:
+    """Records warnings, except DecompressionBombWarning, which is raised as an error."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield caught
+
+
+def test_decompression_bomb_skip_warns_naming_the_file(bomb: Path) -> None:
+    ds = load_dataset(bomb)
+    with _bomb_warnings_raise() as caught:
+        content = load_item_content(ds, image_size=SIZE, on_bad_image="skip")
+    [warning] = [str(w.message) for w in caught if w.category is UserWarning]
+    assert re.search(r"1 of 3 images .*'images/b.png'.*MAX_IMAGE_PIXELS", warning), warning
+    assert content.has_image.tolist() == [True, False, True, False]
+
+
+def test_decompression_bomb_error_names_the_file(bomb: Path) -> None:
+    with _bomb_warnings_raise(), pytest.raises(DatasetError, match=r"'images/b.png'.*MAX_IMAGE_PIXELS"):
+        load_item_content(load_dataset(bomb), image_size=SIZE)
+
+
+def test_thumbnail_of_a_decompression_bomb_is_a_placeholder(bomb: Path) -> None:
+    from vrs.report.html import Thumbnails
+
+    thumbs = Thumbnails(bomb, ["images/a.png", "images/b.png"], size=8)
+    with _bomb_warnings_raise():
+        assert thumbs.uri(0) is not None and thumbs.uri(1) is None

@@ -3,12 +3,14 @@
 vrs-extract encoder=effnet_minilm data.image_size=128
 vrs-extract data=canonical data.root=DIR encoder=clip_b32 trainer=ddp trainer.devices=8
 
-Training with `model.freeze_encoders=true` and the same data/encoder settings then reads the cached
-features instead of running the encoders. An interrupted extraction resumes where it stopped.
+Training with `model.freeze_encoders=true` and the same data/encoder settings (and
+feature_precision) then reads the cached features instead of running the encoders. An interrupted
+extraction resumes where it stopped; SIGTERM stops it after the shard in progress, with exit code 143.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 
 import hydra
@@ -20,9 +22,16 @@ from vrs.cli.common import CONFIG_DIR, friendly_errors, setup_data
 MODALITIES = ("image", "text")
 
 
+class ExtractionStopped(RuntimeError):
+    """SIGTERM (a scheduler's time limit, ``kill``) stopped the extraction after the shard in
+    progress: the shards written are complete and a rerun of the same command encodes only the rest."""
+
+    exit_code = 143  # 128 + SIGTERM, as a shell reports a process killed by it
+
+
 def extract(cfg: DictConfig) -> dict[str, str]:
     """Fills the cache for the configured data and encoder; returns modality -> features path."""
-    from vrs.encoders.cache import FeatureCache
+    from vrs.encoders.cache import PRECISIONS, FeatureCache
     from vrs.lit.extraction import ExtractionJob, FeatureExtractionModule
     from vrs.lit.module import build_towers
 
@@ -31,6 +40,9 @@ def extract(cfg: DictConfig) -> dict[str, str]:
         raise ValueError(f"modalities={wanted}: expected a non-empty list of {list(MODALITIES)}")
     if not cfg.feature_cache:
         raise ValueError("feature_cache=null: give the cache folder to extract into")
+    precision = cfg.get("feature_precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ValueError(f"feature_precision={precision}: expected one of {list(PRECISIONS)}")
     datamodule = setup_data(cfg)
     content = datamodule.content
     towers = build_towers(OmegaConf.to_container(cfg.encoder, resolve=True))
@@ -45,14 +57,26 @@ def extract(cfg: DictConfig) -> dict[str, str]:
     if not jobs:
         raise ValueError(f"encoder has no tower for modalities {wanted}")
 
+    # The precision is part of the key, as in training (vrs.cli.common.feature_cache).
     cache = FeatureCache(
-        cfg.feature_cache, shard_size=cfg.shard_size, batch_size=cfg.batch_size, progress=False
+        cfg.feature_cache,
+        shard_size=cfg.shard_size,
+        batch_size=cfg.batch_size,
+        progress=False,
+        precision=precision,
     )
     module = FeatureExtractionModule(jobs, cache)
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
     start = time.perf_counter()
     if module.todo:  # the same on every rank
         trainer.predict(module, return_predictions=False)
+        # Every rank must agree before merge's barriers: a rank may have finished its shards first.
+        if trainer.strategy.reduce_boolean_decision(module.stopped, all=False):
+            left = sum(len(cache.missing_shards(job.key, job.inputs.shape[0])) for job in jobs)
+            raise ExtractionStopped(
+                f"extraction stopped by SIGTERM; {left} of {len(module.todo)} shard(s) left to encode "
+                f"under {cfg.feature_cache}. Continue with the same command: the written shards are kept"
+            )
     module.merge()
     seconds = time.perf_counter() - start
     paths = {job.modality: str(cache.path(job.key)) for job in jobs}
@@ -69,7 +93,14 @@ def extract(cfg: DictConfig) -> dict[str, str]:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="extract")
 @friendly_errors
 def main(cfg: DictConfig) -> None:
-    extract(cfg)
+    try:
+        extract(cfg)
+    except ExtractionStopped as err:
+        from lightning.pytorch.utilities import rank_zero_only
+
+        if rank_zero_only.rank == 0:  # every rank stops; one says so
+            print(f"stopped: {err}", file=sys.stderr)
+        sys.exit(ExtractionStopped.exit_code)
 
 
 if __name__ == "__main__":

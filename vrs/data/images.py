@@ -15,6 +15,17 @@ from vrs.data.schema import Dataset, DatasetError, _preview
 
 BAD_IMAGE_MODES = ("error", "skip", "blank")
 _PROGRESS_MIN = 2000  # below this many images a progress bar is noise
+# What PIL raises for a file it will not decode: corrupt files give OSError (incl.
+# UnidentifiedImageError) and, for some formats, ValueError/SyntaxError; an image declaring more
+# than Image.MAX_IMAGE_PIXELS pixels gives DecompressionBombError past twice the limit and, past the
+# limit, a DecompressionBombWarning, which is raised when warnings are errors (python -W error).
+BAD_IMAGE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:
@@ -33,7 +44,8 @@ def load_image(path: Path, size: int) -> torch.Tensor:
         (3, size, size) uint8 tensor.
 
     Raises:
-        OSError: when the file is missing, truncated or not an image PIL can decode.
+        OSError: when the file is missing, truncated or not an image PIL can decode; one of
+            ``BAD_IMAGE_ERRORS`` in general (a decompression bomb, some corrupt formats).
     """
     with Image.open(path) as img:
         img = ImageOps.exif_transpose(img)
@@ -89,6 +101,7 @@ def load_item_content(
     rows = np.flatnonzero(paths.notna().to_numpy()) if load_images else np.empty(0, dtype=np.int64)
     images = None
     bad: list[str] = []
+    bombs = 0
     if len(rows):
         images = torch.zeros(n, 3, image_size, image_size, dtype=torch.uint8)  # (N, 3, H, W)
         progress = tqdm(rows, desc="images", unit="img", disable=len(rows) <= _PROGRESS_MIN)
@@ -96,22 +109,27 @@ def load_item_content(
             rel = str(paths.iloc[row])
             try:
                 images[row] = load_image(ds.root / rel, image_size)
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-                # PIL signals corrupt files with OSError (incl. UnidentifiedImageError) and, for some
-                # formats, ValueError/SyntaxError.
+            except BAD_IMAGE_ERRORS as err:
                 bad.append(rel)
+                bombs += isinstance(err, (Image.DecompressionBombError, Image.DecompressionBombWarning))
                 continue
             has_image[row] = True
     if bad:
+        why = (
+            f" ({bombs} larger than PIL's decompression-bomb limit, Image.MAX_IMAGE_PIXELS = "
+            f"{Image.MAX_IMAGE_PIXELS} pixels)"
+            if bombs
+            else ""
+        )
         if on_bad_image == "error":
             raise DatasetError(
                 f"items.parquet: column 'image' names {len(bad)} missing or unreadable image file(s) "
-                f"under {ds.root}: {_preview(bad)}; expected decodable images "
+                f"under {ds.root}: {_preview(bad)}{why}; expected decodable images "
                 "(or pass on_bad_image='skip' / 'blank')"
             )
         warnings.warn(
             f"{len(bad)} of {len(rows)} images missing or unreadable under {ds.root} "
-            f"({_preview(bad)}); those items are treated as having no image",
+            f"({_preview(bad)}){why}; those items are treated as having no image",
             stacklevel=2,
         )
     if not bool(has_image.any()):

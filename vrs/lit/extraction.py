@@ -52,6 +52,7 @@ class FeatureExtractionModule(L.LightningModule):
         ]
         self.encoded = 0
         self.seconds = 0.0
+        self.stopped = False  # SIGTERM arrived: shards were left for a rerun
 
     def predict_dataloader(self) -> DataLoader:
         # One (job, shard) pair per step. Lightning's distributed sampler would pad the list by
@@ -60,6 +61,11 @@ class FeatureExtractionModule(L.LightningModule):
 
     @torch.no_grad()
     def predict_step(self, batch: tuple[int, int], batch_idx: int) -> int:
+        # Lightning's SIGTERM handler only sets this flag, and its predict loop never reads it: the
+        # shard being encoded when it arrived is finished and written, later ones are left for a rerun.
+        if self.trainer.received_sigterm:
+            self.stopped = True
+            return 0
         j, shard = batch
         job = self.jobs[j]
         start = time.perf_counter()

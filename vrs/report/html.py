@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageOps
 
+from vrs.data.images import BAD_IMAGE_ERRORS
 from vrs.report.evaluation import UserCard
 
 STAGE_ORDER = ("test", "test_cold", "val")
@@ -55,8 +56,10 @@ class Thumbnails:
             with Image.open(self.root / path) as img:
                 img = ImageOps.exif_transpose(img)
                 rgba = img.convert("RGBA")
-        except (OSError, ValueError):
-            return None  # a missing or broken file shows as a placeholder, not a broken <img>
+        except BAD_IMAGE_ERRORS:
+            # A missing, broken or oversized file shows as a placeholder, not a broken <img>;
+            # load_item_content has already warned about it (or refused it) by name.
+            return None
         flat = Image.new("RGB", rgba.size, "white")
         flat.paste(rgba, mask=rgba.getchannel("A"))
         flat.thumbnail((self.size, self.size), Image.Resampling.LANCZOS)

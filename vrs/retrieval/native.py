@@ -5,6 +5,11 @@ ops (each re-reading the tile and, multi-threaded, paying a thread-pool wake-up)
 search over group maxima with a re-scoring gather. The library is built
 with ``-march=native`` into a cache keyed by the source and this CPU's feature flags; when no
 compiler is available (or VRS_NATIVE=0), `load()` returns None and callers use PyTorch ops.
+
+Loading a library runs its code, and the cached file's name is predictable, so a cached library is
+loaded only when it, its sha256 record and the cache folder belong to this user and no one else can
+write them, and the record matches the file; anything else is rebuilt (in a private temporary folder
+when the cache folder itself is not private).
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 from torch import Tensor
@@ -41,29 +48,115 @@ def _cache_dir() -> Path:
     root = os.environ.get("VRS_NATIVE_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "vrs", "native"
     )
-    return Path(root)
+    # Resolved once, so the checks and the load below name the same folder even if a link changes.
+    return Path(root).resolve()
+
+
+def _library_path() -> Path:
+    """Where the library for this source and CPU is cached (a predictable name: see `_trusted`)."""
+    source = _SOURCE.read_bytes()
+    key = hashlib.sha256(source + _cpu_flags().encode() + platform.machine().encode()).hexdigest()[:16]
+    return _cache_dir() / f"tile_pass-{key}.so"
+
+
+def _record_path(lib: Path) -> Path:
+    """The sha256 of the library as built, written beside it by the build."""
+    return lib.with_name(lib.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _private(path: Path, follow: bool = False) -> bool:
+    """Owned by this user and writable by nobody else; a file must also not be a symlink."""
+    try:
+        st = path.stat() if follow else path.lstat()
+    except OSError:
+        return False
+    kind = stat.S_ISDIR if follow else stat.S_ISREG
+    return kind(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def _trusted(lib: Path) -> bool:
+    """Whether `lib` is the library this user built: the name is predictable, so anything found there
+    (planted by another user of a shared cache, or left half-written) is loaded only when the file
+    and its hash record are this user's, writable by no one else, and the hashes match."""
+    record = _record_path(lib)
+    if not (_private(lib) and _private(record)):
+        return False
+    try:
+        return record.read_text().strip() == _sha256(lib)
+    except OSError:
+        return False
+
+
+def _compile(compiler: str, folder: Path, name: str) -> Path | None:
+    """Builds into a fresh private file in `folder`; returns it (mode 755), or None on failure."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".so")
+    os.close(fd)
+    cmd = [compiler, "-O3", "-march=native", "-shared", "-fPIC", "-o", tmp, str(_SOURCE)]
+    if subprocess.run(cmd, capture_output=True).returncode != 0:
+        os.remove(tmp)
+        return None
+    os.chmod(tmp, 0o755)  # the linker creates it afresh under the umask, which may be group-writable
+    return Path(tmp)
 
 
 def _build() -> ctypes.CDLL | None:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return None
-    source = _SOURCE.read_bytes()
-    key = hashlib.sha256(source + _cpu_flags().encode() + platform.machine().encode()).hexdigest()[:16]
-    lib = _cache_dir() / f"tile_pass-{key}.so"
-    if not lib.is_file():
-        lib.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=lib.parent, suffix=".so")
-        os.close(fd)
-        try:
-            cmd = [compiler, "-O3", "-march=native", "-shared", "-fPIC", "-o", tmp, str(_SOURCE)]
-            if subprocess.run(cmd, capture_output=True).returncode != 0:
-                return None
-            os.replace(tmp, lib)  # atomic: a concurrent build never loads a half-written file
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    dll = ctypes.CDLL(str(lib))
+    lib = _library_path()
+    lib.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not _private(lib.parent, follow=True):
+        # Anyone else who can write there could swap a library in after any check.
+        warnings.warn(
+            f"VRS native cache {lib.parent} is group/world-writable or not owned by you: the tile-pass "
+            "kernel is built into a private temporary folder for this process (set VRS_NATIVE_CACHE "
+            f"to a private folder, or run chmod go-w {lib.parent})",
+            stacklevel=3,
+        )
+        return _build_private(compiler, lib.name)
+    if _trusted(lib):
+        return _bind(ctypes.CDLL(str(lib)))
+    if any(os.path.lexists(p) and p.lstat().st_uid != os.getuid() for p in (lib, _record_path(lib))):
+        return _build_private(compiler, lib.name)  # not this user's files: left where they are
+    built = _compile(compiler, lib.parent, lib.name)
+    if built is None:
+        return None
+    _install(built, lib)
+    if not _trusted(lib):  # another process replaced it meanwhile: load nothing unchecked
+        return None
+    return _bind(ctypes.CDLL(str(lib)))
+
+
+def _build_private(compiler: str, name: str) -> ctypes.CDLL | None:
+    """Builds into a private temporary folder, loads, and removes the folder (dlopen has mapped the
+    file; the mapping outlives the name)."""
+    with tempfile.TemporaryDirectory(prefix="vrs-native-") as folder:
+        built = _compile(compiler, Path(folder), name)
+        return _bind(ctypes.CDLL(str(built))) if built else None
+
+
+def _install(built: Path, lib: Path) -> None:
+    """Moves a fresh build to `lib`, its hash record first: each rename is atomic, and a reader that
+    comes between them sees a mismatch (and rebuilds) rather than an unchecked library."""
+    record = _record_path(lib)
+    fd, tmp = tempfile.mkstemp(dir=lib.parent, prefix=f".{record.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(_sha256(built) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, record)
+        os.replace(built, lib)
+    finally:
+        for leftover in (built, Path(tmp)):
+            if leftover.exists():
+                leftover.unlink()
+
+
+def _bind(dll: ctypes.CDLL) -> ctypes.CDLL:
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     dll.vrs_tile_pass.argtypes = [ptr, i64, i64, i64, ptr, ptr, ptr, ptr, ptr, i64]
     dll.vrs_tile_pass.restype = None
