@@ -54,9 +54,12 @@ def setup_run(cfg: DictConfig, build_module: Callable[[Any], Any]) -> tuple[Any,
     module = build_module(datamodule)
     module.test_stages = datamodule.test_stages()
     module.attach_data(datamodule.content, datamodule.train_counts, feature_cache=feature_cache(cfg))
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    if cfg.trainer.get("fast_dev_run"):  # a debug run's weights are one batch's: no checkpoint of them
+        callbacks = [c for c in callbacks if type(c).__name__ != "ModelCheckpoint"]
     trainer = instantiate(
         cfg.trainer,
-        callbacks=instantiate_group(cfg.get("callbacks")),
+        callbacks=callbacks,
         logger=instantiate_group(cfg.get("logger")),
     )
     if trainer.is_global_zero:
@@ -91,12 +94,34 @@ def results(module: Any, *prefixes: str) -> dict[str, float]:
 
 
 def finish_run(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> None:
-    """Rank zero writes metrics.json and prints the table."""
-    if trainer.is_global_zero:
-        run_dir = Path(cfg.paths.output_dir)
-        write_metrics(run_dir, metrics)
-        print(format_metrics({cfg.task_name: metrics}))
-        print(f"run directory: {run_dir}")
+    """Rank zero writes metrics.json and prints the table; a run that measured nothing is an error."""
+    if not metrics:
+        raise ValueError(
+            f"{cfg.paths.output_dir}: nothing was evaluated (no validation or test target in the split), "
+            "so no metrics.json was written"
+        )
+    if not trainer.is_global_zero:
+        return
+    run_dir = Path(cfg.paths.output_dir)
+    if trainer.fast_dev_run:
+        # One batch per stage checks that a composition runs; its numbers must not pass for a result.
+        print(format_metrics({f"{cfg.task_name} (debug)": metrics}))
+        print(f"debug run (fast_dev_run: one batch per stage): no metrics.json written in {run_dir}")
+        return
+    write_metrics(run_dir, metrics)
+    print(format_metrics({cfg.task_name: metrics}))
+    print(f"run directory: {run_dir}")
+
+
+def is_debug_run(run_dir: Path) -> bool:
+    """True for a run folder written with trainer.fast_dev_run (debug=fdr): not a result."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return False
+    try:
+        return bool(OmegaConf.select(OmegaConf.load(path), "trainer.fast_dev_run", default=False))
+    except Exception:  # an unreadable config says nothing either way
+        return False
 
 
 def save_config(cfg: DictConfig, run_dir: Path) -> None:

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from vrs.cli.common import format_metrics
+from vrs.cli.common import format_metrics, is_debug_run
 
 KEYS = [
     "test/recall_10", "test/ndcg_10", "test/mrr_10", "test/recall_20", "test/ndcg_20",
@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         path = path / "metrics.json" if path.is_dir() else path
         if not path.is_file():
             print(f"vrs-compare: {path} not found (run vrs-train / vrs-eval first)", file=sys.stderr)
+            return 1
+        if is_debug_run(path.parent):
+            print(f"vrs-compare: {path.parent} is a debug run (fast_dev_run): not a result", file=sys.stderr)
             return 1
         columns[path.parent.name] = json.loads(path.read_text())
     keys = [k for k in KEYS if any(k in m for m in columns.values())]

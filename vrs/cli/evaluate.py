@@ -13,6 +13,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from vrs.cli.checks import check_config
 from vrs.cli.common import CONFIG_DIR, finish_run, friendly_errors, results, setup_run, warn_if_other_dataset
 from vrs.lit.evaluation import RankingModule
 from vrs.lit.module import RecModule
@@ -21,6 +22,7 @@ from vrs.lit.targets import trusted_config
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Evaluates as configured; returns the metrics written to metrics.json."""
+    check_config(cfg)
     stages = list(cfg.stages)
     if not stages or set(stages) - {"val", "test"}:
         raise ValueError(f"stages={stages}: expected a list of 'val' and/or 'test'")

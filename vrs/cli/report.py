@@ -12,7 +12,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, open_dict
 
-from vrs.cli.common import CONFIG_DIR, RESUME_CKPT, friendly_errors
+from vrs.cli.common import CONFIG_DIR, RESUME_CKPT, friendly_errors, is_debug_run
 from vrs.cli.recommend import as_list, load_model
 
 
@@ -92,7 +92,11 @@ def baseline_dirs(run_dir: Path, baselines: object) -> list[Path]:
         return []
     if baselines == "auto":
         run = run_dir.resolve()
-        return sorted(d for d in run.parent.iterdir() if d != run and (d / "metrics.json").is_file())
+        return sorted(
+            d
+            for d in run.parent.iterdir()
+            if d != run and (d / "metrics.json").is_file() and not is_debug_run(d)
+        )
     return [Path(str(d)) for d in as_list(baselines, "baselines")]
 
 
@@ -106,6 +110,11 @@ def read_metrics(run: Path) -> dict[str, float]:
 def _columns(run_dir: Path, runs: list[Path]) -> dict[str, dict[str, float]]:
     """Each run's metrics.json under the folder's name, or its path where names would clash."""
     names = [d.resolve().name for d in [run_dir, *runs]]
+    for d in runs:
+        if is_debug_run(d):
+            raise ValueError(
+                f"baseline {d} is a debug run (trainer.fast_dev_run): its metrics are not a result"
+            )
     return {
         (str(d) if names.count(name) > 1 else name): read_metrics(d)
         for d, name in zip(runs, names[1:], strict=True)

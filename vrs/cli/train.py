@@ -13,6 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import hydra
 import lightning as L
@@ -20,6 +21,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
+from vrs.cli.checks import check_config
 from vrs.cli.common import CONFIG_DIR, RESUME_CKPT, finish_run, friendly_errors, results, setup_run
 from vrs.io import atomic_write_text
 from vrs.lit.targets import trusted_config
@@ -84,6 +86,18 @@ def _merge_csv(path: Path, before: str) -> None:
     atomic_write_text(path, out.getvalue())
 
 
+def require_targets(datamodule: Any) -> None:
+    """Refuses a dataset whose split leaves nothing to train on or to validate with."""
+    data = datamodule.data
+    trainable = int((data.train_len >= 2).sum())
+    if trainable == 0 or len(data.val_targets) == 0:
+        raise ValueError(
+            f"{datamodule.root}: the {datamodule.split_kind} split leaves {trainable} user(s) with a "
+            f"training history of 2+ events and {len(data.val_targets)} validation target(s); training "
+            "needs at least one of each (more users, or users with more events)"
+        )
+
+
 class TrainingStopped(RuntimeError):
     """Training was stopped by SIGTERM (a scheduler's time limit, ``kill``) before it finished: nothing
     was tested and no metrics.json written; ``resume=last`` continues from the last saved epoch."""
@@ -105,6 +119,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Runs one training job as configured; returns the metrics written to metrics.json."""
 
     def build(datamodule):
+        require_targets(datamodule)
         with trusted_config():  # the user's own command line: the whole of Hydra
             return instantiate(
                 cfg.model,
@@ -114,6 +129,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 dataset_fingerprint=datamodule.fingerprint,
             )
 
+    check_config(cfg)
     resume = resume_checkpoint(cfg)
     if resume:
         # Lightning warns that the log and checkpoint folders are not empty: expected when resuming,
