@@ -31,10 +31,13 @@ class ExtractionStopped(RuntimeError):
 
 def extract(cfg: DictConfig) -> dict[str, str]:
     """Fills the cache for the configured data and encoder; returns modality -> features path."""
+    from vrs.cli.checks import check_config
     from vrs.encoders.cache import PRECISIONS, FeatureCache
     from vrs.lit.extraction import ExtractionJob, FeatureExtractionModule
     from vrs.lit.module import build_towers
+    from vrs.lit.targets import trusted_config
 
+    check_config(cfg)
     wanted = list(cfg.modalities)
     if not wanted or set(wanted) - set(MODALITIES):
         raise ValueError(f"modalities={wanted}: expected a non-empty list of {list(MODALITIES)}")
@@ -45,7 +48,8 @@ def extract(cfg: DictConfig) -> dict[str, str]:
         raise ValueError(f"feature_precision={precision}: expected one of {list(PRECISIONS)}")
     datamodule = setup_data(cfg)
     content = datamodule.content
-    towers = build_towers(OmegaConf.to_container(cfg.encoder, resolve=True))
+    with trusted_config():  # the user's own command line
+        towers = build_towers(OmegaConf.to_container(cfg.encoder, resolve=True))
     jobs = []
     if "image" in wanted and towers.image is not None:
         if content.images is None:

@@ -60,8 +60,10 @@ def recommend(cfg: DictConfig) -> pd.DataFrame:
 
 def load_model(cfg: DictConfig) -> tuple[Any, Any]:
     """The configured dataset (set up) and checkpoint (with the catalogue attached, in eval mode)."""
+    from vrs.cli.checks import check_config
     from vrs.lit.module import RecModule
 
+    check_config(cfg)
     if not cfg.ckpt_path:
         raise ValueError(f"vrs-{cfg.task_name} needs ckpt_path=PATH, a checkpoint written by vrs-train")
     path = Path(cfg.ckpt_path)
