@@ -259,6 +259,7 @@ def write_prepared(
     write_dataset(
         out_dir, items, inter, name=name, source=source, licence=licence,
         extra_meta={PREPARATION_KEY: report.to_dict()},
+        image_links_to=tables.image_root if image_mode == "symlink" else None,
     )  # fmt: skip
     _prune_images(out_dir, items["image"].dropna())
     return out_dir
