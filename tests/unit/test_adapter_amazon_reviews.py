@@ -178,3 +178,13 @@ def test_missing_files_and_folders(raw: Path) -> None:
     (raw / "Beauty.json.gz").write_bytes(b"not gzip")
     with pytest.raises(DatasetError, match=r"Beauty.json.gz: line 1: cannot read"):
         read_amazon_reviews(raw, "Beauty")
+
+
+@pytest.mark.parametrize("time", [1e30, "1e30", -1e30, 9.3e18])
+def test_time_outside_int64_names_line(raw: Path, time: object) -> None:
+    # Whole-valued floats beyond int64 used to wrap to INT64_MIN, reordering the user's history.
+    reviews = [dict(r) for r in REVIEWS_2018]
+    reviews[3]["unixReviewTime"] = time
+    _write(raw / "Beauty.json", reviews)
+    with pytest.raises(DatasetError, match=r"Beauty.json: line 4: column 'unixReviewTime' value .*int64"):
+        read_amazon_reviews(raw, "Beauty")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from vrs.data.schema import IMAGES_DIR, DatasetError, _preview, write_dataset
 IMAGE_MODES = ("copy", "symlink")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 PREPARATION_KEY = "preparation"
+_SURPLUS = "\x00surplus"  # an extra column that catches a field beyond the header's
 
 
 @dataclass
@@ -68,21 +71,72 @@ def read_table(
         quoting: ``csv`` quoting mode.
 
     Raises:
-        DatasetError: when a line has more fields than the header (file and line named).
+        DatasetError: when the file cannot be decoded or a line has more fields than the header
+            (file and line named). Lines with fewer fields read the missing ones as empty.
     """
+    options = dict(
+        sep=sep, dtype="str", keep_default_na=False, na_values=[""], skip_blank_lines=False,
+        index_col=False, encoding=encoding, quoting=quoting, engine="c",
+    )  # fmt: skip
+    first = 1 if names is not None else 2  # file line of the first row
+    columns = list(names or [])
     try:
-        df = pd.read_csv(
-            path, sep=sep, header=None if names is not None else 0, names=names, dtype="str",
-            keep_default_na=False, na_values=[""], skip_blank_lines=False, index_col=False,
-            encoding=encoding, quoting=quoting, engine="c",
-        )  # fmt: skip
+        if names is None:
+            columns = list(pd.read_csv(path, nrows=0, **options).columns)
+        # pandas drops fields beyond the names without a word (a ParserWarning at most): a surplus
+        # column catches one, and a line with more makes the parser fail with its line number.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, header=None, names=[*columns, _SURPLUS], skiprows=first - 1, **options)
+    except pd.errors.ParserWarning:  # the first row is two or more fields too long
+        raise _too_many_fields(
+            path, first, _count_fields(path, first, sep, encoding, quoting), columns
+        ) from None
     except pd.errors.ParserError as err:
+        found = re.search(r"Expected \d+ fields in line (\d+), saw (\d+)", str(err))
+        if found:
+            raise _too_many_fields(path, int(found[1]), int(found[2]), columns) from None
         raise DatasetError(f"{path}: {err} (expected {sep!r}-separated fields)") from err
-    except (UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise DatasetError(f"{path}: cannot read ({err}); expected {encoding} text") from err
-    df.index = np.arange(len(df)) + (1 if names is not None else 2)  # line numbers (no quoted newlines)
+    except UnicodeDecodeError as err:
+        line = _undecodable_line(path, encoding)
+        raise DatasetError(
+            f"{path}: line {line}: cannot decode ({err.reason}); expected {encoding} text"
+        ) from err
+    except pd.errors.EmptyDataError as err:
+        raise DatasetError(
+            f"{path}: the file is empty; expected a header line and {sep!r}-separated rows"
+        ) from err
+    df.index = np.arange(len(df)) + first  # line numbers (no quoted newlines)
+    surplus = df.pop(_SURPLUS).notna().to_numpy()
+    if surplus.any():
+        raise _too_many_fields(path, int(df.index[np.flatnonzero(surplus)[0]]), len(columns) + 1, columns)
     blank = df.isna().all(axis=1).to_numpy()
     return df[~blank] if blank.any() else df
+
+
+def _too_many_fields(path: Path, line: int, n: int, columns: Sequence[str]) -> DatasetError:
+    return DatasetError(
+        f"{path}: line {line}: {n} fields, expected {len(columns)} ({', '.join(map(str, columns))}); "
+        "extra fields would be lost"
+    )
+
+
+def _count_fields(path: Path, line: int, sep: str, encoding: str, quoting: int) -> int:
+    with path.open(encoding=encoding, newline="") as f:
+        for _ in range(line - 1):
+            f.readline()
+        return len(next(csv.reader([f.readline()], delimiter=sep, quoting=quoting), []))
+
+
+def _undecodable_line(path: Path, encoding: str) -> int:
+    """The first line of ``path`` that does not decode (only called once decoding failed)."""
+    with path.open("rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError:
+                return line_no
+    return 0
 
 
 def require_columns(df: pd.DataFrame, path: Path, required: Sequence[str]) -> None:
@@ -116,17 +170,31 @@ def parse_number(
 ) -> pd.Series:
     """Column as int64 (``integer``) or float64; a non-number names its file and line.
 
-    ``allow_missing`` lets empty cells through as NaN (floats only).
+    ``allow_missing`` lets empty cells through as NaN (floats only). An integer outside int64 is
+    refused: the cast would wrap it to a negative number.
     """
-    values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=np.float64)
+    numeric = pd.to_numeric(df[column], errors="coerce")
+    if integer and pd.api.types.is_signed_integer_dtype(numeric.dtype):  # exact, no float round trip
+        return pd.Series(numeric.to_numpy(dtype=np.int64), index=df.index)
+    values = numeric.to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)
     if allow_missing:
         bad &= df[column].notna().to_numpy()
-    if integer:
-        bad |= np.isfinite(values) & (values != np.round(values))
     if bad.any():
         _fail(path, df, bad, column, "is not " + ("an integer" if integer else "a number"), expected)
+    if integer:
+        fraction = np.isfinite(values) & (values != np.round(values))
+        if fraction.any():
+            _fail(path, df, fraction, column, "is not an integer", expected)
+        require_int64(df, path, column, values, expected)
     return pd.Series(values.astype(np.int64) if integer else values, index=df.index)
+
+
+def require_int64(df: pd.DataFrame, path: Path, column: str, values: np.ndarray, expected: str) -> None:
+    """Raises naming the first line whose (float) value lies outside int64."""
+    outside = np.isfinite(values) & ~((values >= -(2.0**63)) & (values < 2.0**63))
+    if outside.any():
+        _fail(path, df, outside, column, "is outside the int64 range (-2**63 .. 2**63-1)", expected)
 
 
 def require_known(

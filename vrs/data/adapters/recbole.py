@@ -33,6 +33,7 @@ from vrs.data.adapters.common import (
     parse_number,
     read_table,
     require_filled,
+    require_int64,
     require_known,
     require_unique,
     write_prepared,
@@ -168,8 +169,10 @@ def read_recbole(
     inter = pd.DataFrame({"user_id": table[user_field], "item_id": table[item_field]}, index=table.index)
     notes = []
     if time_field in types:
-        time = parse_number(table, path, time_field, "a numeric time (float field)", integer=False)
-        inter["timestamp"] = np.floor(time.to_numpy()).astype(np.int64)
+        expected = "a numeric time (float field)"
+        seconds = np.floor(parse_number(table, path, time_field, expected, integer=False).to_numpy())
+        require_int64(table, path, time_field, seconds, expected)
+        inter["timestamp"] = seconds.astype(np.int64)
     else:
         inter["timestamp"] = np.arange(len(inter), dtype=np.int64)
         notes.append(f"no '{time_field}' field: the file order is the timestamp")
