@@ -28,11 +28,13 @@ import pandas as pd
 
 from vrs.data.adapters.common import (
     SourceTables,
+    check_out_dir,
     images_by_id,
     list_files,
     parse_number,
     require_filled,
     require_known,
+    source_inputs,
     write_prepared,
 )
 from vrs.data.adapters.preprocess import PrepareReport, Preprocess, counts
@@ -237,6 +239,7 @@ def convert_amazon_reviews(
     unknown_items: str = "error",
     preprocess: Preprocess | None = None,
     image_mode: str = "copy",
+    overwrite: bool = False,
 ) -> Path:
     """Writes the canonical dataset into ``out_dir`` (idempotent).
 
@@ -245,9 +248,13 @@ def convert_amazon_reviews(
         out_dir: the dataset folder.
         preprocess: shared preprocessing options; Amazon benchmarks use ``k_core=5``.
         image_mode: "copy" or "symlink" the local images.
+        overwrite: write into a non-empty ``out_dir`` not prepared from these files
+            (see :func:`~vrs.data.adapters.common.check_out_dir`).
     """
+    inputs = source_inputs("amazon_reviews", in_dir, name=name, image_dir=image_dir)
+    check_out_dir(out_dir, inputs, overwrite)  # before a long read
     tables = read_amazon_reviews(in_dir, name, image_dir, unknown_items)
     return write_prepared(
         out_dir, tables, preprocess, image_mode, name=f"amazon_reviews/{name}", source=tables.report.source,
-        licence="Amazon Reviews (McAuley lab): research use only",
+        licence="Amazon Reviews (McAuley lab): research use only", inputs=inputs, overwrite=overwrite,
     )  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vrs.data.adapters.common import SourceTables, write_prepared
+from vrs.data.adapters.common import SourceTables, check_out_dir, source_inputs, write_prepared
 from vrs.data.adapters.preprocess import PrepareReport, Preprocess, counts
 from vrs.data.schema import DatasetError
 
@@ -83,13 +83,20 @@ def read_amazon_seq(in_dir: str | Path, name: str) -> tuple[pd.DataFrame, pd.Dat
 
 
 def convert_amazon_seq(
-    in_dir: str | Path, out_dir: str | Path, name: str, preprocess: Preprocess | None = None
+    in_dir: str | Path,
+    out_dir: str | Path,
+    name: str,
+    preprocess: Preprocess | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Writes the canonical dataset for `name` into `out_dir` (idempotent: same input, same files).
 
     `preprocess` (shared options, see :mod:`vrs.data.adapters.preprocess`) runs before writing; what it
-    dropped is reported under ``preparation`` in ``dataset.json``.
+    dropped is reported under ``preparation`` in ``dataset.json``. A non-empty `out_dir` not prepared
+    from the same files is refused unless `overwrite` (see :func:`~vrs.data.adapters.common.check_out_dir`).
     """
+    inputs = source_inputs("amazon_seq", in_dir, name=name)
+    check_out_dir(out_dir, inputs, overwrite)  # before a long read
     items, interactions = read_amazon_seq(in_dir, name)
     report = PrepareReport(source=f"amazon_seq/{name}", read=counts(interactions, items))
     return write_prepared(
@@ -100,6 +107,8 @@ def convert_amazon_seq(
         name=f"amazon_seq/{name}",
         source=f"S3-Rec benchmark files ({Path(in_dir) / name}.txt)",
         licence="research use only (Amazon review data, Yelp dataset, HetRec LastFM)",
+        inputs=inputs,
+        overwrite=overwrite,
     )
 
 

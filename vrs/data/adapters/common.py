@@ -10,6 +10,7 @@ of the items kept to the same relative paths under ``out_dir/images`` and writes
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -17,16 +18,28 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from vrs.data.adapters.preprocess import PrepareReport, Preprocess, apply_preprocess
-from vrs.data.schema import IMAGES_DIR, DatasetError, _preview, write_dataset
+from vrs.data.schema import (
+    IMAGES_DIR,
+    ITEMS_FILE,
+    META_FILE,
+    DatasetError,
+    _preview,
+    validate_tables,
+    write_dataset,
+)
 
 IMAGE_MODES = ("copy", "symlink")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 PREPARATION_KEY = "preparation"
+# dataset.json key: the adapter and source files an output was prepared from, so a rerun
+# recognises its own output (and the files it wrote) and refuses anyone else's folder.
+PREPARED_FROM_KEY = "prepared_from"
 _SURPLUS = "\x00surplus"  # an extra column that catches a field beyond the header's
 
 
@@ -269,6 +282,8 @@ def place_images(out_dir: Path, rel_paths: pd.Series, image_root: Path, mode: st
     if mode not in IMAGE_MODES:
         raise ValueError(f"image_mode must be one of {IMAGE_MODES}, got {mode!r}")
     out_images = out_dir / IMAGES_DIR
+    if out_images.is_symlink():  # writing through it would put files outside out_dir
+        raise FileExistsError(f"{out_images} is a link to {out_images.resolve()}; expected a plain folder")
     _check_disjoint(out_images, image_root)
     src_root = image_root.resolve()
     for rel in pd.unique(rel_paths.dropna().to_numpy()):
@@ -285,17 +300,94 @@ def place_images(out_dir: Path, rel_paths: pd.Series, image_root: Path, mode: st
     return (IMAGES_DIR + "/" + rel_paths).where(rel_paths.notna(), None)
 
 
-def _prune_images(out_dir: Path, keep: Iterable[str]) -> None:
-    """Removes files under ``out_dir/images`` that no item names any more (from an earlier run)."""
-    images = out_dir / IMAGES_DIR
-    if not images.is_dir():
-        return
-    wanted = {str(p)[len(IMAGES_DIR) + 1 :] for p in keep}
-    for rel in list_files(images) - wanted:
-        (images / rel).unlink()
-    for folder, _, _ in sorted(os.walk(images), key=lambda w: -len(w[0])):
-        if folder != str(images) and not os.listdir(folder):
-            os.rmdir(folder)
+def source_inputs(adapter: str, in_dir: str | Path, **inputs: Any) -> dict[str, Any]:
+    """What identifies a source for :func:`check_out_dir`: the adapter, its resolved folder, names."""
+    extra = {k: str(v) if isinstance(v, Path) else v for k, v in inputs.items()}
+    return {"adapter": adapter, "in_dir": str(Path(in_dir).resolve()), **extra}
+
+
+def check_out_dir(out_dir: str | Path, inputs: dict[str, Any], overwrite: bool) -> set[str]:
+    """Refuses an ``out_dir`` that holds anything but an earlier output from the same ``inputs``.
+
+    An empty or absent folder is fine, and so is one prepared from the same source files (other
+    preprocessing or image options replace it). ``overwrite`` accepts any folder, but even then
+    only files vrs-prepare wrote are ever removed.
+
+    Returns:
+        The image files (relative to ``out_dir``) an earlier vrs-prepare run wrote there: the only
+        ones a rerun may remove.
+
+    Raises:
+        ValueError: when ``out_dir`` is the source folder ``inputs["in_dir"]``.
+        FileExistsError: when ``out_dir`` is a file, or a non-empty folder of other origin and
+            ``overwrite`` is False.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return set()
+    if out_dir.resolve() == Path(inputs["in_dir"]):
+        raise ValueError(
+            f"out_dir {out_dir.resolve()} holds the source images and files (in_dir); choose another out_dir"
+        )
+    if not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir}: is a file; expected out_dir to be a folder or a new path")
+    if not any(out_dir.iterdir()):
+        return set()
+    meta = _read_meta(out_dir)
+    ours = PREPARATION_KEY in meta or PREPARED_FROM_KEY in meta  # older outputs lack the inputs
+    if meta.get(PREPARED_FROM_KEY) != inputs and not overwrite:
+        if ours:
+            raise FileExistsError(
+                f"{out_dir} holds a dataset prepared from other inputs ({meta.get(PREPARED_FROM_KEY)}), "
+                f"not from {inputs}; pass overwrite=true to replace it, or choose another out_dir"
+            )
+        what = (
+            f"a dataset not written by vrs-prepare ({meta.get('name')!r})"
+            if meta
+            else "files and is not empty"
+        )
+        raise FileExistsError(
+            f"{out_dir} holds {what}; choose another out_dir, or pass overwrite=true to write the "
+            "tables there (files vrs-prepare did not write are kept)"
+        )
+    return _images_named(out_dir) if ours else set()
+
+
+def _read_meta(out_dir: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((out_dir / META_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _images_named(out_dir: Path) -> set[str]:
+    """The image paths the items table in ``out_dir`` names (an unreadable table names none)."""
+    try:
+        paths = pd.read_parquet(out_dir / ITEMS_FILE, columns=["image"])["image"]
+    except Exception:  # pyarrow raises several unrelated types; nothing named is the safe answer
+        return set()
+    return {p for p in paths.dropna() if isinstance(p, str) and p.startswith(IMAGES_DIR + "/")}
+
+
+def _prune_images(out_dir: Path, written: set[str], keep: Iterable[str]) -> None:
+    """Removes the images an earlier run wrote that no item names any more, and the folders that
+    this leaves empty; every other file and folder under ``out_dir/images`` stays."""
+    images = (out_dir / IMAGES_DIR).resolve()
+    for rel in sorted(written - set(keep)):
+        path = out_dir / rel
+        # A path that resolves elsewhere (a linked folder) was not written here by this tool.
+        if not (path.is_file() or path.is_symlink()) or not path.parent.resolve().is_relative_to(images):
+            continue
+        path.unlink()
+        folder = path.parent
+        while (
+            folder.resolve() != images
+            and folder.resolve().is_relative_to(images)
+            and not any(folder.iterdir())
+        ):
+            folder.rmdir()
+            folder = folder.parent
 
 
 def write_prepared(
@@ -307,27 +399,46 @@ def write_prepared(
     name: str,
     source: str,
     licence: str,
+    inputs: dict[str, Any],
+    overwrite: bool = False,
 ) -> Path:
     """Preprocesses, places images and writes the canonical dataset with its report.
 
     Idempotent: the same input and options give the same files (images already in place are kept;
-    images of an earlier run that no item names any more are removed).
+    images of an earlier run that no item names any more are removed). Everything is validated
+    before the first file is written, so a failure leaves ``out_dir`` as it was.
+
+    Args:
+        out_dir: the dataset folder; see :func:`check_out_dir` for what it may already hold.
+        tables: the source read into canonical tables.
+        preprocess: shared preprocessing options (None: the defaults).
+        image_mode: "copy" or "symlink" the images.
+        name, source, licence: for ``dataset.json``.
+        inputs: what identifies the source (:func:`source_inputs`), recorded in ``dataset.json``.
+        overwrite: write into a folder of other origin (removing none of its files).
 
     Returns:
         ``out_dir`` as a Path.
+
+    Raises:
+        FileExistsError: see :func:`check_out_dir`.
+        DatasetError: when the tables break the canonical format.
     """
     out_dir = Path(out_dir)
+    written = check_out_dir(out_dir, inputs, overwrite)
     report = tables.report
     items, inter = apply_preprocess(tables.items, tables.interactions, preprocess or Preprocess(), report)
     items = items.copy()
-    if tables.image_root is not None and items["image"].notna().any():
-        items["image"] = place_images(out_dir, items["image"], tables.image_root, image_mode)
-    else:
-        items["image"] = None
+    has_images = tables.image_root is not None and items["image"].notna().any()
+    rel_paths = items["image"] if has_images else None
+    items["image"] = (IMAGES_DIR + "/" + rel_paths).where(rel_paths.notna(), None) if has_images else None
+    validate_tables(items, inter, None, check_images=False)  # before anything lands in out_dir
+    if has_images:
+        place_images(out_dir, rel_paths, tables.image_root, image_mode)
     write_dataset(
         out_dir, items, inter, name=name, source=source, licence=licence,
-        extra_meta={PREPARATION_KEY: report.to_dict()},
+        extra_meta={PREPARATION_KEY: report.to_dict(), PREPARED_FROM_KEY: inputs},
         image_links_to=tables.image_root if image_mode == "symlink" else None,
     )  # fmt: skip
-    _prune_images(out_dir, items["image"].dropna())
+    _prune_images(out_dir, written, items["image"].dropna())
     return out_dir

@@ -18,6 +18,7 @@ import pandas as pd
 
 from vrs.data.adapters.common import (
     SourceTables,
+    check_out_dir,
     find_file,
     list_files,
     parse_number,
@@ -26,6 +27,7 @@ from vrs.data.adapters.common import (
     require_filled,
     require_known,
     require_unique,
+    source_inputs,
     write_prepared,
 )
 from vrs.data.adapters.preprocess import PrepareReport, Preprocess, counts
@@ -127,7 +129,11 @@ def read_hm(in_dir: str | Path) -> SourceTables:
 
 
 def convert_hm(
-    in_dir: str | Path, out_dir: str | Path, preprocess: Preprocess | None = None, image_mode: str = "copy"
+    in_dir: str | Path,
+    out_dir: str | Path,
+    preprocess: Preprocess | None = None,
+    image_mode: str = "copy",
+    overwrite: bool = False,
 ) -> Path:
     """Writes the canonical dataset into ``out_dir`` (idempotent); photos go to ``out_dir/images``.
 
@@ -136,9 +142,14 @@ def convert_hm(
         out_dir: the dataset folder.
         preprocess: shared preprocessing options (:mod:`vrs.data.adapters.preprocess`).
         image_mode: "copy" or "symlink" the photos.
+        overwrite: write into a non-empty ``out_dir`` not prepared from these files
+            (see :func:`~vrs.data.adapters.common.check_out_dir`).
     """
+    inputs = source_inputs("hm", in_dir)
+    check_out_dir(out_dir, inputs, overwrite)  # before a long read
     return write_prepared(
         out_dir, read_hm(in_dir), preprocess, image_mode, name="hm",
         source=f"H&M Personalized Fashion Recommendations ({in_dir})",
         licence="Kaggle competition data: non-commercial / academic research only, no redistribution",
+        inputs=inputs, overwrite=overwrite,
     )  # fmt: skip

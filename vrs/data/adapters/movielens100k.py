@@ -19,6 +19,7 @@ import pandas as pd
 
 from vrs.data.adapters.common import (
     SourceTables,
+    check_out_dir,
     find_file,
     list_files,
     parse_number,
@@ -27,6 +28,7 @@ from vrs.data.adapters.common import (
     require_filled,
     require_known,
     require_unique,
+    source_inputs,
     write_prepared,
 )
 from vrs.data.adapters.preprocess import PrepareReport, Preprocess, counts
@@ -172,6 +174,7 @@ def convert_movielens100k(
     keep_placeholder_posters: bool = False,
     preprocess: Preprocess | None = None,
     image_mode: str = "copy",
+    overwrite: bool = False,
 ) -> Path:
     """Writes the canonical dataset into ``out_dir`` (idempotent); posters go to ``out_dir/images``.
 
@@ -180,10 +183,15 @@ def convert_movielens100k(
         out_dir: the dataset folder.
         preprocess: shared preprocessing options (:mod:`vrs.data.adapters.preprocess`).
         image_mode: "copy" or "symlink" the posters.
+        overwrite: write into a non-empty ``out_dir`` not prepared from these files
+            (see :func:`~vrs.data.adapters.common.check_out_dir`).
     """
+    inputs = source_inputs("movielens100k", in_dir)
+    check_out_dir(out_dir, inputs, overwrite)
     tables = read_movielens100k(in_dir, poster_map, keep_placeholder_posters)
     return write_prepared(
         out_dir, tables, preprocess, image_mode, name="movielens100k",
         source=f"MovieLens-100K + posters ({in_dir})",
         licence="GroupLens research licence (no redistribution); posters: studio copyright, research use only",
+        inputs=inputs, overwrite=overwrite,
     )  # fmt: skip

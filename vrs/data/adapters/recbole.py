@@ -27,6 +27,7 @@ import pandas as pd
 
 from vrs.data.adapters.common import (
     SourceTables,
+    check_out_dir,
     find_file,
     images_by_id,
     list_files,
@@ -36,6 +37,7 @@ from vrs.data.adapters.common import (
     require_int64,
     require_known,
     require_unique,
+    source_inputs,
     write_prepared,
 )
 from vrs.data.adapters.preprocess import PrepareReport, Preprocess, counts
@@ -219,16 +221,21 @@ def convert_recbole(
     image_dir: str | Path | None = None,
     preprocess: Preprocess | None = None,
     image_mode: str = "copy",
+    overwrite: bool = False,
 ) -> Path:
     """Writes the canonical dataset of RecBole atomic files into ``out_dir`` (idempotent).
 
-    Args: see :func:`read_recbole`; ``preprocess`` holds the shared options and ``image_mode`` is
-    "copy" or "symlink".
+    Args: see :func:`read_recbole`; ``preprocess`` holds the shared options, ``image_mode`` is
+    "copy" or "symlink" and ``overwrite`` writes into a non-empty ``out_dir`` not prepared from these
+    files (see :func:`~vrs.data.adapters.common.check_out_dir`).
     """
+    inputs = source_inputs("recbole", in_dir, name=name, image_dir=image_dir)
+    check_out_dir(out_dir, inputs, overwrite)
     tables = read_recbole(in_dir, name, user_field, item_field, time_field, event, image_dir)
     return write_prepared(
         out_dir, tables, preprocess, image_mode, name=f"recbole/{name}",
         source=f"RecBole atomic files ({Path(in_dir) / name}.inter)", licence="see the source data",
+        inputs=inputs, overwrite=overwrite,
     )  # fmt: skip
 
 
