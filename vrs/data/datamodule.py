@@ -31,6 +31,8 @@ class RecDataModule(L.LightningDataModule):
         root: dataset folder in the canonical format.
         generate: keyword arguments for `vrs.data.synthetic.generate`; when given, the synthetic
             dataset is generated into `root` unless the same parameters already generated it.
+            Anything else in `root` (another catalogue, dataset or files) is refused, not replaced.
+        overwrite: with `generate`, replace whatever `root` holds by the requested catalogue.
         split: "leave_one_out" or "temporal".
         split_options: keyword arguments of the split function.
         max_len: histories are truncated to their most recent `max_len` events (T).
@@ -49,6 +51,7 @@ class RecDataModule(L.LightningDataModule):
         self,
         root: str,
         generate: dict[str, Any] | None = None,
+        overwrite: bool = False,
         split: str = "leave_one_out",
         split_options: dict[str, Any] | None = None,
         max_len: int = 50,
@@ -64,6 +67,7 @@ class RecDataModule(L.LightningDataModule):
         super().__init__()
         self.root = Path(root)
         self.generate = generate
+        self.overwrite = overwrite
         self.split_kind = split
         self.split_options = dict(split_options or {})
         self.max_len = max_len
@@ -84,9 +88,19 @@ class RecDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         # The commands call this before building the model and Lightning calls it again in fit.
         if self.generate is not None and not self._prepared:
-            from vrs.data.synthetic import generate
+            from vrs.data.synthetic import generate, generation_conflict
 
-            generate(self.root, **self.generate)
+            # Only the catalogue asked for may be written: `data.root=X` alone keeps data=synthetic
+            # and its default parameters, which must not silently replace what X holds.
+            conflict = generation_conflict(self.root, **self.generate)
+            if conflict is not None and not self.overwrite:
+                raise FileExistsError(
+                    f"{conflict}; the synthetic data config would generate another catalogue there. "
+                    f"To use the dataset as it is, pass data=canonical data.root={self.root}; to "
+                    "generate the requested one, pass data.overwrite=true (or another data.root); or "
+                    "pass the data.generate.* parameters it was generated with"
+                )
+            generate(self.root, **self.generate, overwrite=conflict is not None)
             self._prepared = True
 
     def setup(self, stage: str | None = None) -> None:
