@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from torch.utils.data import DataLoader
 from vrs.data.content import ItemContent
 from vrs.data.images import load_item_content
 from vrs.data.samplers import LengthGroupedBatchSampler
-from vrs.data.schema import Dataset, load_dataset
+from vrs.data.schema import META_FILE, Dataset, fingerprint, load_dataset
 from vrs.data.sequences import (
     EvalDataset,
     SequenceData,
@@ -84,6 +85,7 @@ class RecDataModule(L.LightningDataModule):
         self.data: SequenceData | None = None
         self._content: ItemContent | None = None
         self._prepared = False
+        self._fingerprint = ""
 
     def prepare_data(self) -> None:
         # The commands call this before building the model and Lightning calls it again in fit.
@@ -107,6 +109,15 @@ class RecDataModule(L.LightningDataModule):
         if self.data is not None:
             return
         self.dataset = load_dataset(self.root, check_images=self.load_images)
+        # Hash what was read (a fraction of a second for 300k rows): dataset.json may be stale.
+        self._fingerprint = fingerprint(self.dataset.items, self.dataset.interactions)
+        recorded = self.dataset.meta.get("fingerprint")
+        if recorded and recorded != self._fingerprint:
+            warnings.warn(
+                f"{self.root / META_FILE} records fingerprint {recorded}, but the tables read from "
+                f"{self.root} hash to {self._fingerprint}: they changed after dataset.json was written",
+                stacklevel=2,
+            )
         self.split = make_split(self.dataset.interactions, self.split_kind, **self.split_options)
         self.data = SequenceData(self.dataset.items, self.dataset.interactions, self.split)
 
@@ -125,8 +136,9 @@ class RecDataModule(L.LightningDataModule):
 
     @property
     def fingerprint(self) -> str:
+        """Content hash of the tables read (`vrs.data.schema.fingerprint`, as in dataset.json)."""
         self._require()
-        return str(self.dataset.meta.get("fingerprint", ""))
+        return self._fingerprint
 
     @property
     def has_cold_targets(self) -> bool:
