@@ -152,6 +152,14 @@ def _undecodable_line(path: Path, encoding: str) -> int:
     return 0
 
 
+def require_rows(df: pd.DataFrame, path: Path, expected: str) -> None:
+    """An input without a data row fails here, naming it, rather than later as an empty dataset."""
+    if len(df) == 0:
+        raise DatasetError(
+            f"{path}: no data lines (the file is empty or holds only a header); expected {expected}"
+        )
+
+
 def require_columns(df: pd.DataFrame, path: Path, required: Sequence[str]) -> None:
     missing = [c for c in required if c not in df.columns]
     if missing:

@@ -26,6 +26,7 @@ from vrs.data.adapters.common import (
     require_columns,
     require_filled,
     require_known,
+    require_rows,
     require_unique,
     source_inputs,
     write_prepared,
@@ -96,6 +97,7 @@ def read_hm(in_dir: str | Path) -> SourceTables:
     )
     table = read_table(path, sep=",")
     require_columns(table, path, ["t_dat", "customer_id", "article_id"])
+    require_rows(table, path, _TRANSACTIONS)
     require_filled(table, path, ["t_dat", "customer_id", "article_id"], _TRANSACTIONS)
     table["article_id"] = table["article_id"].str.strip()
     dates = pd.to_datetime(table["t_dat"], format="%Y-%m-%d", errors="coerce")

@@ -27,6 +27,7 @@ from vrs.data.adapters.common import (
     require_columns,
     require_filled,
     require_known,
+    require_rows,
     require_unique,
     source_inputs,
     write_prepared,
@@ -140,6 +141,7 @@ def read_movielens100k(
     items = _read_items(ml)
     path = find_file(ml / "u.data", f"u.data in {in_dir} or its ml-100k/ folder")
     table = read_table(path, sep="\t", names=["user_id", "item_id", "rating", "timestamp"])
+    require_rows(table, path, _DATA)
     require_filled(table, path, table.columns, _DATA)
     for column in ("user_id", "item_id"):
         parse_number(table, path, column, _DATA, integer=True)

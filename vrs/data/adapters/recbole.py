@@ -36,6 +36,7 @@ from vrs.data.adapters.common import (
     require_filled,
     require_int64,
     require_known,
+    require_rows,
     require_unique,
     source_inputs,
     write_prepared,
@@ -165,6 +166,7 @@ def read_recbole(
     in_dir = Path(in_dir)
     path = find_file(in_dir / f"{name}.inter", f"the RecBole interaction file {name}.inter")
     table, types = _read_atomic(path)
+    require_rows(table, path, "one tab-separated interaction per line after the header")
     _require_field(path, types, user_field, ("token",))
     _require_field(path, types, item_field, ("token",))
     require_filled(table, path, [user_field, item_field], f"{user_field} and {item_field} on every line")
