@@ -70,3 +70,19 @@ def test_an_interrupted_generation_is_redone(tmp_path: Path, monkeypatch: pytest
     monkeypatch.undo()
     assert generate(tmp_path / "syn", **TINY) == tmp_path / "syn"
     assert _params(tmp_path / "syn")["n_users"] == 20
+
+
+def test_make_demo_reuses_what_vrs_synth_wrote() -> None:
+    # make demo: vrs-synth out_dir=X, then vrs-train data.root=X (data=synthetic): same catalogue.
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from vrs.cli.common import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        synth = compose(config_name="synth", overrides=["out_dir=X"])
+        train = compose(config_name="train", overrides=["experiment=demo", "data.root=X"])
+    GlobalHydra.instance().clear()
+    synth_params = {k: v for k, v in synth.items() if k not in ("out_dir", "overwrite")}
+    assert dict(train.data.generate) == synth_params and train.data.overwrite is False
