@@ -345,9 +345,10 @@ def check_out_dir(out_dir: str | Path, inputs: dict[str, Any], overwrite: bool) 
     ours = PREPARATION_KEY in meta or PREPARED_FROM_KEY in meta  # older outputs lack the inputs
     if meta.get(PREPARED_FROM_KEY) != inputs and not overwrite:
         if ours:
+            previous = meta.get(PREPARED_FROM_KEY) or "not recorded by the vrs-prepare that wrote it"
             raise FileExistsError(
-                f"{out_dir} holds a dataset prepared from other inputs ({meta.get(PREPARED_FROM_KEY)}), "
-                f"not from {inputs}; pass overwrite=true to replace it, or choose another out_dir"
+                f"{out_dir} holds a dataset prepared from other inputs ({previous}), not from {inputs}; "
+                "pass overwrite=true to replace it, or choose another out_dir"
             )
         what = (
             f"a dataset not written by vrs-prepare ({meta.get('name')!r})"
