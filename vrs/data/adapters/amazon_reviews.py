@@ -28,15 +28,14 @@ import pandas as pd
 
 from vrs.data.adapters.common import (
     SourceTables,
-    check_out_dir,
     images_by_id,
     list_files,
     parse_number,
     require_filled,
     require_known,
-    source_inputs,
     write_prepared,
 )
+from vrs.data.adapters.output import check_out_dir, source_inputs
 from vrs.data.adapters.preprocess import PrepareReport, Preprocess, counts
 from vrs.data.schema import DatasetError
 

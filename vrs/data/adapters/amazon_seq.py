@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from vrs.data.adapters.common import SourceTables, check_out_dir, source_inputs, write_prepared
+from vrs.data.adapters.common import SourceTables, write_prepared
+from vrs.data.adapters.output import check_out_dir, source_inputs
 from vrs.data.adapters.preprocess import PrepareReport, Preprocess, counts
 from vrs.data.schema import DatasetError
 

@@ -18,7 +18,6 @@ import pandas as pd
 
 from vrs.data.adapters.common import (
     SourceTables,
-    check_out_dir,
     find_file,
     list_files,
     parse_number,
@@ -28,9 +27,9 @@ from vrs.data.adapters.common import (
     require_known,
     require_rows,
     require_unique,
-    source_inputs,
     write_prepared,
 )
+from vrs.data.adapters.output import check_out_dir, source_inputs
 from vrs.data.adapters.preprocess import PrepareReport, Preprocess, counts
 from vrs.data.schema import DatasetError
 
