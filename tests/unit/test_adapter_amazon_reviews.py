@@ -6,6 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -178,3 +179,28 @@ def test_missing_files_and_folders(raw: Path) -> None:
     (raw / "Beauty.json.gz").write_bytes(b"not gzip")
     with pytest.raises(DatasetError, match=r"Beauty.json.gz: line 1: cannot read"):
         read_amazon_reviews(raw, "Beauty")
+
+
+@pytest.mark.parametrize("time", [1e30, "1e30", -1e30, 9.3e18])
+def test_time_outside_int64_names_line(raw: Path, time: object) -> None:
+    # Whole-valued floats beyond int64 used to wrap to INT64_MIN, reordering the user's history.
+    reviews = [dict(r) for r in REVIEWS_2018]
+    reviews[3]["unixReviewTime"] = time
+    _write(raw / "Beauty.json", reviews)
+    with pytest.raises(DatasetError, match=r"Beauty.json: line 4: column 'unixReviewTime' value .*int64"):
+        read_amazon_reviews(raw, "Beauty")
+
+
+@pytest.mark.parametrize("value", ["https://x/one.jpg", {"url": "x"}, 5])
+def test_image_url_field_of_another_type_is_tolerated(raw: Path, value: object) -> None:
+    # A str, object or number where a list of URLs belongs raised TypeError (list + str).
+    meta = [dict(m) for m in META_2018]
+    meta[2]["imageURL"] = value
+    _write(raw / "meta_Beauty.json", meta)
+    items = read_amazon_reviews(raw, "Beauty").items.set_index("item_id")
+    url = items.loc["A3", "image_url"]
+    assert url == value if isinstance(value, str) else pd.isna(url)
+    skin = [dict(m) for m in META_2023]
+    skin[1]["images"] = value
+    _write(raw / "meta_Skin.jsonl.gz", skin, gz=True)
+    assert pd.isna(read_amazon_reviews(raw, "Skin").items.set_index("item_id").loc["P2", "image_url"])

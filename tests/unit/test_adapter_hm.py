@@ -114,7 +114,7 @@ def test_out_dir_holding_the_source_photos_is_refused(raw: Path) -> None:
         (
             "transactions.csv",
             TRANSACTIONS + "2018-09-23,c3,0108775015,0.1,1,extra\n",
-            r"transactions.csv: .*line 6, saw 6",
+            r"transactions.csv: line 6: 6 fields, expected 5",
         ),
         (
             "articles.csv",

@@ -106,7 +106,7 @@ def test_without_item_file_or_time_field(raw: Path, tmp_path: Path) -> None:
             INTER + "3\t99\t4\t1\n",
             r"ml.inter: line 5: column 'item_id' value '99' is not in ml.item",
         ),
-        ("ml.inter", INTER + "3\t10\t4\t1\t7\n", r"ml.inter: .*line 5, saw 5"),
+        ("ml.inter", INTER + "3\t10\t4\t1\t7\n", r"ml.inter: line 5: 5 fields, expected 4"),
         (
             "ml.item",
             ITEM + "10\tAgain\t\t\t\n",
@@ -217,3 +217,19 @@ def test_export_command_lists_the_files(canonical: Path, tmp_path: Path) -> None
     assert (
         f"wrote {tmp_path / 'rb' / 'tiny.inter'}" in run.stdout and (tmp_path / "rb" / "tiny.item").is_file()
     )
+
+
+def test_time_outside_int64_names_line(raw: Path) -> None:
+    (raw / "ml.inter").write_text(INTER.replace("881250000", "1e30"))
+    with pytest.raises(DatasetError, match=r"ml.inter: line 4: column 'timestamp' value '1e30'.*int64"):
+        read_recbole(raw, "ml")
+
+
+def test_extra_field_on_a_line_names_line(raw: Path) -> None:
+    # pandas dropped the surplus field without a word, shifting nothing but losing data.
+    (raw / "ml.inter").write_text(INTER.replace("881250950.7\n", "881250950.7\tsurplus\n"))
+    with pytest.raises(DatasetError, match=r"ml.inter: line 3: 5 fields, expected 4"):
+        read_recbole(raw, "ml")
+    (raw / "ml.inter").write_text(INTER.replace("881250950.7\n", "881250950.7\tsurplus\tmore\n"))
+    with pytest.raises(DatasetError, match=r"ml.inter: line 3: 6 fields, expected 4"):
+        read_recbole(raw, "ml")

@@ -44,3 +44,42 @@ def test_bad_line_names_file_and_line(raw: Path) -> None:
         read_amazon_seq(raw, "Tiny")
     with pytest.raises(DatasetError, match="file not found"):
         read_amazon_seq(raw, "Missing")
+
+
+@pytest.mark.parametrize(
+    ("attributes", "match"),
+    [
+        ([1, 2, 3], r"Tiny_item2attributes.json: expected a JSON object"),
+        ({"1": 7}, r"Tiny_item2attributes.json: item '1': value 7; expected a list of integer"),
+        (
+            {"1": [7, "x"]},
+            r"Tiny_item2attributes.json: item '1': value \[7, 'x'\]; expected a list of integer",
+        ),
+        ({"1": [7, 1.5]}, r"Tiny_item2attributes.json: item '1'"),
+    ],
+)
+def test_attributes_of_the_wrong_shape(raw: Path, attributes: object, match: str) -> None:
+    (raw / "Tiny_item2attributes.json").write_text(json.dumps(attributes))
+    with pytest.raises(DatasetError, match=match):
+        read_amazon_seq(raw, "Tiny")
+
+
+@pytest.mark.parametrize("bad_id", ["١٢", "²", "1٣"])
+def test_non_ascii_digits_refused(raw: Path, bad_id: str) -> None:
+    (raw / "Tiny.txt").write_text(f"1 1 2\n2 {bad_id} 3\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"Tiny.txt: line 2: .*ASCII"):
+        read_amazon_seq(raw, "Tiny")
+
+
+def test_non_utf8_byte_names_line(raw: Path) -> None:
+    (raw / "Tiny.txt").write_bytes(b"1 1 2\n2 2 3\n3 \xff 4\n")
+    with pytest.raises(DatasetError, match=r"Tiny.txt: line 3: .*UTF-8"):
+        read_amazon_seq(raw, "Tiny")
+
+
+@pytest.mark.parametrize("text", ["", "\n\n  \n"])
+def test_empty_file_says_so(raw: Path, tmp_path: Path, text: str) -> None:
+    (raw / "Tiny.txt").write_text(text)
+    with pytest.raises(DatasetError, match=r"Tiny.txt: no interactions"):
+        convert_amazon_seq(raw, tmp_path / "out", "Tiny")
+    assert not (tmp_path / "out").exists()

@@ -269,3 +269,71 @@ def test_summarize(dataset_root: Path) -> None:
     assert len(lines) == len(summary)
     assert len({line.index(" : ") for line in lines}) == 1  # aligned
     assert "click=2" in text
+
+
+@pytest.mark.parametrize("value", [1e30, -1e30, 2.0**63, float("nan"), float("inf"), -float("inf")])
+def test_timestamp_outside_int64_refused(tmp_path: Path, value: float) -> None:
+    # 2**63 and beyond used to wrap to INT64_MIN on the cast, silently reordering the history.
+    items, interactions = _tables()
+    interactions["timestamp"] = interactions["timestamp"].astype("float64")
+    interactions.loc[2, "timestamp"] = value
+    with pytest.raises(DatasetError, match=r"interactions.parquet: column 'timestamp' .* at row 2"):
+        load_dataset(_raw(tmp_path, items, interactions))
+
+
+def test_uint64_timestamp_above_int64_refused(tmp_path: Path) -> None:
+    items, interactions = _tables()
+    interactions["timestamp"] = interactions["timestamp"].astype("uint64")
+    interactions.loc[4, "timestamp"] = np.uint64(2**63 + 5)
+    with pytest.raises(DatasetError, match=r"interactions.parquet: column 'timestamp' .* at row 4"):
+        load_dataset(_raw(tmp_path, items, interactions))
+
+
+def test_image_symlink_outside_root_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.new("RGB", (4, 4)).save(outside / "secret.png")
+    root = _raw(tmp_path / "ds", *_tables())
+    (root / "images" / "i1.png").unlink()
+    (root / "images" / "i1.png").symlink_to(outside / "secret.png")
+    with pytest.raises(
+        DatasetError, match=r"items.parquet: column 'image' value 'images/i1.png' at row 1 .*outside"
+    ):
+        load_dataset(root)
+    # A link that stays inside the dataset is fine.
+    (root / "images" / "i1.png").unlink()
+    (root / "images" / "i1.png").symlink_to(root / "images" / "i0.png")
+    assert load_dataset(root).n_items == 4
+
+
+def test_images_folder_linked_outside_root_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    _write_images(elsewhere)
+    root = tmp_path / "ds"
+    root.mkdir()
+    (root / "images").symlink_to(elsewhere / "images", target_is_directory=True)
+    items, interactions = _tables()
+    items.to_parquet(root / "items.parquet", index=False)
+    interactions.to_parquet(root / "interactions.parquet", index=False)
+    with pytest.raises(DatasetError, match=r"value 'images/i0.png' at row 0 .*outside"):
+        load_dataset(root)
+
+
+def test_dataset_root_reached_through_a_link_is_fine(dataset_root: Path, tmp_path: Path) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(dataset_root, target_is_directory=True)
+    assert load_dataset(link).n_items == 4
+
+
+def test_image_loader_refuses_links_outside_root(tmp_path: Path) -> None:
+    from vrs.data.images import load_item_content
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.new("RGB", (4, 4)).save(outside / "secret.png")
+    root = _raw(tmp_path / "ds", *_tables())
+    (root / "images" / "i2.png").unlink()
+    (root / "images" / "i2.png").symlink_to(outside / "secret.png")
+    ds = load_dataset(root, check_images=False)  # not checked here, so the loader must check
+    with pytest.raises(DatasetError, match=r"value 'images/i2.png' at row 2 .*outside"):
+        load_item_content(ds, image_size=8, on_bad_image="skip")

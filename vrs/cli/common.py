@@ -76,14 +76,26 @@ def feature_cache(cfg: DictConfig) -> Any:
 
 
 def warn_if_other_dataset(module: Any, datamodule: Any, path: Path) -> None:
-    """Warns when the checkpoint at `path` was trained on a dataset other than `datamodule`'s."""
+    """Warns when the checkpoint at `path` was trained on other content than `datamodule` read.
+
+    Both sides are `vrs.data.schema.fingerprint` of the tables: checkpoints store the datamodule's
+    fingerprint of what training read, and older ones the dataset.json value, written by the same
+    function, so either compares with what this run read.
+    """
     import warnings
 
     trained_on = module.hparams.get("dataset_fingerprint", "")
-    if trained_on and datamodule.fingerprint and trained_on != datamodule.fingerprint:
+    if not trained_on:
         warnings.warn(
-            f"{path} was trained on dataset {trained_on} but data.root={datamodule.root} has "
-            f"fingerprint {datamodule.fingerprint}",
+            f"{path} records no dataset fingerprint, so it cannot be verified that it was trained on "
+            f"data.root={datamodule.root} (content fingerprint {datamodule.fingerprint})",
+            stacklevel=3,
+        )
+    elif trained_on != datamodule.fingerprint:
+        warnings.warn(
+            f"{path} was trained on dataset content {trained_on}, which differs from the content read "
+            f"from data.root={datamodule.root} ({datamodule.fingerprint}): another dataset, or its tables "
+            "changed since training; the results will not match the training run's",
             stacklevel=3,
         )
 

@@ -3,6 +3,9 @@
 vrs-prepare source=amazon_seq in_dir=../shared/data/amazon-seq name=Beauty out_dir=data/beauty
 vrs-prepare source=hm in_dir=../shared/data/hm-fashion-sample out_dir=data/hm preprocess.k_core=2
 vrs-prepare source=recbole_export in_dir=data/hm out_dir=data/hm_recbole name=hm
+
+A non-empty out_dir is refused unless an earlier vrs-prepare wrote it from the same source files;
+overwrite=true writes there anyway, and even then only files vrs-prepare wrote are removed.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from torch.utils.data import DataLoader
 from vrs.data.content import ItemContent
 from vrs.data.images import load_item_content
 from vrs.data.samplers import LengthGroupedBatchSampler
-from vrs.data.schema import Dataset, load_dataset
+from vrs.data.schema import META_FILE, Dataset, fingerprint, load_dataset
 from vrs.data.sequences import (
     EvalDataset,
     SequenceData,
@@ -32,6 +33,8 @@ class RecDataModule(L.LightningDataModule):
         root: dataset folder in the canonical format.
         generate: keyword arguments for `vrs.data.synthetic.generate`; when given, the synthetic
             dataset is generated into `root` unless the same parameters already generated it.
+            Anything else in `root` (another catalogue, dataset or files) is refused, not replaced.
+        overwrite: with `generate`, replace whatever `root` holds by the requested catalogue.
         split: "leave_one_out" or "temporal".
         split_options: keyword arguments of the split function.
         max_len: histories are truncated to their most recent `max_len` events (T).
@@ -50,6 +53,7 @@ class RecDataModule(L.LightningDataModule):
         self,
         root: str,
         generate: dict[str, Any] | None = None,
+        overwrite: bool = False,
         split: str = "leave_one_out",
         split_options: dict[str, Any] | None = None,
         max_len: int = 50,
@@ -65,6 +69,7 @@ class RecDataModule(L.LightningDataModule):
         super().__init__()
         self.root = Path(root)
         self.generate = generate
+        self.overwrite = overwrite
         self.split_kind = split
         self.split_options = dict(split_options or {})
         self.max_len = max_len
@@ -83,19 +88,39 @@ class RecDataModule(L.LightningDataModule):
         self._prepared = False
         self._train_batches: LengthGroupedBatchSampler | None = None
         self._resumed_epoch = 0
+        self._fingerprint = ""
 
     def prepare_data(self) -> None:
         # The commands call this before building the model and Lightning calls it again in fit.
         if self.generate is not None and not self._prepared:
-            from vrs.data.synthetic import generate
+            from vrs.data.synthetic import generate, generation_conflict
 
-            generate(self.root, **self.generate)
+            # Only the catalogue asked for may be written: `data.root=X` alone keeps data=synthetic
+            # and its default parameters, which must not silently replace what X holds.
+            conflict = generation_conflict(self.root, **self.generate)
+            if conflict is not None and not self.overwrite:
+                raise FileExistsError(
+                    f"{conflict}; the synthetic data config would generate another catalogue there. "
+                    f"To use the dataset as it is, pass data=canonical data.root={self.root}; to "
+                    "generate the requested one, pass data.overwrite=true (or another data.root); or "
+                    "pass the data.generate.* parameters it was generated with"
+                )
+            generate(self.root, **self.generate, overwrite=conflict is not None)
             self._prepared = True
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is not None:
             return
         self.dataset = load_dataset(self.root, check_images=self.load_images)
+        # Hash what was read (a fraction of a second for 300k rows): dataset.json may be stale.
+        self._fingerprint = fingerprint(self.dataset.items, self.dataset.interactions)
+        recorded = self.dataset.meta.get("fingerprint")
+        if recorded and recorded != self._fingerprint:
+            warnings.warn(
+                f"{self.root / META_FILE} records fingerprint {recorded}, but the tables read from "
+                f"{self.root} hash to {self._fingerprint}: they changed after dataset.json was written",
+                stacklevel=2,
+            )
         self.split = make_split(self.dataset.interactions, self.split_kind, **self.split_options)
         self.data = SequenceData(self.dataset.items, self.dataset.interactions, self.split)
 
@@ -114,8 +139,9 @@ class RecDataModule(L.LightningDataModule):
 
     @property
     def fingerprint(self) -> str:
+        """Content hash of the tables read (`vrs.data.schema.fingerprint`, as in dataset.json)."""
         self._require()
-        return str(self.dataset.meta.get("fingerprint", ""))
+        return self._fingerprint
 
     @property
     def has_cold_targets(self) -> bool:

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from vrs.data.content import ItemContent
-from vrs.data.schema import Dataset, DatasetError, _preview
+from vrs.data.schema import Dataset, DatasetError, _preview, check_image_links
 
 BAD_IMAGE_MODES = ("error", "skip", "blank")
 _PROGRESS_MIN = 2000  # below this many images a progress bar is noise
@@ -99,6 +99,8 @@ def load_item_content(
 
     paths = items["image"]
     rows = np.flatnonzero(paths.notna().to_numpy()) if load_images else np.empty(0, dtype=np.int64)
+    if len(rows):
+        check_image_links(ds)  # also when load_dataset skipped it: no reads outside the dataset
     images = None
     bad: list[str] = []
     bombs = 0

@@ -35,6 +35,8 @@ INTERACTIONS_FILE = "interactions.parquet"
 META_FILE = "dataset.json"
 IMAGES_DIR = "images"
 DEFAULT_EVENT = "interaction"
+# dataset.json key: folders that image symlinks may lead into (vrs-prepare image_mode=symlink).
+IMAGE_LINKS_KEY = "image_links_to"
 
 ITEM_COLUMNS = ("item_id", "title", "description", "category", "image")
 REQUIRED_ITEM_COLUMNS = ("item_id", "title")  # the others default to "", "" and null when absent
@@ -130,22 +132,39 @@ def _check_string(df: pd.DataFrame, file: str, column: str) -> None:
     )
 
 
+def _in_int64(values: np.ndarray | float) -> np.ndarray:
+    """Whether float values fit int64; 2**63 itself does not (it is the first float beyond the max)."""
+    return (values >= -(2.0**63)) & (values < 2.0**63)
+
+
 def _check_timestamp(df: pd.DataFrame, file: str) -> None:
     col = df["timestamp"]
     expected = "must be int64 (seconds or an order index)"
     if pd.api.types.is_bool_dtype(col.dtype):
         raise DatasetError(f"{file}: column 'timestamp' {expected}, got bool")
+    if pd.api.types.is_unsigned_integer_dtype(col.dtype):
+        values = col.to_numpy()
+        bad = values > np.iinfo(np.int64).max  # would wrap to a negative time on the cast
+        if bad.any():
+            row = _first_row(bad)
+            raise DatasetError(
+                f"{file}: column 'timestamp' {expected}, got {col.dtype} value {_plain(values[row])} "
+                f"at row {row}, above the int64 maximum {np.iinfo(np.int64).max}"
+            )
+        return
     if pd.api.types.is_integer_dtype(col.dtype):
         return
     if pd.api.types.is_float_dtype(col.dtype):
         values = col.to_numpy(dtype=np.float64)
-        # Whole-valued floats (e.g. from a CSV round trip) are cast; anything else would lose data.
-        bad = ~np.isfinite(values) | (values != np.round(values))
+        # Whole-valued floats (e.g. from a CSV round trip) are cast; anything else would lose data,
+        # and a value outside int64 would wrap to INT64_MIN, silently reordering the history.
+        bad = ~np.isfinite(values) | (values != np.round(values)) | ~_in_int64(values)
         if bad.any():
             row = _first_row(bad)
+            problem = "non-integer" if np.isfinite(values[row]) and _in_int64(values[row]) else "out-of-range"
             raise DatasetError(
-                f"{file}: column 'timestamp' {expected}, got {col.dtype} with non-integer value "
-                f"{values[row]} at row {row}"
+                f"{file}: column 'timestamp' {expected}, got {col.dtype} with {problem} value "
+                f"{values[row]} at row {row} (int64 holds -2**63 .. 2**63-1)"
             )
         return
     raise DatasetError(
@@ -153,7 +172,58 @@ def _check_timestamp(df: pd.DataFrame, file: str) -> None:
     )
 
 
-def _check_image_paths(items: pd.DataFrame, root: Path | None, check_images: bool) -> None:
+def _real_paths(root: Path, rel_paths: Sequence[str]) -> list[Path | None]:
+    """Each path's real location under ``root`` (links followed), or None for a missing file.
+
+    Parent folders are resolved once each, so only files that are links themselves cost a full resolve.
+    """
+    parents: dict[Path, Path] = {}
+    out: list[Path | None] = []
+    for rel in rel_paths:
+        path = root / rel
+        if not path.is_file():
+            out.append(None)
+        elif path.is_symlink():
+            out.append(path.resolve())
+        else:
+            if path.parent not in parents:
+                parents[path.parent] = path.parent.resolve()
+            out.append(parents[path.parent] / path.name)
+    return out
+
+
+def _check_inside(
+    root: Path,
+    rel_paths: Sequence[str],
+    rows: Sequence[int],
+    real: Sequence[Path | None],
+    link_roots: Sequence[Path],
+) -> None:
+    """Refuses an image whose real path leaves the dataset folder (a symlinked file or folder)."""
+    allowed = [root.resolve(), *(Path(p).resolve() for p in link_roots)]
+    for rel, row, path in zip(rel_paths, rows, real, strict=True):
+        if path is not None and not any(path.is_relative_to(a) for a in allowed):
+            raise DatasetError(
+                f"{ITEMS_FILE}: column 'image' value {rel!r} at row {row} is a link to {path}, outside the "
+                f"dataset folder {allowed[0]}; expected image files inside the dataset folder (copy the "
+                "file in rather than linking to it)"
+            )
+
+
+def check_image_links(ds: Dataset) -> None:
+    """Raises :class:`DatasetError` when an existing image file of ``ds`` lies outside its folder.
+
+    :func:`load_dataset` checks this with ``check_images=True``; image loaders call it again so a
+    dataset loaded without that check cannot make them read files elsewhere.
+    """
+    rows = np.flatnonzero(ds.items["image"].notna().to_numpy())
+    rel = [str(ds.items["image"].iloc[r]) for r in rows]
+    _check_inside(ds.root, rel, rows.tolist(), _real_paths(ds.root, rel), _link_roots(ds.meta, ds.root))
+
+
+def _check_image_paths(
+    items: pd.DataFrame, root: Path | None, check_images: bool, link_roots: Sequence[Path] = ()
+) -> None:
     if "image" not in items.columns:
         return
     paths = items["image"]
@@ -168,16 +238,24 @@ def _check_image_paths(items: pd.DataFrame, root: Path | None, check_images: boo
             )
     if not check_images or root is None:
         return
-    missing = [str(paths.iloc[r]) for r in np.flatnonzero(present) if not (root / paths.iloc[r]).is_file()]
+    rows = np.flatnonzero(present)
+    rel_paths = [str(paths.iloc[r]) for r in rows]
+    real = _real_paths(root, rel_paths)
+    missing = [rel for rel, path in zip(rel_paths, real, strict=True) if path is None]
     if missing:
         raise DatasetError(
             f"{ITEMS_FILE}: column 'image' names {len(missing)} missing file(s) under {root}: "
             f"{_preview(missing)}; expected existing image files (or null for items without one)"
         )
+    _check_inside(root, rel_paths, rows.tolist(), real, link_roots)
 
 
 def validate_tables(
-    items: pd.DataFrame, interactions: pd.DataFrame, root: Path | None, check_images: bool
+    items: pd.DataFrame,
+    interactions: pd.DataFrame,
+    root: Path | None,
+    check_images: bool,
+    link_roots: Sequence[Path] = (),
 ) -> None:
     """Check both tables against the canonical format.
 
@@ -185,7 +263,9 @@ def validate_tables(
         items: the items table.
         interactions: the interactions table (the ``event`` column is optional).
         root: the dataset folder, used to check image files; None skips the file check.
-        check_images: whether to require every non-null image path to exist under ``root``.
+        check_images: whether to require every non-null image path to exist under ``root`` and, with
+            links followed, to lie inside it.
+        link_roots: other folders image links may lead into (see ``IMAGE_LINKS_KEY``).
 
     Raises:
         DatasetError: on the first problem found, naming file, column, row/value and expectation.
@@ -225,7 +305,7 @@ def validate_tables(
             f"{INTERACTIONS_FILE}: column 'item_id' references {len(unknown)} item id(s) not in "
             f"{ITEMS_FILE}: {_preview(unknown)} (first at row {_first_row(~known)})"
         )
-    _check_image_paths(items, root, check_images)
+    _check_image_paths(items, root, check_images, link_roots)
 
 
 def _normalise(items: pd.DataFrame, interactions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -278,15 +358,26 @@ def load_dataset(root: str | Path, check_images: bool = True) -> Dataset:
         raise DatasetError(f"{root}: dataset folder not found; expected a folder with {ITEMS_FILE}")
     items = _read_parquet(root / ITEMS_FILE)
     interactions = _read_parquet(root / INTERACTIONS_FILE)
-    validate_tables(items, interactions, root, check_images)
-    items, interactions = _normalise(items, interactions)
     meta: dict[str, Any] = {}
     if (root / META_FILE).is_file():
         try:
             meta = json.loads((root / META_FILE).read_text())
         except (OSError, ValueError) as exc:
             raise DatasetError(f"{META_FILE}: cannot read JSON in {root}: {exc}") from exc
+        if not isinstance(meta, dict):
+            raise DatasetError(f"{META_FILE}: expected a JSON object in {root}, got {type(meta).__name__}")
+    validate_tables(items, interactions, root, check_images, _link_roots(meta, root))
+    items, interactions = _normalise(items, interactions)
     return Dataset(root=root, items=items, interactions=interactions, meta=meta)
+
+
+def _link_roots(meta: dict[str, Any], root: Path) -> list[Path]:
+    value = meta.get(IMAGE_LINKS_KEY) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) and os.path.isabs(v) for v in value):
+        raise DatasetError(
+            f"{META_FILE}: key '{IMAGE_LINKS_KEY}' in {root} is {value!r}; expected a list of absolute folders"
+        )
+    return [Path(v) for v in value]
 
 
 def fingerprint(items: pd.DataFrame, interactions: pd.DataFrame) -> str:
@@ -319,6 +410,7 @@ def write_dataset(
     source: str,
     licence: str,
     extra_meta: dict[str, Any] | None = None,
+    image_links_to: Path | None = None,
 ) -> Path:
     """Validate, then atomically write both tables and ``dataset.json``.
 
@@ -333,6 +425,8 @@ def write_dataset(
         source: where the data came from (URL or generator).
         licence: the data licence.
         extra_meta: more keys for ``dataset.json``; the standard keys above take precedence.
+        image_links_to: a folder outside ``root`` that image symlinks lead into (recorded in
+            ``dataset.json``, so loading accepts those links); None accepts no link leaving ``root``.
 
     Returns:
         ``root`` as a Path.
@@ -341,13 +435,15 @@ def write_dataset(
         DatasetError: when the tables break the canonical format.
     """
     root = Path(root)
-    validate_tables(items, interactions, root, check_images=True)
+    links = [] if image_links_to is None else [str(Path(image_links_to).resolve())]
+    validate_tables(items, interactions, root, check_images=True, link_roots=[Path(p) for p in links])
     items, interactions = _normalise(items, interactions)
     root.mkdir(parents=True, exist_ok=True)
     (root / IMAGES_DIR).mkdir(exist_ok=True)
     n_images = int(items["image"].notna().sum())
     meta = {
         **(extra_meta or {}),
+        **({IMAGE_LINKS_KEY: links} if links else {}),
         "name": name,
         "source": source,
         "licence": licence,

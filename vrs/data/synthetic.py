@@ -33,6 +33,7 @@ ordered like ``ATTRIBUTES``).
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -69,6 +70,9 @@ EVENTS: tuple[str, ...] = ("view", "click", "cart", "purchase")
 START_TIME = 1_577_836_800  # 2020-01-01 00:00:00 UTC
 PERIOD_SECONDS = 14 * 86_400
 TRUTH_DIR = "truth"
+# Present while a generation is under way: a folder holding it (and no dataset.json) is a run of
+# this generator that died midway, safe to redo; any other non-empty folder is someone else's.
+INCOMPLETE_MARKER = ".vrs-synthetic-incomplete"
 
 _SIMILARITY_STRENGTH = 2.0  # log-weight per attribute shared with the previous item
 _PROGRESS_MIN_ITEMS = 2000
@@ -275,27 +279,77 @@ def _simulate(
 
 
 def _existing_params(root: Path) -> dict[str, Any] | None:
-    """The generator parameters of a complete synthetic dataset in root, or None when there is none.
+    """The generator record of a complete synthetic dataset in root, or None when there is none.
 
     Raises:
-        FileExistsError: when root holds a dataset that this generator did not write.
+        FileExistsError: when root holds a dataset that this generator did not write, or other files.
     """
     meta_path = root / META_FILE
     if not meta_path.is_file():
+        if root.is_dir() and any(root.iterdir()) and not (root / INCOMPLETE_MARKER).exists():
+            raise FileExistsError(
+                f"{root} holds files but no {META_FILE}, so not a dataset written by vrs.data.synthetic; "
+                "choose another out_dir (or pass overwrite=True, which replaces its images/ folder)"
+            )
         return None
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError):
         return None
-    if "generator" not in meta:
+    if not isinstance(meta, dict) or "generator" not in meta:
         raise FileExistsError(
-            f"{root} holds a dataset not written by vrs.data.synthetic ({meta.get('name')!r}); "
+            f"{root} holds a dataset not written by vrs.data.synthetic "
+            f"({meta.get('name') if isinstance(meta, dict) else None!r}); "
             "pass overwrite=True or choose another out_dir"
         )
     files = ("items.parquet", "interactions.parquet", "truth/items.parquet", "truth/users.parquet")
     if not all((root / f).is_file() for f in files):
         return None
     return meta["generator"]
+
+
+def _record(params: dict[str, Any]) -> dict[str, Any]:
+    """The generator record stored in dataset.json (JSON round trip: tuples become lists)."""
+    return json.loads(json.dumps({"version": GENERATOR_VERSION, "params": params}))
+
+
+def generation_conflict(out_dir: str | Path, **params: Any) -> str | None:
+    """Why generating with ``params`` into ``out_dir`` would replace something, or None when it would not.
+
+    None means ``out_dir`` is absent or empty, holds an interrupted run of this generator, or holds
+    the catalogue of exactly these parameters (which :func:`generate` reuses).
+
+    Args:
+        out_dir: the dataset folder.
+        **params: keyword arguments of :func:`generate` (defaults filled in).
+
+    Returns:
+        A sentence naming the folder and what differs (a parameter, the generator version, or a
+        dataset or files of other origin).
+    """
+    root = Path(out_dir)
+    bound = inspect.signature(generate).bind(root, **params)
+    bound.apply_defaults()
+    wanted = _record(_params(bound.arguments))
+    try:
+        existing = _existing_params(root)
+    except FileExistsError as err:
+        return str(err).split(";")[0]
+    if existing is None:
+        return None
+    if existing.get("version") != wanted["version"]:
+        return f"{root} holds a catalogue of generator version {existing.get('version')} (this code writes {wanted['version']})"
+    have = existing.get("params", {})
+    diffs = [
+        f"{k}={have.get(k)!r} (requested {v!r})" for k, v in wanted["params"].items() if have.get(k) != v
+    ]
+    return f"{root} holds a synthetic catalogue generated with {', '.join(diffs)}" if diffs else None
+
+
+def _params(arguments: dict[str, Any]) -> dict[str, Any]:
+    params = {k: v for k, v in arguments.items() if k not in ("out_dir", "overwrite", "progress")}
+    params["mixture"] = list(params["mixture"])
+    return params
 
 
 def generate(
@@ -351,18 +405,19 @@ def generate(
 
     Raises:
         ValueError: on an invalid argument.
-        FileExistsError: when ``out_dir`` holds a dataset of another origin and overwrite is False.
+        FileExistsError: when ``out_dir`` holds a dataset of another origin, or files but no
+            ``dataset.json``, and overwrite is False (see :func:`generation_conflict`).
     """
-    params = {k: v for k, v in locals().items() if k not in ("out_dir", "overwrite", "progress")}
-    params["mixture"] = list(mixture)
+    params = _params(locals())
     _validate(params)
-    generator = json.loads(json.dumps({"version": GENERATOR_VERSION, "params": params}))
+    generator = _record(params)
     root = Path(out_dir)
     existing = None if overwrite else _existing_params(root)
     if existing is not None and {k: existing.get(k) for k in generator} == generator:
         log.info("Reusing the synthetic dataset in %s (generated with identical parameters)", root)
         return root
     root.mkdir(parents=True, exist_ok=True)
+    (root / INCOMPLETE_MARKER).touch()  # a rerun may redo this folder if the run dies midway
     (root / META_FILE).unlink(missing_ok=True)  # no stale completion marker if this run dies midway
 
     item_ss, user_ss, sim_ss, render_ss = np.random.SeedSequence(seed).spawn(4)
@@ -405,6 +460,7 @@ def generate(
         root, items, interactions, name="synthetic", source="vrs.data.synthetic (procedural)",
         licence="CC0", extra_meta=extra,
     )  # fmt: skip
+    (root / INCOMPLETE_MARKER).unlink()
     return root
 
 

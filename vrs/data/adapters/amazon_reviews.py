@@ -35,6 +35,7 @@ from vrs.data.adapters.common import (
     require_known,
     write_prepared,
 )
+from vrs.data.adapters.output import check_out_dir, source_inputs
 from vrs.data.adapters.preprocess import PrepareReport, Preprocess, counts
 from vrs.data.schema import DatasetError
 
@@ -123,11 +124,16 @@ def _text(value: Any, sep: str) -> str:
     return str(value).strip() if isinstance(value, str | int | float) else ""
 
 
+def _as_list(value: Any) -> list[Any]:
+    """A list field as a list: a lone string is one entry; any other type (a malformed line) none."""
+    return value if isinstance(value, list) else [value] if isinstance(value, str) else []
+
+
 def _first_url(rec: dict[str, Any], version: str) -> str | None:
     if version == "2018":
-        urls = (rec.get("imageURLHighRes") or []) + (rec.get("imageURL") or [])
+        urls = _as_list(rec.get("imageURLHighRes")) + _as_list(rec.get("imageURL"))
         return next((u for u in urls if isinstance(u, str) and u), None)
-    for image in rec.get("images") or []:
+    for image in _as_list(rec.get("images")):
         if isinstance(image, dict):
             url = image.get("hi_res") or image.get("large")
             if isinstance(url, str) and url:
@@ -216,6 +222,11 @@ def read_amazon_reviews(
             users=inter["user_id"].nunique() - kept["user_id"].nunique(), items=dropped["item_id"].nunique(),
         )  # fmt: skip
         inter = kept
+        if len(inter) == 0:
+            raise DatasetError(
+                f"{review_path}: none of the {len(dropped):,} reviews is of an item in {meta_path.name} "
+                "(unknown_items=drop dropped them all); expected reviews of items listed there"
+            )
     image_root = None if image_dir is None else in_dir / image_dir
     if image_root is not None and not image_root.is_dir():
         raise DatasetError(f"{image_root}: image folder not found; expected a folder of <item_id>.jpg files")
@@ -237,6 +248,7 @@ def convert_amazon_reviews(
     unknown_items: str = "error",
     preprocess: Preprocess | None = None,
     image_mode: str = "copy",
+    overwrite: bool = False,
 ) -> Path:
     """Writes the canonical dataset into ``out_dir`` (idempotent).
 
@@ -245,9 +257,13 @@ def convert_amazon_reviews(
         out_dir: the dataset folder.
         preprocess: shared preprocessing options; Amazon benchmarks use ``k_core=5``.
         image_mode: "copy" or "symlink" the local images.
+        overwrite: write into a non-empty ``out_dir`` not prepared from these files
+            (see :func:`~vrs.data.adapters.common.check_out_dir`).
     """
+    inputs = source_inputs("amazon_reviews", in_dir, name=name, image_dir=image_dir)
+    check_out_dir(out_dir, inputs, overwrite)  # before a long read
     tables = read_amazon_reviews(in_dir, name, image_dir, unknown_items)
     return write_prepared(
         out_dir, tables, preprocess, image_mode, name=f"amazon_reviews/{name}", source=tables.report.source,
-        licence="Amazon Reviews (McAuley lab): research use only",
+        licence="Amazon Reviews (McAuley lab): research use only", inputs=inputs, overwrite=overwrite,
     )  # fmt: skip

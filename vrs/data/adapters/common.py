@@ -11,20 +11,30 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from vrs.data.adapters.output import PREPARATION_KEY, PREPARED_FROM_KEY, check_out_dir, prune_images
 from vrs.data.adapters.preprocess import PrepareReport, Preprocess, apply_preprocess
-from vrs.data.schema import IMAGES_DIR, DatasetError, _preview, write_dataset
+from vrs.data.schema import (
+    IMAGES_DIR,
+    DatasetError,
+    _preview,
+    validate_tables,
+    write_dataset,
+)
 
 IMAGE_MODES = ("copy", "symlink")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
-PREPARATION_KEY = "preparation"
+_SURPLUS = "\x00surplus"  # an extra column that catches a field beyond the header's
 
 
 @dataclass
@@ -68,21 +78,80 @@ def read_table(
         quoting: ``csv`` quoting mode.
 
     Raises:
-        DatasetError: when a line has more fields than the header (file and line named).
+        DatasetError: when the file cannot be decoded or a line has more fields than the header
+            (file and line named). Lines with fewer fields read the missing ones as empty.
     """
+    options = dict(
+        sep=sep, dtype="str", keep_default_na=False, na_values=[""], skip_blank_lines=False,
+        index_col=False, encoding=encoding, quoting=quoting, engine="c",
+    )  # fmt: skip
+    first = 1 if names is not None else 2  # file line of the first row
+    columns = list(names or [])
     try:
-        df = pd.read_csv(
-            path, sep=sep, header=None if names is not None else 0, names=names, dtype="str",
-            keep_default_na=False, na_values=[""], skip_blank_lines=False, index_col=False,
-            encoding=encoding, quoting=quoting, engine="c",
-        )  # fmt: skip
+        if names is None:
+            columns = list(pd.read_csv(path, nrows=0, **options).columns)
+        # pandas drops fields beyond the names without a word (a ParserWarning at most): a surplus
+        # column catches one, and a line with more makes the parser fail with its line number.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, header=None, names=[*columns, _SURPLUS], skiprows=first - 1, **options)
+    except pd.errors.ParserWarning:  # the first row is two or more fields too long
+        raise _too_many_fields(
+            path, first, _count_fields(path, first, sep, encoding, quoting), columns
+        ) from None
     except pd.errors.ParserError as err:
+        found = re.search(r"Expected \d+ fields in line (\d+), saw (\d+)", str(err))
+        if found:
+            raise _too_many_fields(path, int(found[1]), int(found[2]), columns) from None
         raise DatasetError(f"{path}: {err} (expected {sep!r}-separated fields)") from err
-    except (UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise DatasetError(f"{path}: cannot read ({err}); expected {encoding} text") from err
-    df.index = np.arange(len(df)) + (1 if names is not None else 2)  # line numbers (no quoted newlines)
+    except UnicodeDecodeError as err:
+        line = _undecodable_line(path, encoding)
+        raise DatasetError(
+            f"{path}: line {line}: cannot decode ({err.reason}); expected {encoding} text"
+        ) from err
+    except pd.errors.EmptyDataError as err:
+        raise DatasetError(
+            f"{path}: the file is empty; expected a header line and {sep!r}-separated rows"
+        ) from err
+    df.index = np.arange(len(df)) + first  # line numbers (no quoted newlines)
+    surplus = df.pop(_SURPLUS).notna().to_numpy()
+    if surplus.any():
+        raise _too_many_fields(path, int(df.index[np.flatnonzero(surplus)[0]]), len(columns) + 1, columns)
     blank = df.isna().all(axis=1).to_numpy()
     return df[~blank] if blank.any() else df
+
+
+def _too_many_fields(path: Path, line: int, n: int, columns: Sequence[str]) -> DatasetError:
+    return DatasetError(
+        f"{path}: line {line}: {n} fields, expected {len(columns)} ({', '.join(map(str, columns))}); "
+        "extra fields would be lost"
+    )
+
+
+def _count_fields(path: Path, line: int, sep: str, encoding: str, quoting: int) -> int:
+    with path.open(encoding=encoding, newline="") as f:
+        for _ in range(line - 1):
+            f.readline()
+        return len(next(csv.reader([f.readline()], delimiter=sep, quoting=quoting), []))
+
+
+def _undecodable_line(path: Path, encoding: str) -> int:
+    """The first line of ``path`` that does not decode (only called once decoding failed)."""
+    with path.open("rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError:
+                return line_no
+    return 0
+
+
+def require_rows(df: pd.DataFrame, path: Path, expected: str) -> None:
+    """An input without a data row fails here, naming it, rather than later as an empty dataset."""
+    if len(df) == 0:
+        raise DatasetError(
+            f"{path}: no data lines (the file is empty or holds only a header); expected {expected}"
+        )
 
 
 def require_columns(df: pd.DataFrame, path: Path, required: Sequence[str]) -> None:
@@ -116,17 +185,31 @@ def parse_number(
 ) -> pd.Series:
     """Column as int64 (``integer``) or float64; a non-number names its file and line.
 
-    ``allow_missing`` lets empty cells through as NaN (floats only).
+    ``allow_missing`` lets empty cells through as NaN (floats only). An integer outside int64 is
+    refused: the cast would wrap it to a negative number.
     """
-    values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=np.float64)
+    numeric = pd.to_numeric(df[column], errors="coerce")
+    if integer and pd.api.types.is_signed_integer_dtype(numeric.dtype):  # exact, no float round trip
+        return pd.Series(numeric.to_numpy(dtype=np.int64), index=df.index)
+    values = numeric.to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)
     if allow_missing:
         bad &= df[column].notna().to_numpy()
-    if integer:
-        bad |= np.isfinite(values) & (values != np.round(values))
     if bad.any():
         _fail(path, df, bad, column, "is not " + ("an integer" if integer else "a number"), expected)
+    if integer:
+        fraction = np.isfinite(values) & (values != np.round(values))
+        if fraction.any():
+            _fail(path, df, fraction, column, "is not an integer", expected)
+        require_int64(df, path, column, values, expected)
     return pd.Series(values.astype(np.int64) if integer else values, index=df.index)
+
+
+def require_int64(df: pd.DataFrame, path: Path, column: str, values: np.ndarray, expected: str) -> None:
+    """Raises naming the first line whose (float) value lies outside int64."""
+    outside = np.isfinite(values) & ~((values >= -(2.0**63)) & (values < 2.0**63))
+    if outside.any():
+        _fail(path, df, outside, column, "is outside the int64 range (-2**63 .. 2**63-1)", expected)
 
 
 def require_known(
@@ -201,6 +284,8 @@ def place_images(out_dir: Path, rel_paths: pd.Series, image_root: Path, mode: st
     if mode not in IMAGE_MODES:
         raise ValueError(f"image_mode must be one of {IMAGE_MODES}, got {mode!r}")
     out_images = out_dir / IMAGES_DIR
+    if out_images.is_symlink():  # writing through it would put files outside out_dir
+        raise FileExistsError(f"{out_images} is a link to {out_images.resolve()}; expected a plain folder")
     _check_disjoint(out_images, image_root)
     src_root = image_root.resolve()
     for rel in pd.unique(rel_paths.dropna().to_numpy()):
@@ -217,19 +302,6 @@ def place_images(out_dir: Path, rel_paths: pd.Series, image_root: Path, mode: st
     return (IMAGES_DIR + "/" + rel_paths).where(rel_paths.notna(), None)
 
 
-def _prune_images(out_dir: Path, keep: Iterable[str]) -> None:
-    """Removes files under ``out_dir/images`` that no item names any more (from an earlier run)."""
-    images = out_dir / IMAGES_DIR
-    if not images.is_dir():
-        return
-    wanted = {str(p)[len(IMAGES_DIR) + 1 :] for p in keep}
-    for rel in list_files(images) - wanted:
-        (images / rel).unlink()
-    for folder, _, _ in sorted(os.walk(images), key=lambda w: -len(w[0])):
-        if folder != str(images) and not os.listdir(folder):
-            os.rmdir(folder)
-
-
 def write_prepared(
     out_dir: str | Path,
     tables: SourceTables,
@@ -239,26 +311,46 @@ def write_prepared(
     name: str,
     source: str,
     licence: str,
+    inputs: dict[str, Any],
+    overwrite: bool = False,
 ) -> Path:
     """Preprocesses, places images and writes the canonical dataset with its report.
 
     Idempotent: the same input and options give the same files (images already in place are kept;
-    images of an earlier run that no item names any more are removed).
+    images of an earlier run that no item names any more are removed). Everything is validated
+    before the first file is written, so a failure leaves ``out_dir`` as it was.
+
+    Args:
+        out_dir: the dataset folder; see :func:`check_out_dir` for what it may already hold.
+        tables: the source read into canonical tables.
+        preprocess: shared preprocessing options (None: the defaults).
+        image_mode: "copy" or "symlink" the images.
+        name, source, licence: for ``dataset.json``.
+        inputs: what identifies the source (:func:`source_inputs`), recorded in ``dataset.json``.
+        overwrite: write into a folder of other origin (removing none of its files).
 
     Returns:
         ``out_dir`` as a Path.
+
+    Raises:
+        FileExistsError: see :func:`check_out_dir`.
+        DatasetError: when the tables break the canonical format.
     """
     out_dir = Path(out_dir)
+    written = check_out_dir(out_dir, inputs, overwrite)
     report = tables.report
     items, inter = apply_preprocess(tables.items, tables.interactions, preprocess or Preprocess(), report)
     items = items.copy()
-    if tables.image_root is not None and items["image"].notna().any():
-        items["image"] = place_images(out_dir, items["image"], tables.image_root, image_mode)
-    else:
-        items["image"] = None
+    has_images = tables.image_root is not None and items["image"].notna().any()
+    rel_paths = items["image"] if has_images else None
+    items["image"] = (IMAGES_DIR + "/" + rel_paths).where(rel_paths.notna(), None) if has_images else None
+    validate_tables(items, inter, None, check_images=False)  # before anything lands in out_dir
+    if has_images:
+        place_images(out_dir, rel_paths, tables.image_root, image_mode)
     write_dataset(
         out_dir, items, inter, name=name, source=source, licence=licence,
-        extra_meta={PREPARATION_KEY: report.to_dict()},
+        extra_meta={PREPARATION_KEY: report.to_dict(), PREPARED_FROM_KEY: inputs},
+        image_links_to=tables.image_root if image_mode == "symlink" else None,
     )  # fmt: skip
-    _prune_images(out_dir, items["image"].dropna())
+    prune_images(out_dir, written, items["image"].dropna())
     return out_dir

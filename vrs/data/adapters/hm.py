@@ -25,9 +25,11 @@ from vrs.data.adapters.common import (
     require_columns,
     require_filled,
     require_known,
+    require_rows,
     require_unique,
     write_prepared,
 )
+from vrs.data.adapters.output import check_out_dir, source_inputs
 from vrs.data.adapters.preprocess import PrepareReport, Preprocess, counts
 from vrs.data.schema import DatasetError
 
@@ -94,6 +96,7 @@ def read_hm(in_dir: str | Path) -> SourceTables:
     )
     table = read_table(path, sep=",")
     require_columns(table, path, ["t_dat", "customer_id", "article_id"])
+    require_rows(table, path, _TRANSACTIONS)
     require_filled(table, path, ["t_dat", "customer_id", "article_id"], _TRANSACTIONS)
     table["article_id"] = table["article_id"].str.strip()
     dates = pd.to_datetime(table["t_dat"], format="%Y-%m-%d", errors="coerce")
@@ -127,7 +130,11 @@ def read_hm(in_dir: str | Path) -> SourceTables:
 
 
 def convert_hm(
-    in_dir: str | Path, out_dir: str | Path, preprocess: Preprocess | None = None, image_mode: str = "copy"
+    in_dir: str | Path,
+    out_dir: str | Path,
+    preprocess: Preprocess | None = None,
+    image_mode: str = "copy",
+    overwrite: bool = False,
 ) -> Path:
     """Writes the canonical dataset into ``out_dir`` (idempotent); photos go to ``out_dir/images``.
 
@@ -136,9 +143,14 @@ def convert_hm(
         out_dir: the dataset folder.
         preprocess: shared preprocessing options (:mod:`vrs.data.adapters.preprocess`).
         image_mode: "copy" or "symlink" the photos.
+        overwrite: write into a non-empty ``out_dir`` not prepared from these files
+            (see :func:`~vrs.data.adapters.common.check_out_dir`).
     """
+    inputs = source_inputs("hm", in_dir)
+    check_out_dir(out_dir, inputs, overwrite)  # before a long read
     return write_prepared(
         out_dir, read_hm(in_dir), preprocess, image_mode, name="hm",
         source=f"H&M Personalized Fashion Recommendations ({in_dir})",
         licence="Kaggle competition data: non-commercial / academic research only, no redistribution",
+        inputs=inputs, overwrite=overwrite,
     )  # fmt: skip

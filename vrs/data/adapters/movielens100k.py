@@ -26,9 +26,11 @@ from vrs.data.adapters.common import (
     require_columns,
     require_filled,
     require_known,
+    require_rows,
     require_unique,
     write_prepared,
 )
+from vrs.data.adapters.output import check_out_dir, source_inputs
 from vrs.data.adapters.preprocess import PrepareReport, Preprocess, counts
 from vrs.data.schema import DatasetError
 
@@ -138,6 +140,7 @@ def read_movielens100k(
     items = _read_items(ml)
     path = find_file(ml / "u.data", f"u.data in {in_dir} or its ml-100k/ folder")
     table = read_table(path, sep="\t", names=["user_id", "item_id", "rating", "timestamp"])
+    require_rows(table, path, _DATA)
     require_filled(table, path, table.columns, _DATA)
     for column in ("user_id", "item_id"):
         parse_number(table, path, column, _DATA, integer=True)
@@ -172,6 +175,7 @@ def convert_movielens100k(
     keep_placeholder_posters: bool = False,
     preprocess: Preprocess | None = None,
     image_mode: str = "copy",
+    overwrite: bool = False,
 ) -> Path:
     """Writes the canonical dataset into ``out_dir`` (idempotent); posters go to ``out_dir/images``.
 
@@ -180,10 +184,15 @@ def convert_movielens100k(
         out_dir: the dataset folder.
         preprocess: shared preprocessing options (:mod:`vrs.data.adapters.preprocess`).
         image_mode: "copy" or "symlink" the posters.
+        overwrite: write into a non-empty ``out_dir`` not prepared from these files
+            (see :func:`~vrs.data.adapters.common.check_out_dir`).
     """
+    inputs = source_inputs("movielens100k", in_dir)
+    check_out_dir(out_dir, inputs, overwrite)
     tables = read_movielens100k(in_dir, poster_map, keep_placeholder_posters)
     return write_prepared(
         out_dir, tables, preprocess, image_mode, name="movielens100k",
         source=f"MovieLens-100K + posters ({in_dir})",
         licence="GroupLens research licence (no redistribution); posters: studio copyright, research use only",
+        inputs=inputs, overwrite=overwrite,
     )  # fmt: skip

@@ -33,10 +33,13 @@ from vrs.data.adapters.common import (
     parse_number,
     read_table,
     require_filled,
+    require_int64,
     require_known,
+    require_rows,
     require_unique,
     write_prepared,
 )
+from vrs.data.adapters.output import check_out_dir, source_inputs
 from vrs.data.adapters.preprocess import PrepareReport, Preprocess, counts
 from vrs.data.schema import DatasetError, load_dataset
 from vrs.io import atomic_write
@@ -162,14 +165,17 @@ def read_recbole(
     in_dir = Path(in_dir)
     path = find_file(in_dir / f"{name}.inter", f"the RecBole interaction file {name}.inter")
     table, types = _read_atomic(path)
+    require_rows(table, path, "one tab-separated interaction per line after the header")
     _require_field(path, types, user_field, ("token",))
     _require_field(path, types, item_field, ("token",))
     require_filled(table, path, [user_field, item_field], f"{user_field} and {item_field} on every line")
     inter = pd.DataFrame({"user_id": table[user_field], "item_id": table[item_field]}, index=table.index)
     notes = []
     if time_field in types:
-        time = parse_number(table, path, time_field, "a numeric time (float field)", integer=False)
-        inter["timestamp"] = np.floor(time.to_numpy()).astype(np.int64)
+        expected = "a numeric time (float field)"
+        seconds = np.floor(parse_number(table, path, time_field, expected, integer=False).to_numpy())
+        require_int64(table, path, time_field, seconds, expected)
+        inter["timestamp"] = seconds.astype(np.int64)
     else:
         inter["timestamp"] = np.arange(len(inter), dtype=np.int64)
         notes.append(f"no '{time_field}' field: the file order is the timestamp")
@@ -216,16 +222,21 @@ def convert_recbole(
     image_dir: str | Path | None = None,
     preprocess: Preprocess | None = None,
     image_mode: str = "copy",
+    overwrite: bool = False,
 ) -> Path:
     """Writes the canonical dataset of RecBole atomic files into ``out_dir`` (idempotent).
 
-    Args: see :func:`read_recbole`; ``preprocess`` holds the shared options and ``image_mode`` is
-    "copy" or "symlink".
+    Args: see :func:`read_recbole`; ``preprocess`` holds the shared options, ``image_mode`` is
+    "copy" or "symlink" and ``overwrite`` writes into a non-empty ``out_dir`` not prepared from these
+    files (see :func:`~vrs.data.adapters.common.check_out_dir`).
     """
+    inputs = source_inputs("recbole", in_dir, name=name, image_dir=image_dir)
+    check_out_dir(out_dir, inputs, overwrite)
     tables = read_recbole(in_dir, name, user_field, item_field, time_field, event, image_dir)
     return write_prepared(
         out_dir, tables, preprocess, image_mode, name=f"recbole/{name}",
         source=f"RecBole atomic files ({Path(in_dir) / name}.inter)", licence="see the source data",
+        inputs=inputs, overwrite=overwrite,
     )  # fmt: skip
 
 
