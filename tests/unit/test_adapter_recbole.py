@@ -175,6 +175,18 @@ def test_export_writes_atomic_files_with_typed_headers(canonical: Path, tmp_path
     )  # name defaults to the folder
 
 
+def test_export_never_replaces_files_unasked(canonical: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rb"
+    out.mkdir()
+    (out / "tiny.inter").write_text("someone else's file")
+    with pytest.raises(FileExistsError, match=r"tiny\.inter already exist.*overwrite=true"):
+        export_recbole(canonical, out, "tiny")
+    assert (out / "tiny.inter").read_text() == "someone else's file"
+    assert not (out / "tiny.item").exists()
+    export_recbole(canonical, out, "tiny", overwrite=True)
+    assert (out / "tiny.inter").read_text().startswith("user_id:token")
+
+
 def test_round_trip_canonical_recbole_canonical(canonical: Path, tmp_path: Path) -> None:
     export_recbole(canonical, tmp_path / "rb", "tiny")
     back = convert_recbole(tmp_path / "rb", tmp_path / "back", "tiny", image_dir=canonical)

@@ -252,23 +252,33 @@ def _write_atomic(path: Path, table: pd.DataFrame, types: list[str]) -> Path:
     )
 
 
-def export_recbole(root: str | Path, out_dir: str | Path, name: str | None = None) -> list[Path]:
+def export_recbole(
+    root: str | Path, out_dir: str | Path, name: str | None = None, overwrite: bool = False
+) -> list[Path]:
     """Writes a canonical dataset as RecBole atomic files ``<name>.inter`` and ``<name>.item``.
 
     Args:
         root: the canonical dataset folder.
         out_dir: where the files go (created if needed).
         name: the RecBole dataset name; None uses the folder name of ``root``.
+        overwrite: replace existing ``<name>.inter`` / ``<name>.item`` files (refused otherwise).
 
     Returns:
         The files written.
 
     Raises:
         DatasetError: when ``root`` is not a valid canonical dataset.
+        FileExistsError: when an output file exists and ``overwrite`` is false.
     """
     ds = load_dataset(root, check_images=False)
     name = name or Path(root).resolve().name
     out_dir = Path(out_dir)
+    existing = [p for p in (out_dir / f"{name}.inter", out_dir / f"{name}.item") if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{', '.join(map(str, existing))} already exist(s): pass overwrite=true to replace, or another "
+            "out_dir / name"
+        )
     inter = ds.interactions[list(CANONICAL)].copy()
     inter["event"] = _clean(inter["event"])
     inter_types = ["token", "token", "float", "token"]
