@@ -149,3 +149,15 @@ def test_gated_weights_only_present_modalities():
     # with a single present modality the gate is 1 on it: the output is that modality's projection
     torch.testing.assert_close(out[0], fusion.proj["image"](feats["image"][0]))
     torch.testing.assert_close(out[1], fusion.proj["text"](feats["text"][1]))
+
+
+def test_id_only_without_projection_is_the_embedding_itself():
+    from vrs.fusion.single_modality import SingleModalityFusion
+
+    fusion = SingleModalityFusion({"id": 8}, 8, "id", project=False)
+    x = torch.randn(5, 8)
+    present = torch.tensor([True, True, False, True, True])
+    out = fusion({"id": x}, {"id": present})
+    torch.testing.assert_close(out[present], x[present])
+    with pytest.raises(ValueError, match="project=false needs the id input to be 16 wide"):
+        SingleModalityFusion({"id": 8}, 16, "id", project=False)

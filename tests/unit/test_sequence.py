@@ -107,3 +107,64 @@ def test_mean_encoder_equals_running_mean():
                 expected[b, t] = torch.stack(seen).mean(0)
     torch.testing.assert_close(out, expected)
     assert list(enc.parameters()) == []
+
+
+RECTOOLS_LIKE = {"positions": "inverse", "block": "sasrec", "ff_mult": 1, "activation": "relu"}
+
+
+def test_inverse_positions_count_from_the_most_recent_event():
+    from vrs.sequence.sasrec import history_positions
+
+    mask = torch.tensor([[False, False, True, True, True], [True, True, True, True, True]])
+    assert history_positions(mask, 16, "inverse")[0, 2:].tolist() == [2, 1, 0]
+    assert history_positions(mask, 16, "inverse")[1].tolist() == [4, 3, 2, 1, 0]
+    assert history_positions(mask, 3, "inverse")[1].tolist() == [2, 2, 2, 1, 0]  # clamped
+    assert history_positions(mask, 16)[0, 2:].tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"positions": "inverse"},
+        {"block": "sasrec"},
+        RECTOOLS_LIKE,
+        {**RECTOOLS_LIKE, "event_embedding": False},
+    ],
+)
+def test_sasrec_variants_are_causal_padding_invariant_and_finite(kw):
+    enc = _build(SASRecUserEncoder, **kw)
+    h, mask, events = _batch()
+    out = enc(h, mask, events)
+    assert torch.isfinite(out).all() and (out[~mask] == 0).all()
+    for t in range(T - 1):  # the future's items never reach the past
+        h2 = h.clone()
+        h2[:, t + 1 :] = torch.randn_like(h2[:, t + 1 :])
+        torch.testing.assert_close(enc(h2, mask, events)[:, : t + 1], out[:, : t + 1])
+    pad = 4
+    h_p = torch.cat([torch.randn(B, pad, D), h], dim=1)
+    mask_p = torch.cat([torch.zeros(B, pad, dtype=torch.bool), mask], dim=1)
+    events_p = torch.cat([torch.zeros(B, pad, dtype=torch.long), events], dim=1)
+    torch.testing.assert_close(enc(h_p, mask_p, events_p)[:, pad:][mask], out[mask], atol=1e-5, rtol=1e-5)
+
+
+def test_sasrec_block_takes_keys_from_the_unnormalised_input():
+    enc = _build(SASRecUserEncoder, block="sasrec")
+    block = enc.blocks[0]
+    x = torch.randn(1, T, D)
+    allowed = torch.ones(1, 1, T, T, dtype=torch.bool)
+    q = block.norm1(x)
+    w, b = block.qkv.weight, block.qkv.bias
+    qq = (q @ w[:D].T + b[:D]).view(1, T, 2, D // 2).transpose(1, 2)
+    k, v = (x @ w[D:].T + b[D:]).split(D, dim=-1)
+    k, v = (z.view(1, T, 2, D // 2).transpose(1, 2) for z in (k, v))
+    att = torch.softmax(qq @ k.transpose(-1, -2) / (D // 2) ** 0.5, dim=-1) @ v
+    mid = q + block.out(att.transpose(1, 2).reshape(1, T, D))
+    f = block.norm2(mid)
+    torch.testing.assert_close(block(x, allowed), f + block.mlp(f), atol=1e-5, rtol=1e-5)
+
+
+def test_bad_variant_names_raise():
+    with pytest.raises(ValueError, match="positions"):
+        SASRecUserEncoder(D, 16, E, positions="backward")
+    with pytest.raises(ValueError, match="block"):
+        SASRecUserEncoder(D, 16, E, block="postnorm")

@@ -15,9 +15,11 @@ class SingleModalityFusion(nn.Module):
         in_dims: input width of each available modality; only `modality` is used.
         out_dim: item vector width D.
         modality: "image", "text" or "id".
+        project: False passes the modality through unchanged (its width must be D): an ID-only
+            model is then a plain embedding table, as in SASRec.
     """
 
-    def __init__(self, in_dims: dict[str, int], out_dim: int, modality: str):
+    def __init__(self, in_dims: dict[str, int], out_dim: int, modality: str, project: bool = True):
         super().__init__()
         if modality not in MODALITY_ORDER:
             raise ValueError(f"modality must be one of {MODALITY_ORDER}, got {modality!r}")
@@ -29,7 +31,12 @@ class SingleModalityFusion(nn.Module):
         self.modality = modality
         self.modalities: tuple[str, ...] = (modality,)
         self.out_dim = out_dim
-        self.proj = nn.Linear(in_dims[modality], out_dim)
+        if not project and in_dims[modality] != out_dim:
+            raise ValueError(
+                f"project=false needs the {modality} input to be {out_dim} wide (model.dim), got "
+                f"{in_dims[modality]}"
+            )
+        self.proj = nn.Linear(in_dims[modality], out_dim) if project else nn.Identity()
         self.missing = missing_vector(out_dim)
 
     def forward(self, feats: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:

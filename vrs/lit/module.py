@@ -48,6 +48,7 @@ class RecModule(RankingModule):
             step is unaffordable for real encoders; "catalogue" keeps the configured loss.
         modality_dropout: per-item probability of dropping a modality while training.
         feature_norm: LayerNorm on each encoder's features before fusion.
+        id_init_std: standard deviation of the item-ID embedding's initialisation.
         encoder: `_target_` dict building a `Towers` (None: no content towers).
         fusion: `_partial_` `_target_` dict of the fusion module.
         user: `_partial_` `_target_` dict of the user encoder.
@@ -72,6 +73,7 @@ class RecModule(RankingModule):
         finetune_negatives: str = "in_batch",
         modality_dropout: float = 0.0,
         feature_norm: bool = True,
+        id_init_std: float = 0.02,
         encoder: dict[str, Any] | None = None,
         fusion: dict[str, Any] | None = None,
         user: dict[str, Any] | None = None,
@@ -120,6 +122,7 @@ class RecModule(RankingModule):
             freeze_encoders,
             modality_dropout,
             feature_norm=feature_norm,
+            id_init_std=id_init_std,
         )
         self.net = Recommender(tower, user_factory(dim=dim, max_len=max_len, n_events=n_events))
         self.loss_fn = build(loss or {"_target_": "vrs.losses.FullSoftmaxLoss"}, "loss", self._trusted_config)

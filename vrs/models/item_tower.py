@@ -62,6 +62,7 @@ class ItemTower(nn.Module):
         feature_norm: LayerNorm on each encoder's features before fusion. Pretrained features
             (e.g. non-negative CNN activations with a large shared mean) otherwise leave nonlinear
             fusions (concat MLP, gates) to learn the scaling first, and they train far slower.
+        id_init_std: standard deviation of the ID embedding's normal initialisation.
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class ItemTower(nn.Module):
         modality_dropout: float = 0.0,
         chunk_size: int = 256,
         feature_norm: bool = True,
+        id_init_std: float = 0.02,
     ):
         super().__init__()
         self.n_items = n_items
@@ -100,7 +102,7 @@ class ItemTower(nn.Module):
             {m: nn.LayerNorm(in_dims[m]) for m in ("image", "text") if feature_norm and m in self.modalities}
         )
         if self.id_emb is not None:
-            nn.init.normal_(self.id_emb.weight, std=0.02)
+            nn.init.normal_(self.id_emb.weight, std=id_init_std)
         if freeze_encoders:
             for enc in self.encoders():
                 enc.requires_grad_(False)

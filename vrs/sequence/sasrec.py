@@ -6,14 +6,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+POSITIONS = ("forward", "inverse")
+BLOCKS = ("prenorm", "sasrec")
 
-def history_positions(mask: Tensor, max_len: int) -> Tensor:
-    """(B, T) bool -> (B, T) long ordinal of each event within its history (0 = oldest real event).
 
-    Counting from the first real event (not from the tensor's left edge) makes the encoding
-    independent of how much left padding a batch happens to carry, and depends only on the past,
-    so it does not break causality. Positions past `max_len - 1` share the last embedding.
+def history_positions(mask: Tensor, max_len: int, order: str = "forward") -> Tensor:
+    """(B, T) bool -> (B, T) long ordinal of each event within its history.
+
+    "forward": 0 = the oldest real event; counting from the first real event (not from the
+    tensor's left edge) makes the encoding independent of how much left padding a batch carries and
+    depends only on the past. "inverse": 0 = the most recent event (RecTools' and eSASRec's learnable
+    inverse positions), so the event the next item follows always has the same embedding, however
+    long the history. Positions past `max_len - 1` share the last embedding.
     """
+    if order == "inverse":
+        return (mask.long().flip(1).cumsum(dim=1).flip(1) - 1).clamp(min=0, max=max_len - 1)
     return (mask.long().cumsum(dim=1) - 1).clamp(min=0, max=max_len - 1)
 
 
@@ -32,34 +39,66 @@ def attention_mask(mask: Tensor, causal: bool) -> Tensor:
 
 
 class TransformerBlock(nn.Module):
-    """A pre-LN transformer block (attention + GELU MLP) taking an explicit boolean attention mask."""
+    """A transformer block (attention + MLP) taking an explicit boolean attention mask.
 
-    def __init__(self, dim: int, n_heads: int, dropout: float):
+    "prenorm": x + Attn(LN(x)), then + MLP(LN(.)). "sasrec": the SASRec authors' block, as RecTools
+    runs it: queries from LN(x), keys and values from x, and both residuals taken from the normalised
+    input (q + Attn(q, x, x), then f + MLP(f) with f = LN(.)).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        n_heads: int,
+        dropout: float,
+        kind: str = "prenorm",
+        ff_mult: int = 4,
+        activation: str = "gelu",
+    ):
         super().__init__()
         if dim % n_heads:
             raise ValueError(f"dim={dim} must be divisible by n_heads={n_heads}")
+        if kind not in BLOCKS:
+            raise ValueError(f"block must be one of {BLOCKS}, got {kind!r}")
+        if activation not in ("gelu", "relu"):
+            raise ValueError(f"activation must be gelu or relu, got {activation!r}")
+        self.kind = kind
         self.n_heads = n_heads
         self.dropout = dropout
         self.norm1 = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(
-            nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), nn.Dropout(dropout)
-        )
+        hidden = ff_mult * dim
+        act = nn.GELU() if activation == "gelu" else nn.ReLU()
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), act, nn.Linear(hidden, dim), nn.Dropout(dropout))
         self.resid_drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
-        """x (B, T, D), allowed (B, 1, T, T) bool -> (B, T, D)."""
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).split(d, dim=-1)  # 3 x (B, T, D)
+    def _attend(self, q_in: Tensor, kv_in: Tensor, allowed: Tensor) -> Tensor:
+        """Attention of queries from `q_in` over keys and values from `kv_in`, both (B, T, D)."""
+        b, t, d = q_in.shape
+        if q_in is kv_in:
+            q, k, v = self.qkv(q_in).split(d, dim=-1)  # 3 x (B, T, D)
+        else:  # the fused projection, split between the two inputs
+            w, bias = self.qkv.weight, self.qkv.bias
+            q = F.linear(q_in, w[:d], bias[:d])
+            k, v = F.linear(kv_in, w[d:], bias[d:]).split(d, dim=-1)
         q, k, v = (
             z.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in (q, k, v)
         )  # (B, H, T, D/H)
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)  # (B, H, T, D/H)
-        y = y.transpose(1, 2).reshape(b, t, d)  # (B, T, D)
-        x = x + self.resid_drop(self.out(y))
+        return self.out(y.transpose(1, 2).reshape(b, t, d))  # (B, T, D)
+
+    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
+        """x (B, T, D), allowed (B, 1, T, T) bool -> (B, T, D)."""
+        if self.kind == "sasrec":
+            q = self.norm1(x)
+            x = q + self.resid_drop(self._attend(q, x, allowed))
+            f = self.norm2(x)
+            return f + self.mlp(f)
+        h = self.norm1(x)
+        x = x + self.resid_drop(self._attend(h, h, allowed))
         return x + self.mlp(self.norm2(x))
 
 
@@ -76,16 +115,37 @@ class SASRecUserEncoder(nn.Module):
         n_layers: transformer blocks.
         n_heads: attention heads (must divide `dim`).
         dropout: dropout on the input embeddings, attention and residual branches.
+        positions: "forward" (0 = oldest event) or "inverse" (0 = most recent; see
+            `history_positions`).
+        block: "prenorm" or "sasrec" (see `TransformerBlock`).
+        ff_mult: MLP width as a multiple of `dim` (4 in GPT-style blocks, 1 in SASRec's).
+        activation: "gelu" or "relu" in the MLP.
+        event_embedding: add a learned embedding of each event's type.
     """
 
     causal: bool = True
 
     def __init__(
-        self, dim: int, max_len: int, n_events: int, n_layers: int = 2, n_heads: int = 2, dropout: float = 0.2
+        self,
+        dim: int,
+        max_len: int,
+        n_events: int,
+        n_layers: int = 2,
+        n_heads: int = 2,
+        dropout: float = 0.2,
+        positions: str = "forward",
+        block: str = "prenorm",
+        ff_mult: int = 4,
+        activation: str = "gelu",
+        event_embedding: bool = True,
     ):
         super().__init__()
+        if positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
         self.dim = dim
         self.max_len = max_len
+        self.positions = positions
+        self.use_events = event_embedding
         self.pos_emb = nn.Embedding(max_len, dim)
         self.event_emb = nn.Embedding(n_events + 1, dim, padding_idx=0)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
@@ -93,14 +153,18 @@ class SASRecUserEncoder(nn.Module):
         with torch.no_grad():
             self.event_emb.weight[0].zero_()
         self.input_drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(TransformerBlock(dim, n_heads, dropout) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, n_heads, dropout, block, ff_mult, activation) for _ in range(n_layers)
+        )
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, h: Tensor, mask: Tensor, events: Tensor) -> Tensor:
         """h (B, T, D) history item vectors, mask (B, T) bool, events (B, T) long -> (B, T, D)."""
         mask = mask.bool()
         x = torch.where(mask[..., None], h, 0.0)  # padding rows hold item 0's vector: ignore it
-        x = x + self.pos_emb(history_positions(mask, self.max_len)) + self.event_emb(events)
+        x = x + self.pos_emb(history_positions(mask, self.max_len, self.positions))
+        if self.use_events:
+            x = x + self.event_emb(events)
         x = self.input_drop(x)
         allowed = attention_mask(mask, causal=self.causal)  # (B, 1, T, T)
         for block in self.blocks:
