@@ -19,7 +19,7 @@ import sys
 import torch
 from timing import best_time, matmul_peak
 
-from vrs.retrieval.index import rank_and_topk
+from vrs.retrieval import rank_and_topk
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,31 +14,6 @@ import torch
 import torchmetrics
 from torch import Tensor
 
-from vrs.retrieval.index import rank_and_topk
-
-__all__ = ["RankingMetrics", "rank_and_topk", "target_ranks"]
-
-
-def target_ranks(
-    users: Tensor, items: Tensor, targets: Tensor, seen: Tensor | None, chunk_size: int = 65536
-) -> tuple[Tensor, Tensor]:
-    """Rank of each user's target among all non-excluded items, chunked over the catalogue.
-
-    Args:
-        users: (B, D) user vectors.
-        items: (N, D) item vectors.
-        targets: (B,) held-out item per user, in [0, N).
-        seen: (B, S) items excluded from the candidates (the user's history), -1 padded, or None.
-        chunk_size: items scored per matmul (memory O(B * chunk_size)).
-
-    Returns:
-        ranks (B,) long: the number of OTHER non-excluded items whose score is >= the target's (ties
-        count against the target; 0 = top), or N when the target is itself in ``seen`` (a miss);
-        target_seen (B,) bool.
-    """
-    ranks, target_seen, _ = rank_and_topk(users, items, targets, seen, k=0, chunk_size=chunk_size)
-    return ranks, target_seen
-
 
 class RankingMetrics(torchmetrics.Metric):
     """Recall@k (= HitRate@k), NDCG@k, MRR@k, top-K catalogue coverage and the seen-target share.
@@ -71,7 +46,7 @@ class RankingMetrics(torchmetrics.Metric):
         """Accumulate a batch.
 
         Args:
-            ranks: (B,) long target ranks from `target_ranks` / `rank_and_topk`.
+            ranks: (B,) long target ranks from `vrs.retrieval.rank_and_topk`.
             target_seen: (B,) bool, target was in the user's history (counted as a miss).
             topk_items: (B, K >= coverage_k) top-K item lists (-1 = empty slot), or None.
         """

@@ -128,8 +128,8 @@ def test_index_build_saves_indexes_that_serving_loads(
     assert len(written) == 2 and all(p.parent == ckpt.parent / "index" and p.is_file() for p in written)
 
     built: list[str] = []
-    original = ann.build_index
-    monkeypatch.setattr(ann, "build_index", lambda *a, **kw: built.append("built") or original(*a, **kw))
+    original = ann.build_hnsw
+    monkeypatch.setattr(ann, "build_hnsw", lambda *a, **kw: built.append("built") or original(*a, **kw))
     similar_out = tmp_path / "similar.csv"
     similar(
         _cfg("similar", ckpt, tmp_path, small_data, ["item_ids=[i00003]", "index=hnsw", f"out={similar_out}"])

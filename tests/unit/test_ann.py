@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vrs.retrieval import BACKENDS, ExactItemIndex, FaissItemIndex, ItemIndex, build_index
+from vrs.retrieval import INDEX_BACKENDS, ExactItemIndex, FaissItemIndex, ItemIndex, build_index
 
 N, D, B = 5000, 32, 64
 
@@ -18,7 +18,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def indexes(data):
-    indexes = {backend: build_index(data[0], backend) for backend in BACKENDS}
+    indexes = {backend: build_index(data[0], backend) for backend in INDEX_BACKENDS}
     # Random Gaussian vectors have no clusters: IVF needs half of its 128 lists for recall@10 >= 0.9
     # (the default nlist/8 suits clustered embeddings).
     indexes["ivf"].set_search_params(nprobe=64)
@@ -52,7 +52,7 @@ def test_ann_recall(data, indexes, backend):
         assert recall(idx, ref) >= 0.9
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", INDEX_BACKENDS)
 def test_exclusion(data, indexes, backend):
     items, queries, exclude = data
     # The exact top 5 of every row, random ids, duplicates and -1 padding.
@@ -66,7 +66,7 @@ def test_exclusion(data, indexes, backend):
     assert all(len(set(row.tolist())) == 20 for row in idx)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", INDEX_BACKENDS)
 def test_tail_when_items_run_out(backend):
     g = torch.Generator().manual_seed(1)
     items, queries = torch.randn(30, 4, generator=g), torch.randn(3, 4, generator=g)
@@ -90,7 +90,7 @@ def test_refetch_fills_short_rows(data):
     assert index.params["nprobe"] == 1  # widening is per call, not stored
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", INDEX_BACKENDS)
 def test_save_load_round_trip(data, indexes, backend, tmp_path):
     items, queries, exclude = data
     index = indexes[backend]
@@ -110,7 +110,7 @@ def test_save_load_round_trip(data, indexes, backend, tmp_path):
 
 def test_errors(data, indexes):
     items, queries, _ = data
-    with pytest.raises(ValueError, match="unknown index backend 'annoy'"):
+    with pytest.raises(ValueError, match="index='annoy': expected one of"):
         build_index(items, "annoy")
     with pytest.raises(ValueError, match="items must be"):
         build_index(items[0], "hnsw")

@@ -8,7 +8,8 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from vrs.losses import InBatchLoss
-from vrs.metrics import RankingMetrics, rank_and_topk
+from vrs.metrics import RankingMetrics
+from vrs.retrieval import rank_and_topk
 
 N_ITEMS, SHARDS = 40, (slice(0, 7), slice(7, 13))  # uneven shards: 7 and 6 queries
 
@@ -29,7 +30,7 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
         users, items, targets, seen = problem()
         sl = SHARDS[rank]
         metric = RankingMetrics(n_items=N_ITEMS, ks=(10, 20))
-        ranks, target_seen, top = rank_and_topk(users[sl], items, targets[sl], seen[sl], k=10)
+        ranks, target_seen, _, top = rank_and_topk(users[sl], items, targets[sl], seen[sl], k=10)
         metric.update(ranks, target_seen, top)
         result = {"metrics": metric.compute()}
 
@@ -48,7 +49,8 @@ def test_ddp_matches_single_process(tmp_path):
     mp.spawn(worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     users, items, targets, seen = problem()
     single = RankingMetrics(n_items=N_ITEMS, ks=(10, 20))
-    single.update(*rank_and_topk(users, items, targets, seen, k=10))
+    ranks, target_seen, _, top = rank_and_topk(users, items, targets, seen, k=10)
+    single.update(ranks, target_seen, top)
     expected = single.compute()
     assert expected["seen_target_share"] > 0 and expected["n_users"] == 13.0
 

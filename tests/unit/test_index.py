@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vrs.retrieval import ExactIndex
+from vrs.retrieval import ExactItemIndex
 
 
 def reference(users, items, k, exclude=None):
@@ -28,7 +28,7 @@ def test_search_equals_argsort(chunk_size, k):
     users, items = torch.randn(17, 8, generator=g), torch.randn(500, 8, generator=g)
     exclude = torch.randint(-1, 500, (17, 30), generator=g)
     for exc in (None, exclude):
-        vals, idx = ExactIndex(items).search(users, k, exclude=exc, chunk_size=chunk_size)
+        vals, idx = ExactItemIndex(items, chunk_size).search(users, k, exclude=exc)
         ref_vals, ref_idx = reference(users, items, k, exc)
         assert idx.shape == (17, k) and vals.dtype == torch.float32
         assert torch.equal(idx, ref_idx)  # continuous random scores: no ties
@@ -39,7 +39,7 @@ def test_search_equals_argsort(chunk_size, k):
 def test_k_larger_than_remaining_items(chunk_size):
     users, items = torch.randn(3, 4), torch.randn(6, 4)
     exclude = torch.tensor([[0, 1, 2, 3, -1], [-1, -1, -1, -1, -1], [0, 1, 2, 3, 4]])
-    vals, idx = ExactIndex(items).search(users, 8, exclude=exclude, chunk_size=chunk_size)
+    vals, idx = ExactItemIndex(items, chunk_size).search(users, 8, exclude=exclude)
     ref_vals, ref_idx = reference(users, items, 8, exclude)
     assert torch.equal(idx, ref_idx)
     torch.testing.assert_close(vals, ref_vals)
@@ -48,7 +48,7 @@ def test_k_larger_than_remaining_items(chunk_size):
 
 
 def test_k_zero_and_validation():
-    index = ExactIndex(torch.randn(5, 2))
+    index = ExactItemIndex(torch.randn(5, 2))
     vals, idx = index.search(torch.randn(3, 2), 0)
     assert vals.shape == idx.shape == (3, 0)
     assert len(index) == 5
@@ -64,14 +64,14 @@ def test_search_multi_level_hierarchy(chunk_size, k):
     users, items = torch.randn(7, 4, generator=g), torch.randn(20_001, 4, generator=g)
     exclude = torch.randint(-1, 20_001, (7, 50), generator=g)
     exclude[:, :3] = (users @ items.T).topk(3, dim=1).indices  # the best items are seen
-    vals, idx = ExactIndex(items).search(users, k, exclude=exclude, chunk_size=chunk_size)
+    vals, idx = ExactItemIndex(items, chunk_size).search(users, k, exclude=exclude)
     ref_vals, ref_idx = reference(users, items, k, exclude)
     assert torch.equal(idx, ref_idx)
     torch.testing.assert_close(vals, ref_vals)
 
 
 def test_native_tile_pass_equals_torch_ops(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vrs.retrieval import index, native
+    from vrs.retrieval import native, scoring
 
     if native.load() is None:
         pytest.skip("no C compiler: the PyTorch-op path is the only one (tested everywhere else)")
@@ -82,11 +82,11 @@ def test_native_tile_pass_equals_torch_ops(monkeypatch: pytest.MonkeyPatch) -> N
     targets = torch.randint(0, n, (b,))
     seen = torch.randint(-1, n, (b, 7))
     seen[:10, 0] = targets[:10]  # some targets were seen
-    fused = index.rank_and_topk(users, items, targets, seen, k=15, chunk_size=256)
+    fused = scoring.rank_and_topk(users, items, targets, seen, k=15, chunk_size=256)
     monkeypatch.setattr(native, "load", lambda: None)
-    plain = index.rank_and_topk(users, items, targets, seen, k=15, chunk_size=256)
+    plain = scoring.rank_and_topk(users, items, targets, seen, k=15, chunk_size=256)
     assert torch.equal(fused[0], plain[0]) and torch.equal(fused[1], plain[1])
     # Top-K lists may order exact ties differently: compare the scores they reach.
     scores = users @ items.T  # (B, N)
-    got = [scores.gather(1, top.clamp(min=0)).masked_fill(top < 0, -1e9) for top in (fused[2], plain[2])]
+    got = [scores.gather(1, top.clamp(min=0)).masked_fill(top < 0, -1e9) for top in (fused[3], plain[3])]
     assert torch.equal(got[0], got[1])

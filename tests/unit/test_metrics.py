@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from vrs.metrics import RankingMetrics, rank_and_topk, target_ranks
+from vrs.metrics import RankingMetrics
+from vrs.retrieval import rank_and_topk
 
 
 def brute_ranks(
@@ -36,9 +37,9 @@ def tied_problem(b=23, n=301, d=4, s=6, seed=0):
 
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, 301, 65536])
-def test_target_ranks_match_brute_force_with_ties(chunk_size):
+def test_ranks_match_brute_force_with_ties(chunk_size):
     users, items, targets, seen = tied_problem()
-    ranks, target_seen = target_ranks(users, items, targets, seen, chunk_size=chunk_size)
+    ranks, target_seen, _, _ = rank_and_topk(users, items, targets, seen, k=0, chunk_size=chunk_size)
     ref, ref_seen = brute_ranks(users @ items.T, targets, seen)
     assert ranks.dtype == torch.long
     assert ranks.tolist() == ref
@@ -48,9 +49,9 @@ def test_target_ranks_match_brute_force_with_ties(chunk_size):
 
 def test_rank_and_topk_fused_equals_separate():
     users, items, targets, seen = tied_problem(seed=1)
-    ranks, target_seen = target_ranks(users, items, targets, seen)
+    ranks, target_seen, _, _ = rank_and_topk(users, items, targets, seen, k=0)
     for chunk_size in (5, 32, 1000):
-        r2, s2, top = rank_and_topk(users, items, targets, seen, k=10, chunk_size=chunk_size)
+        r2, s2, _, top = rank_and_topk(users, items, targets, seen, k=10, chunk_size=chunk_size)
         assert torch.equal(r2, ranks) and torch.equal(s2, target_seen)
         masked = users @ items.T
         for b in range(users.shape[0]):
@@ -63,7 +64,7 @@ def test_rank_and_topk_fused_equals_separate():
 def test_no_seen_and_constant_scores():
     users, items = torch.ones(4, 3), torch.ones(30, 3)
     targets = torch.tensor([0, 4, 29, 2])
-    ranks, target_seen = target_ranks(users, items, targets, None)
+    ranks, target_seen, _, _ = rank_and_topk(users, items, targets, None, k=0)
     assert ranks.tolist() == [29] * 4 and not target_seen.any()  # every tie counts against the target
     metric = RankingMetrics(n_items=30)
     metric.update(ranks, target_seen)
@@ -73,7 +74,7 @@ def test_no_seen_and_constant_scores():
 
 def test_metrics_match_brute_force():
     users, items, targets, seen = tied_problem(b=40, n=200, seed=2)
-    ranks, target_seen, top = rank_and_topk(users, items, targets, seen, k=10, chunk_size=64)
+    ranks, target_seen, _, top = rank_and_topk(users, items, targets, seen, k=10, chunk_size=64)
     metric = RankingMetrics(n_items=200, ks=(10, 20), coverage_k=10)
     for sl in (slice(0, 13), slice(13, 40)):  # batching must not matter
         metric.update(ranks[sl], target_seen[sl], top[sl])
@@ -113,4 +114,4 @@ def test_hand_values_and_reset():
 
 def test_bad_targets_raise():
     with pytest.raises(ValueError, match="targets"):
-        target_ranks(torch.randn(2, 3), torch.randn(5, 3), torch.tensor([0, 5]), None)
+        rank_and_topk(torch.randn(2, 3), torch.randn(5, 3), torch.tensor([0, 5]), None, k=0)

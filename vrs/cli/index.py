@@ -26,8 +26,8 @@ USAGE = "usage: vrs-index build ckpt_path=PATH [backend=flat|ivf|hnsw] [data ove
 
 def build(cfg: DictConfig) -> list[Path]:
     """Builds and saves the configured backend over the checkpoint's item vectors."""
-    from vrs.retrieval.ann import build_index
-    from vrs.serving.base import item_vectors, saved_index_path
+    from vrs.retrieval.index import build_index, saved_index_path
+    from vrs.serving.base import item_vectors
 
     if cfg.backend == "exact":
         raise ValueError("backend=exact needs no index (search is brute force); use flat, ivf or hnsw")

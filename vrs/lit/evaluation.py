@@ -11,15 +11,15 @@ from torch import Tensor, nn
 from vrs.data.batch import RecBatch
 from vrs.data.content import ItemContent
 from vrs.lit.samples import Samples, capture, log_to_wandb
-from vrs.metrics import RankingMetrics, rank_and_topk
+from vrs.metrics import RankingMetrics
+from vrs.retrieval.scoring import UserScorer, score_batch
 
 STAGES = ("val", "test", "test_cold")
 DEFAULT_EVALUATION: dict[str, Any] = {"ks": [10, 20], "exclude_seen": True, "chunk_size": 65536}
 
 
-class Scorer(Protocol):
+class Scorer(UserScorer, Protocol):
     def encode_items(self, idx: Tensor | None = None) -> Tensor: ...
-    def encode_users(self, batch: RecBatch, item_vectors: Tensor | None = None) -> Tensor: ...
 
 
 class RankingModule(L.LightningModule):
@@ -65,11 +65,9 @@ class RankingModule(L.LightningModule):
         self._evaluate(self.test_stages[dataloader_idx], batch)
 
     def _evaluate(self, stage: str, batch: RecBatch) -> None:
-        items = self._item_vectors
-        users = self.scorer().encode_users(batch, items).float()  # (B, D)
-        seen = batch.seen if self.exclude_seen else None
-        ranks, target_seen, topk = rank_and_topk(
-            users, items, batch.targets, seen, k=self.coverage_k, chunk_size=self.chunk_size
+        scorer, items = self.scorer(), self._item_vectors
+        _, (ranks, target_seen, _, topk) = score_batch(
+            scorer, items, batch, self.coverage_k, self.exclude_seen, chunk_size=self.chunk_size
         )
         self.metrics[stage].update(ranks, target_seen, topk)
         if stage not in self._samples and self.global_rank == 0 and self._wants_samples():

@@ -16,9 +16,9 @@ from torch import Tensor
 
 from vrs.data.batch import RecBatch
 from vrs.data.sequences import EvalDataset, SequenceData, collate_eval
-from vrs.metrics import RankingMetrics, target_ranks
+from vrs.metrics import RankingMetrics
 from vrs.models.recommender import Recommender
-from vrs.retrieval.index import rank_and_topk
+from vrs.retrieval.scoring import score_batch
 from vrs.serving.base import device_of, inference
 from vrs.serving.recommend import explain
 
@@ -84,16 +84,14 @@ def rank_targets(
         item_vecs: (N, D) the catalogue's item vectors when already computed (`item_vectors(net)`).
 
     Returns:
-        ranks (M,) long (0 = top) and target_seen (M,) bool, as `vrs.metrics.target_ranks`.
+        ranks (M,) long (0 = top) and target_seen (M,) bool, as `vrs.retrieval.rank_and_topk`.
     """
     device = device_of(net)
     ranks, seen_flags = [torch.zeros(0, dtype=torch.long)], [torch.zeros(0, dtype=torch.bool)]
     with inference(net):
         items = (net.encode_items() if item_vecs is None else item_vecs).float()  # (N, D)
         for batch in eval_batches(data, targets, max_len, batch_size):
-            batch = batch.to(device)
-            users = net.encode_users(batch, items).float()  # (B, D)
-            r, s = target_ranks(users, items, batch.targets, batch.seen if exclude_seen else None)
+            _, (r, s, _, _) = score_batch(net, items, batch.to(device), 0, exclude_seen)  # ranks only
             ranks.append(r.cpu())
             seen_flags.append(s.cpu())
     return torch.cat(ranks), torch.cat(seen_flags)
@@ -155,9 +153,7 @@ def user_cards(
     batch = next(eval_batches(data, targets, max_len, len(targets))).to(device)
     with inference(net):
         items = (net.encode_items() if item_vecs is None else item_vecs).float()  # (N, D)
-        users = net.encode_users(batch, items).float()  # (M, D)
-        seen = batch.seen if exclude_seen else None
-        ranks, _, top = rank_and_topk(users, items, batch.targets, seen, k)  # (M,), (M, K): one pass
+        users, (ranks, _, _, top) = score_batch(net, items, batch, k, exclude_seen)  # (M,), (M, K): one pass
         scores = torch.einsum("mkd,md->mk", items[top.clamp(min=0)], users)  # (M, K)
         because, weights = explain(items, batch.items, batch.mask, top.to(device), n_explain)  # (M, K, n')
     event_names = {i: name for name, i in data.event_index.items()}

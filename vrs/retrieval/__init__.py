@@ -1,18 +1,28 @@
-"""Item retrieval: exact chunked top-K and FAISS ANN backends behind one `ItemIndex` interface."""
+"""Item retrieval: the exact scoring kernel and one `ItemIndex` interface over exact and FAISS search."""
 
 from typing import Any
 
-from vrs.retrieval.index import ExactIndex, rank_and_topk
+from vrs.retrieval.index import INDEX_BACKENDS, ExactItemIndex, ItemIndex, build_index, saved_index_path
+from vrs.retrieval.scoring import Ranking, UserScorer, rank_and_topk, score_batch
 
-_ANN = ("BACKENDS", "ExactItemIndex", "FaissItemIndex", "ItemIndex", "build_index")
-
-__all__ = ["ExactIndex", "rank_and_topk", *_ANN]
+__all__ = [
+    "INDEX_BACKENDS",
+    "ExactItemIndex",
+    "FaissItemIndex",
+    "ItemIndex",
+    "Ranking",
+    "UserScorer",
+    "build_index",
+    "rank_and_topk",
+    "saved_index_path",
+    "score_batch",
+]
 
 
 def __getattr__(name: str) -> Any:
     # FAISS loads (and logs) only for code that uses an ANN index, not for every evaluation.
-    if name in _ANN:
-        from vrs.retrieval import ann
+    if name == "FaissItemIndex":
+        from vrs.retrieval.ann import FaissItemIndex
 
-        return getattr(ann, name)
+        return FaissItemIndex
     raise AttributeError(f"module 'vrs.retrieval' has no attribute {name!r}")

@@ -1,14 +1,6 @@
-"""One search interface over the exact index and FAISS approximate (ANN) indexes.
+"""FAISS approximate (ANN) backends of `ItemIndex`: flat, IVF-flat and HNSW-flat, inner product.
 
-`build_index(items, backend)` returns an `ItemIndex`; every backend answers `search(queries, k,
-exclude)` with `ExactIndex`'s contract (maximum inner product, excluded items never returned, best
-first, a -inf / -1 tail) and persists itself with `save(path)` / `ItemIndex.load(path)`.
-
-Backends (all inner product; item ids are catalogue positions 0..N-1):
-    exact  `ExactIndex`, chunked torch matmul; masks excluded items inside the scan.
-    flat   FAISS `IndexFlatIP`: brute force, exact up to float rounding.
-    ivf    FAISS `IndexIVFFlat`: k-means lists (spherical centroids), `nprobe` lists scanned per query.
-    hnsw   FAISS `IndexHNSWFlat`: a navigable graph, beam width `ef_search`.
+Build them with `vrs.retrieval.build_index`; see `vrs.retrieval.index` for the search contract.
 
 FAISS can only filter with one id selector per call, not one per query, so FAISS backends over-fetch:
 they ask for k + S candidates (S = the most distinct excluded ids in any row), drop excluded ids, and
@@ -23,119 +15,23 @@ queries/s, ivf nprobe=nlist/2 0.97 at 0.1x (benchmarks/bench_index.py).
 
 from __future__ import annotations
 
-import json
 import math
-from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from vrs.io import atomic_write
-from vrs.retrieval.index import ExactIndex
-
-BACKENDS = ("exact", "flat", "ivf", "hnsw")
-_FORMAT = "vrs.ItemIndex/1"  # safetensors metadata of exact indexes; FAISS backends use FAISS's format
-
-
-class ItemIndex(ABC):
-    """Top-K maximum-inner-product search over a fixed catalogue of N item vectors of size D."""
-
-    backend: str  # one of BACKENDS
-
-    @property
-    @abstractmethod
-    def dim(self) -> int:
-        """D, the size of item and query vectors."""
-
-    @abstractmethod
-    def __len__(self) -> int: ...
-
-    @abstractmethod
-    def search(self, queries: Tensor, k: int, exclude: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Top-K items by inner product.
-
-        Args:
-            queries: (B, D) query (user) vectors.
-            k: number of results per query.
-            exclude: (B, S) item ids never to return (e.g. seen items), -1 padded, or None.
-
-        Returns:
-            scores (B, K) float32 and idx (B, K) long, best first. When fewer than K items remain
-            after exclusion (or K > N) the tail holds score -inf and index -1.
-        """
-
-    @property
-    def params(self) -> dict[str, int]:
-        """Build and search parameters (empty for brute-force backends)."""
-        return {}
-
-    @abstractmethod
-    def _write(self, path: str) -> None: ...
-
-    def save(self, path: str | Path) -> Path:
-        """Writes the index to `path` atomically (a temp file renamed over it)."""
-        return atomic_write(path, self._write)
-
-    @classmethod
-    def load(cls, path: str | Path) -> ItemIndex:
-        """Reads an index written by `save`; `SomeIndex.load` also checks the file holds that class."""
-        path = Path(path)
-        if _is_exact_file(path):
-            index: ItemIndex = ExactItemIndex._read(path)
-        else:
-            index = FaissItemIndex(faiss.read_index(str(path)))
-        if not isinstance(index, cls):
-            raise TypeError(f"{path} holds a {type(index).__name__}, not a {cls.__name__}")
-        return index
-
-    def __repr__(self) -> str:
-        extra = "".join(f", {k}={v}" for k, v in self.params.items())
-        return f"{type(self).__name__}(backend={self.backend!r}, n={len(self)}, dim={self.dim}{extra})"
-
-
-class ExactItemIndex(ItemIndex):
-    """`ExactIndex` behind the `ItemIndex` interface; results come back on the items' device.
-
-    Args:
-        items: (N, D) item vectors (kept as float32).
-        chunk_size: upper bound on items scored per matmul (see `ExactIndex.search`).
-    """
-
-    backend = "exact"
-
-    def __init__(self, items: Tensor, chunk_size: int = 65536) -> None:
-        self.index = ExactIndex(items)
-        self.chunk_size = chunk_size
-
-    @property
-    def dim(self) -> int:
-        return self.index.items.shape[1]
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def search(self, queries: Tensor, k: int, exclude: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self.index.search(queries, k, exclude=exclude, chunk_size=self.chunk_size)
-
-    def _write(self, path: str) -> None:
-        items = self.index.items.detach().cpu().contiguous()
-        save_file({"items": items}, path, metadata={"format": _FORMAT, "backend": self.backend})
-
-    @classmethod
-    def _read(cls, path: Path) -> ExactItemIndex:
-        return cls(load_file(path)["items"])
+from vrs.retrieval.index import ItemIndex
 
 
 class FaissItemIndex(ItemIndex):
     """A FAISS inner-product index (flat, IVF-flat or HNSW-flat) behind the `ItemIndex` interface.
 
-    Build one with `build_index`. Searches run on the CPU; results come back on the queries' device.
-    FAISS's own OpenMP threads do the work (`faiss.omp_set_num_threads` caps them).
+    Build one with `vrs.retrieval.build_index`. Searches run on the CPU; results come back on the
+    queries' device. FAISS's own OpenMP threads do the work (`faiss.omp_set_num_threads` caps them).
 
     Args:
         index: a populated `faiss.IndexFlatIP`, `IndexIVFFlat` or `IndexHNSWFlat` with inner-product
@@ -227,18 +123,9 @@ class FaissItemIndex(ItemIndex):
         faiss.write_index(self.index, path)
 
 
-def _is_exact_file(path: Path) -> bool:
-    """Whether `path` is a safetensors file written by `ExactItemIndex` (else it should be FAISS's)."""
-    # safetensors: a little-endian u64 header length, then that many bytes of JSON.
-    with path.open("rb") as f:
-        size = int.from_bytes(f.read(8), "little")
-        if size > 1 << 20:
-            return False
-        try:
-            header = json.loads(f.read(size))
-        except ValueError:
-            return False
-    return isinstance(header, dict) and header.get("__metadata__", {}).get("format") == _FORMAT
+def read_faiss_index(path: Path) -> FaissItemIndex:
+    """A FAISS index written by `FaissItemIndex.save` (read it through `ItemIndex.load`)."""
+    return FaissItemIndex(faiss.read_index(str(path)))
 
 
 def _sorted_exclude(exclude: Tensor | None, b: int, n: int) -> tuple[Tensor | None, Tensor]:
@@ -341,12 +228,3 @@ def build_hnsw(items: Tensor, m: int = 32, ef_construction: int = 80, ef_search:
     out = FaissItemIndex(index)
     out.set_search_params(ef_search=ef_search)
     return out
-
-
-def build_index(items: Tensor, backend: str = "exact", **params: Any) -> ItemIndex:
-    """Builds an `ItemIndex` over (N, D) items; `params` go to `ExactItemIndex`, `build_flat`,
-    `build_ivf` or `build_hnsw` (see those for defaults)."""
-    builders = {"exact": ExactItemIndex, "flat": build_flat, "ivf": build_ivf, "hnsw": build_hnsw}
-    if backend not in builders:
-        raise ValueError(f"unknown index backend {backend!r}; choose one of {BACKENDS}")
-    return builders[backend](items, **params)

@@ -1,13 +1,11 @@
 """Serving a trained recommender: top-K lists with explanations, similar items, text search."""
 
-from vrs.serving.base import INDEX_BACKENDS, build_search_index, item_vectors
+from vrs.serving.base import item_vectors
 from vrs.serving.items import encode_text_queries, search, similar, text_search_problem
 from vrs.serving.recommend import COLD_USER_POLICIES, explain, recommend
 
 __all__ = [
     "COLD_USER_POLICIES",
-    "INDEX_BACKENDS",
-    "build_search_index",
     "encode_text_queries",
     "explain",
     "item_vectors",

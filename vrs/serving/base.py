@@ -1,59 +1,16 @@
-"""What the serving functions share: inference mode, item vectors, the search index, id look-ups."""
+"""What the serving functions share: inference mode, item vectors, id look-ups."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
 from vrs.models.recommender import Recommender
-from vrs.retrieval.index import ExactIndex
 
-INDEX_BACKENDS = ("exact", "flat", "ivf", "hnsw")
 _SHOW = 5  # ids an error message lists before "..."
-
-
-class Searcher(Protocol):
-    """Top-K maximum inner product search (`ExactIndex` and every `vrs.retrieval.ann.ItemIndex`)."""
-
-    def search(self, queries: Tensor, k: int, exclude: Tensor | None = None) -> tuple[Tensor, Tensor]: ...
-
-
-def build_search_index(
-    items: Tensor, backend: str = "exact", index_dir: str | Path | None = None
-) -> Searcher:
-    """An inner-product index over (N, D) items.
-
-    Args:
-        items: (N, D) item vectors (normalise them first for cosine search).
-        backend: "exact" (chunked brute force) or a FAISS backend of `vrs.retrieval.ann`:
-            "flat", "ivf" or "hnsw".
-        index_dir: where `vrs-index build` saved indexes; one built over exactly these vectors is
-            loaded instead of being built again.
-    """
-    if backend not in INDEX_BACKENDS:
-        raise ValueError(f"index={backend!r}: expected one of {INDEX_BACKENDS}")
-    if backend == "exact":
-        return ExactIndex(items)
-    from vrs.retrieval.ann import ItemIndex, build_index  # FAISS only when an ANN index is asked for
-
-    if index_dir is not None:
-        path = saved_index_path(index_dir, items, backend)
-        if path.is_file():
-            return ItemIndex.load(path)
-    return build_index(items, backend=backend)
-
-
-def saved_index_path(index_dir: str | Path, items: Tensor, backend: str) -> Path:
-    """The file an index of `backend` over exactly `items` is saved to: the name holds a hash of the
-    vectors, so an index built for other vectors (another checkpoint, other data) is never used."""
-    digest = hashlib.blake2b(items.detach().float().cpu().contiguous().numpy().tobytes(), digest_size=8)
-    return Path(index_dir) / f"{backend}-{digest.hexdigest()}.index"
 
 
 @contextlib.contextmanager

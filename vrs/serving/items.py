@@ -14,7 +14,8 @@ from torch import Tensor
 from vrs.fusion.late import LateFusion
 from vrs.models.item_tower import ItemTower
 from vrs.models.recommender import Recommender
-from vrs.serving.base import build_search_index, describe_ids, device_of, inference, require_known
+from vrs.retrieval.index import build_index
+from vrs.serving.base import describe_ids, device_of, inference, require_known
 
 
 def similar(
@@ -35,8 +36,9 @@ def similar(
         catalogue: the N item ids in catalogue order.
         item_ids: query item ids.
         k: neighbours per query.
-        index: "exact", or an approximate backend of `vrs.retrieval.ann` ("flat", "ivf", "hnsw").
-        index_dir: saved indexes of `vrs-index build` (see `build_search_index`).
+        index: the search backend, one of `vrs.retrieval.INDEX_BACKENDS` ("exact" or FAISS's
+            approximate "flat", "ivf", "hnsw").
+        index_dir: saved indexes of `vrs-index build` (see `vrs.retrieval.build_index`).
 
     Returns:
         query_item_id, rank (1 = nearest), item_id, score (cosine similarity).
@@ -59,9 +61,7 @@ def similar(
     with inference(net):
         items = F.normalize(net.encode_items().float(), dim=-1)  # (N, D)
         query = query.to(items.device)
-        scores, idx = build_search_index(items, index, index_dir).search(
-            items[query], k, query[:, None]
-        )  # (Q, K)
+        scores, idx = build_index(items, index, index_dir).search(items[query], k, query[:, None])  # (Q, K)
     return _table("query_item_id", [str(i) for i in item_ids], scores, idx, catalogue)
 
 
@@ -84,8 +84,9 @@ def search(
         catalogue: the N item ids in catalogue order.
         queries: query texts.
         k: items per query.
-        index: "exact", or an approximate backend of `vrs.retrieval.ann` ("flat", "ivf", "hnsw").
-        index_dir: saved indexes of `vrs-index build` (see `build_search_index`).
+        index: the search backend, one of `vrs.retrieval.INDEX_BACKENDS` ("exact" or FAISS's
+            approximate "flat", "ivf", "hnsw").
+        index_dir: saved indexes of `vrs-index build` (see `vrs.retrieval.build_index`).
 
     Returns:
         query, rank (1 = best), item_id, score (cosine similarity).
@@ -109,7 +110,7 @@ def search(
             block = tower.fusion.slices["text"]
             q, items = q[:, block], items[:, block]  # (Q, D_text), (N, D_text)
         q, items = F.normalize(q.float(), dim=-1), F.normalize(items.float(), dim=-1)
-        scores, idx = build_search_index(items, index, index_dir).search(q, k)  # (Q, K)
+        scores, idx = build_index(items, index, index_dir).search(q, k)  # (Q, K)
     return _table("query", queries, scores, idx, catalogue)
 
 

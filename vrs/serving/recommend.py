@@ -15,7 +15,9 @@ from torch import Tensor
 
 from vrs.data.sequences import SequenceData, collate_eval
 from vrs.models.recommender import Recommender
-from vrs.serving.base import build_search_index, describe_ids, device_of, inference, lookup, require_known
+from vrs.retrieval.index import build_index
+from vrs.retrieval.scoring import score_batch
+from vrs.serving.base import describe_ids, device_of, inference, lookup, require_known
 
 COLD_USER_POLICIES = ("error", "popular", "skip")
 COLUMNS = ["user_id", "rank", "item_id", "score", "because_item_ids", "because_weights"]
@@ -56,8 +58,9 @@ def recommend(
         histories: new user name -> item ids in time order (oldest first).
         n_explain: history items listed per recommendation.
         popularity: (N,) training counts for cold_users="popular"; None: `data.train_counts`.
-        index: "exact", or an approximate backend of `vrs.retrieval.ann` ("flat", "ivf", "hnsw").
-        index_dir: saved indexes of `vrs-index build` (see `build_search_index`).
+        index: the search backend, one of `vrs.retrieval.INDEX_BACKENDS` ("exact" or FAISS's
+            approximate "flat", "ivf", "hnsw").
+        index_dir: saved indexes of `vrs-index build` (see `vrs.retrieval.build_index`).
         batch_size: users encoded and scored at once.
 
     Returns:
@@ -180,11 +183,10 @@ def _model_rows(
     parts = []
     with inference(net):
         items = net.encode_items()  # (N, D)
-        searcher = build_search_index(items, index, index_dir)
+        searcher = build_index(items, index, index_dir)
         for start in range(0, len(samples), batch_size):
             batch = collate_eval(samples[start : start + batch_size]).to(device)
-            users = net.encode_users(batch, items)  # (B, D)
-            scores, top = searcher.search(users, k, batch.seen if exclude_seen else None)  # (B, K)
+            _, (_, _, scores, top) = score_batch(net, items, batch, k, exclude_seen, searcher)  # (B, K)
             because, weights = explain(items, batch.items, batch.mask, top.to(device), n_explain)
             chunk = names[start : start + batch_size]
             parts.append(_rows(chunk, scores.cpu(), top.cpu(), because.cpu(), weights.cpu(), item_ids))
