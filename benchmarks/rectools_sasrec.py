@@ -41,8 +41,8 @@ get_val_mask_func_all (which masks each user's last event out of training and bu
 from training events). Items that never occur in training (33 of Beauty's 12,101) have no RecTools
 embedding and are ranked below every known item (a validation or test target among them is a miss).
 
-Scoring is vrs's (vrs.data.sequences.EvalDataset for histories and seen sets, vrs.metrics.target_ranks
-and RankingMetrics for ranks and HR/NDCG): every target against the whole catalogue, rank = number of
+Scoring is vrs's (vrs.data.sequences.EvalDataset for histories and seen sets, vrs.retrieval.rank_and_topk
+and vrs.metrics.RankingMetrics for ranks and HR/NDCG): every target against the whole catalogue, rank = number of
 other candidates scoring >= the target, every item the user had before the target excluded, a target
 already in that history a miss. The user vector is RecTools' own (encode_sessions on the last 50
 known history items, last position); scores are its dot products with RecTools' item embeddings.
@@ -227,7 +227,8 @@ def load_checkpoint(path: Path):
 def score(model, data, targets: np.ndarray, max_len: int, batch_size: int = 2048) -> dict[str, float]:
     """vrs's full-ranking HR/NDCG@{10,20} of `targets` ((user index, seq_pos) rows) under `model`."""
     from vrs.data.sequences import EvalDataset
-    from vrs.metrics import RankingMetrics, target_ranks
+    from vrs.metrics import RankingMetrics
+    from vrs.retrieval import rank_and_topk
 
     torch_model = model.lightning_model.torch_model.cpu().eval()
     sim = torch_model.similarity_module
@@ -259,8 +260,8 @@ def score(model, data, targets: np.ndarray, max_len: int, batch_size: int = 2048
         sess = torch_model.encode_sessions({"x": torch.from_numpy(x)}, item_embs)[:, -1, :]
         users = torch.cat([sim.session_tower_forward(sess).float(), torch.ones(len(samples), 1)], dim=1)
         target = torch.tensor([s["target"] for s in samples], dtype=torch.long)
-        ranks, target_seen = target_ranks(users, items, target, torch.from_numpy(seen))
-        metric.update(ranks, target_seen)
+        ranking = rank_and_topk(users, items, target, torch.from_numpy(seen), k=0)
+        metric.update(ranking.ranks, ranking.target_seen)
     out = metric.compute()
     return {
         "ndcg_10": out["ndcg_10"],

@@ -263,3 +263,16 @@ def test_visual_profile_baseline():
     scores = model.score(users, model.encode_items())
     torch.testing.assert_close(scores, torch.tensor([[s, s, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
     torch.testing.assert_close(model.sequence_states(batch)[:, -1], users)
+
+
+def test_xavier_normal_init_redraws_the_network() -> None:
+    import math
+
+    torch.manual_seed(0)
+    from vrs.lit.module import RecModule
+
+    module = RecModule(n_items=2000, n_events=1, max_len=5, dim=64, init="xavier_normal")
+    emb = module.net.item_tower.id_emb.weight
+    assert abs(emb.std().item() - math.sqrt(2 / (2000 + 64))) < 0.003  # not the default 0.02
+    with pytest.raises(ValueError, match="init must be one of"):
+        RecModule(n_items=20, n_events=1, max_len=5, dim=8, init="orthogonal")

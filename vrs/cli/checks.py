@@ -72,6 +72,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "user.ff_mult": _int(1),
     "user.activation": _choice("gelu", "relu"),
     "model.id_init_std": _number(0, open_low=True),
+    "model.init": _choice("default", "xavier_normal"),
     "loss.n_negatives": _int(1),
     "loss.temperature": _number(0, open_low=True),
     "callbacks.early_stopping.patience": _int(0),

@@ -23,6 +23,7 @@ from vrs.models.recommender import Recommender
 # Keys of the `encoder` config group that set up fine-tuning (read here, not by the tower builders).
 TUNING_KEYS = ("freeze", "trainable_layers", "lr", "gradient_checkpointing", "finetune_negatives")
 FINETUNE_NEGATIVES = ("in_batch", "catalogue")
+INITS = ("default", "xavier_normal")
 
 
 class RecModule(RankingModule):
@@ -49,6 +50,8 @@ class RecModule(RankingModule):
         modality_dropout: per-item probability of dropping a modality while training.
         feature_norm: LayerNorm on each encoder's features before fusion.
         id_init_std: standard deviation of the item-ID embedding's initialisation.
+        init: "default" (each module's own initialisation) or "xavier_normal" (every weight matrix
+            outside the encoders re-drawn Xavier-normal, as RecTools' transformers do).
         encoder: `_target_` dict building a `Towers` (None: no content towers).
         fusion: `_partial_` `_target_` dict of the fusion module.
         user: `_partial_` `_target_` dict of the user encoder.
@@ -74,6 +77,7 @@ class RecModule(RankingModule):
         modality_dropout: float = 0.0,
         feature_norm: bool = True,
         id_init_std: float = 0.02,
+        init: str = "default",
         encoder: dict[str, Any] | None = None,
         fusion: dict[str, Any] | None = None,
         user: dict[str, Any] | None = None,
@@ -91,6 +95,8 @@ class RecModule(RankingModule):
         if not self._trusted_config:
             for name in ("encoder", "fusion", "user", "loss", "optimizer", "scheduler"):
                 check_targets(self.hparams.get(name), f"hyper_parameters.{name}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
         if finetune_negatives not in FINETUNE_NEGATIVES:
             raise ValueError(
                 f"finetune_negatives must be one of {FINETUNE_NEGATIVES}, got {finetune_negatives!r}"
@@ -125,6 +131,11 @@ class RecModule(RankingModule):
             id_init_std=id_init_std,
         )
         self.net = Recommender(tower, user_factory(dim=dim, max_len=max_len, n_events=n_events))
+        if init == "xavier_normal":
+            encoder_ids = {id(p) for e in tower.encoders() for p in e.parameters()}
+            for param in self.net.parameters():
+                if param.dim() > 1 and id(param) not in encoder_ids:
+                    torch.nn.init.xavier_normal_(param)
         self.loss_fn = build(loss or {"_target_": "vrs.losses.FullSoftmaxLoss"}, "loss", self._trusted_config)
         self.encoders_train = any(p.requires_grad for e in tower.encoders() for p in e.parameters())
         if (

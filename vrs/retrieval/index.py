@@ -22,7 +22,6 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from vrs.io import atomic_write
@@ -76,6 +75,8 @@ class ItemIndex(ABC):
         """Reads an index written by `save`; `SomeIndex.load` also checks the file holds that class."""
         path = Path(path)
         if _is_exact_file(path):
+            from safetensors.torch import load_file  # only for saved indexes: the kernel needs torch alone
+
             index: ItemIndex = ExactItemIndex(load_file(path)["items"])
         else:
             from vrs.retrieval.ann import read_faiss_index
@@ -121,6 +122,8 @@ class ExactItemIndex(ItemIndex):
 
     def _write(self, path: str) -> None:
         items = self.items.cpu().contiguous()
+        from safetensors.torch import save_file
+
         save_file({"items": items}, path, metadata={"format": _FORMAT, "backend": self.backend})
 
 
