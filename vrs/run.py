@@ -16,7 +16,7 @@ import types
 import typing
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,16 +41,25 @@ class RunConfigError(ValueError):
     """A run's config.yaml is unreadable, or a setting vrs needs from it is missing or malformed."""
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class Run:
-    """A loaded run. Build it with `load_run`.
+    """A loaded run; build it with `load_run` (the attributes after `run_dir` follow from the others).
 
     Attributes:
-        module: the RecModule of the checkpoint, in eval mode, with the catalogue attached.
+        module: the checkpoint's RecModule, in eval mode, with the catalogue attached.
+        net: its network.
         datamodule: the set-up RecDataModule of the data the run serves.
+        data: its sequences (histories, splits, id look-ups).
         data_settings: the RecDataModule arguments it was built with.
+        items: the items table in catalogue order (item_id, title, category, image, ...).
+        image_root: the folder that `items.image` paths are relative to.
+        max_len: the longest history T the model reads.
+        exclude_seen: whether ranking leaves out each user's earlier items (as the run was evaluated).
+        n_items: catalogue size N.
+        n_users: users in the data.
         checkpoint: the checkpoint file loaded.
         run_dir: the run folder (None for a checkpoint outside one).
+        index_dir: where `vrs-index build` saves the checkpoint's approximate indexes.
     """
 
     module: RecModule
@@ -58,56 +67,35 @@ class Run:
     data_settings: dict[str, Any]
     checkpoint: Path
     run_dir: Path | None = None
+    net: Recommender = field(init=False)
+    data: SequenceData = field(init=False)
+    items: pd.DataFrame = field(init=False)
+    image_root: Path = field(init=False)
+    max_len: int = field(init=False)
+    exclude_seen: bool = field(init=False)
+    n_items: int = field(init=False)
+    n_users: int = field(init=False)
+    index_dir: Path = field(init=False)
 
-    @property
-    def net(self) -> Recommender:
-        return self.module.net
-
-    @property
-    def data(self) -> SequenceData:
-        return self.datamodule.data
-
-    @property
-    def items(self) -> pd.DataFrame:
-        """The items table in catalogue order (item_id, title, category, image, ...)."""
-        return self.datamodule.dataset.items
-
-    @property
-    def image_root(self) -> Path:
-        """The folder that `items.image` paths are relative to."""
-        return Path(self.datamodule.dataset.root)
-
-    @property
-    def max_len(self) -> int:
-        """The longest history T the model reads."""
-        return int(self.module.hparams.max_len)
-
-    @property
-    def exclude_seen(self) -> bool:
-        """Whether the run was evaluated with each user's earlier items excluded."""
-        return self.module.exclude_seen
-
-    @property
-    def n_items(self) -> int:
-        return self.data.n_items
-
-    @property
-    def n_users(self) -> int:
-        return self.data.n_users
-
-    @property
-    def train_counts(self) -> Tensor:
-        """(N,) training-split item counts, as saved in the checkpoint."""
-        return self.module.train_counts
-
-    @property
-    def index_dir(self) -> Path:
-        """Where `vrs-index build` saves the checkpoint's approximate indexes."""
-        return self.checkpoint.parent / "index"
+    def __post_init__(self) -> None:
+        self.net, self.data = self.module.net, self.datamodule.data
+        self.items, self.image_root = self.datamodule.dataset.items, Path(self.datamodule.dataset.root)
+        self.max_len, self.exclude_seen = int(self.module.hparams.max_len), self.module.exclude_seen
+        self.n_items, self.n_users = self.data.n_items, self.data.n_users
+        self.index_dir = self.checkpoint.parent / "index"
 
     @property
     def name(self) -> str:
+        """The run folder's name (the checkpoint's for one outside a run)."""
         return (self.run_dir or self.checkpoint).resolve().name
+
+    @property
+    def train_counts(self) -> Tensor:
+        """(N,) training-split item counts, as saved in the checkpoint (on the network's device)."""
+        return self.module.train_counts
+
+    def __repr__(self) -> str:
+        return f"Run({self.name!r}, checkpoint={str(self.checkpoint)!r}, n_items={self.n_items}, n_users={self.n_users})"
 
     def recommend(
         self,

@@ -46,6 +46,7 @@ def test_three_lines_serve_a_run(run_dir: Path, small_data: Path) -> None:
     assert run.data_settings["root"] == str(small_data) and run.data_settings["image_size"] == 32
     assert run.index_dir == run.checkpoint.parent / "index" and run.name == run_dir.name
     assert not run.module.training and int(run.train_counts.sum()) > 0
+    assert repr(run) == f"Run({run_dir.name!r}, checkpoint={str(run.checkpoint)!r}, n_items=150, n_users=300)"
     similar = run.similar(["i00003"], k=5)
     assert len(similar) == 5 and "i00003" not in set(similar["item_id"])
     assert run.search(["red star"], k=3)["query"].tolist() == ["red star"] * 3
