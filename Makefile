@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(BIN)/vrs-eval model=popularity data.root=$(DATA_DIR) hydra.run.dir=$(RUN_DIR)/popularity
 	$(BIN)/vrs-eval model=visual_profile encoder=effnet encoder.image_size=128 data.root=$(DATA_DIR) hydra.run.dir=$(RUN_DIR)/visual_profile
 	$(BIN)/vrs-compare $(RUN_DIR)/fused $(RUN_DIR)/popularity $(RUN_DIR)/visual_profile
-	$(BIN)/vrs-report run_dir=$(RUN_DIR)/fused data.root=$(DATA_DIR)
+	$(BIN)/vrs-report run_dir=$(RUN_DIR)/fused
 
 lint: $(STAMP)
 	$(BIN)/ruff check vrs tests benchmarks

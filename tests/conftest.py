@@ -45,6 +45,8 @@ def compose_config(
     name: str, overrides: list[str], run_dir: Path, data_root: Path | None = None
 ) -> DictConfig:
     """Composes `configs/{name}.yaml` as the command line would, with paths under `run_dir`."""
+    if data_root is not None:  # on the command line, as a user gives them (they override a run's)
+        overrides = [*overrides, f"data.root={data_root}", "data.generate=null"]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
@@ -55,8 +57,5 @@ def compose_config(
         cfg.paths.data_dir = str(run_dir / "data")
         cfg.hydra.runtime.output_dir = str(run_dir)
         cfg.hydra.job.num = 0
-        if data_root is not None:
-            cfg.data.root = str(data_root)
-            cfg.data.generate = None
     HydraConfig().set_config(cfg)
     return cfg

@@ -21,8 +21,9 @@ from PIL import Image
 
 from tests.conftest import compose_config
 from vrs.cli.evaluate import evaluate
-from vrs.cli.report import find_checkpoint, report
+from vrs.cli.report import report
 from vrs.cli.train import train
+from vrs.run import find_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from vrs.cli.common import warn_if_other_dataset
 from vrs.data.datamodule import RecDataModule
 from vrs.data.schema import fingerprint, load_dataset
+from vrs.run import warn_if_other_dataset
 
 
 def _module(trained_on: str) -> SimpleNamespace:

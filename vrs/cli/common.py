@@ -11,15 +11,13 @@ from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from vrs.io import atomic_write_text, write_json
+from vrs.run import RESUME_CKPT as RESUME_CKPT  # resume=last continues from it
 
 # configs/ sits at the repository root; VRS_CONFIG_DIR points elsewhere (an installed copy).
 CONFIG_DIR = os.environ.get("VRS_CONFIG_DIR", str(Path(__file__).resolve().parents[2] / "configs"))
-# Written after every epoch by the resume_checkpoint callback (configs/callbacks/default.yaml);
-# resume=last continues from it.
-RESUME_CKPT = "resume.ckpt"
 
 
 def _wandb_offline() -> bool:
@@ -52,8 +50,13 @@ def setup_run(cfg: DictConfig, build_module: Callable[[Any], Any]) -> tuple[Any,
     the catalogue to the module and saves the resolved config. Returns (datamodule, module, trainer)."""
     datamodule = setup_data(cfg)
     module = build_module(datamodule)
-    module.test_stages = datamodule.test_stages()
     module.attach_data(datamodule.content, datamodule.train_counts, feature_cache=feature_cache(cfg))
+    return datamodule, module, setup_trainer(cfg, module, datamodule)
+
+
+def setup_trainer(cfg: DictConfig, module: Any, datamodule: Any) -> Any:
+    """The trainer of `module` (its callbacks and loggers instantiated); saves the resolved config."""
+    module.test_stages = datamodule.test_stages()
     callbacks = instantiate_group(cfg.get("callbacks"))
     if cfg.trainer.get("fast_dev_run"):  # a debug run's weights are one batch's: no checkpoint of them
         callbacks = [c for c in callbacks if type(c).__name__ != "ModelCheckpoint"]
@@ -64,7 +67,7 @@ def setup_run(cfg: DictConfig, build_module: Callable[[Any], Any]) -> tuple[Any,
     )
     if trainer.is_global_zero:
         save_config(cfg, Path(cfg.paths.output_dir))
-    return datamodule, module, trainer
+    return trainer
 
 
 def feature_cache(cfg: DictConfig) -> Any:
@@ -75,29 +78,13 @@ def feature_cache(cfg: DictConfig) -> Any:
     return FeatureCache(root, precision=cfg.get("feature_precision", "fp32")) if root else None
 
 
-def warn_if_other_dataset(module: Any, datamodule: Any, path: Path) -> None:
-    """Warns when the checkpoint at `path` was trained on other content than `datamodule` read.
-
-    Both sides are `vrs.data.schema.fingerprint` of the tables: checkpoints store the datamodule's
-    fingerprint of what training read, and older ones the dataset.json value, written by the same
-    function, so either compares with what this run read.
-    """
-    import warnings
-
-    trained_on = module.hparams.get("dataset_fingerprint", "")
-    if not trained_on:
-        warnings.warn(
-            f"{path} records no dataset fingerprint, so it cannot be verified that it was trained on "
-            f"data.root={datamodule.root} (content fingerprint {datamodule.fingerprint})",
-            stacklevel=3,
-        )
-    elif trained_on != datamodule.fingerprint:
-        warnings.warn(
-            f"{path} was trained on dataset content {trained_on}, which differs from the content read "
-            f"from data.root={datamodule.root} ({datamodule.fingerprint}): another dataset, or its tables "
-            "changed since training; the results will not match the training run's",
-            stacklevel=3,
-        )
+def as_list(value: Any, name: str) -> list[Any]:
+    """A config value given as one scalar or a list, as a plain list."""
+    if isinstance(value, ListConfig | list | tuple):
+        return list(OmegaConf.to_container(value) if isinstance(value, ListConfig) else value)
+    if value is None or isinstance(value, DictConfig | dict):
+        raise ValueError(f"{name} must be a value or a list of values, got {value!r}")
+    return [value]
 
 
 def results(module: Any, *prefixes: str) -> dict[str, float]:

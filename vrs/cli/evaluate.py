@@ -1,22 +1,22 @@
 """vrs-eval: full-ranking evaluation of a checkpoint or a baseline, written to metrics.json.
 
-vrs-eval ckpt_path=runs/demo/checkpoints/last.ckpt
+vrs-eval run_dir=runs/demo/fused
+vrs-eval ckpt_path=runs/demo/fused/checkpoints/last.ckpt
 vrs-eval model=popularity
 vrs-eval ckpt_path=... trainer=ddp_cpu trainer.devices=2
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
+import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from vrs.cli.checks import check_config
-from vrs.cli.common import CONFIG_DIR, finish_run, friendly_errors, results, setup_run, warn_if_other_dataset
+from vrs.cli.common import CONFIG_DIR, finish_run, friendly_errors, results, setup_run, setup_trainer
+from vrs.cli.runs import load_run
 from vrs.lit.evaluation import RankingModule
-from vrs.lit.module import RecModule
 from vrs.lit.targets import trusted_config
 
 
@@ -26,7 +26,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     stages = list(cfg.stages)
     if not stages or set(stages) - {"val", "test"}:
         raise ValueError(f"stages={stages}: expected a list of 'val' and/or 'test'")
-    datamodule, module, trainer = setup_run(cfg, lambda dm: _load_module(cfg, dm))
+    if cfg.get("run_dir") or cfg.ckpt_path:
+        L.seed_everything(cfg.seed, workers=True)
+        run = load_run(cfg)
+        with open_dict(cfg):  # this evaluation's config.yaml records the data it read
+            cfg.data = {"_target_": "vrs.data.datamodule.RecDataModule", **run.data_settings}
+        datamodule, module = run.datamodule, run.module
+        trainer = setup_trainer(cfg, module, datamodule)
+    else:
+        datamodule, module, trainer = setup_run(cfg, lambda dm: _baseline(cfg, dm))
     metrics: dict[str, float] = {}
     if "val" in stages:
         trainer.validate(module, datamodule=datamodule)
@@ -38,18 +46,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def _load_module(cfg: DictConfig, datamodule) -> RankingModule:
-    if cfg.ckpt_path:
-        path = Path(cfg.ckpt_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
-        module = RecModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-        warn_if_other_dataset(module, datamodule, path)
-        return module
+def _baseline(cfg: DictConfig, datamodule) -> RankingModule:
     if cfg.model._target_.endswith("RecModule"):
         raise ValueError(
-            "vrs-eval needs ckpt_path=PATH to evaluate a trained model, or model=popularity / "
-            "model=visual_profile for a baseline"
+            "vrs-eval needs run_dir=DIR or ckpt_path=PATH to evaluate a trained model, or "
+            "model=popularity / model=visual_profile for a baseline"
         )
     with trusted_config():  # the user's own command line
         return instantiate(cfg.model, n_items=datamodule.n_items)

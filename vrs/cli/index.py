@@ -1,5 +1,6 @@
 """vrs-index build: precompute the approximate item indexes of a checkpoint, saved beside it.
 
+vrs-index build run_dir=runs/demo/fused backend=hnsw
 vrs-index build ckpt_path=runs/demo/fused/checkpoints/last.ckpt backend=hnsw
 
 Writes `<checkpoint folder>/index/<backend>-<hash>.index` for the item vectors (inner product, used by
@@ -19,9 +20,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from vrs.cli.common import CONFIG_DIR, friendly_errors
-from vrs.cli.recommend import index_dir, load_model
+from vrs.cli.runs import load_run
 
-USAGE = "usage: vrs-index build ckpt_path=PATH [backend=flat|ivf|hnsw] [data overrides ...]"
+USAGE = "usage: vrs-index build run_dir=DIR|ckpt_path=PATH [backend=flat|ivf|hnsw] [data overrides ...]"
 
 
 def build(cfg: DictConfig) -> list[Path]:
@@ -31,13 +32,13 @@ def build(cfg: DictConfig) -> list[Path]:
 
     if cfg.backend == "exact":
         raise ValueError("backend=exact needs no index (search is brute force); use flat, ivf or hnsw")
-    _, module = load_model(cfg)
-    items = item_vectors(module.net).float()  # (N, D)
+    run = load_run(cfg)
+    items = item_vectors(run.net).float()  # (N, D)
     written = []
     for name, vectors in (("inner product", items), ("cosine", F.normalize(items, dim=-1))):
         start = time.perf_counter()
         index = build_index(vectors, backend=cfg.backend)
-        path = index.save(saved_index_path(index_dir(cfg.ckpt_path), vectors, cfg.backend))
+        path = index.save(saved_index_path(run.index_dir, vectors, cfg.backend))
         print(
             f"{name:>13}: {cfg.backend} over {len(index)} items in {time.perf_counter() - start:.1f} s -> {path}"
         )

@@ -1,6 +1,6 @@
 """vrs-report: a self-contained HTML report of a training run.
 
-vrs-report run_dir=runs/demo/fused data.root=data/synthetic
+vrs-report run_dir=runs/demo/fused
 vrs-report run_dir=runs/demo/fused 'baselines=[runs/demo/popularity]' users=12 out=report.html
 """
 
@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from vrs.cli.common import CONFIG_DIR, RESUME_CKPT, friendly_errors, is_debug_run
-from vrs.cli.recommend import as_list, load_model
+from vrs.cli.common import CONFIG_DIR, as_list, friendly_errors, is_debug_run
+from vrs.cli.runs import load_run
 
 
 def report(cfg: DictConfig) -> Path:
@@ -25,13 +25,9 @@ def report(cfg: DictConfig) -> Path:
     run_dir = Path(cfg.run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run_dir={cfg.run_dir}: no such folder")
-    ckpt = Path(cfg.ckpt_path) if cfg.ckpt_path else find_checkpoint(run_dir)
     baselines = _columns(run_dir, baseline_dirs(run_dir, cfg.baselines))
-    loaded = cfg.copy()  # load_model reads the checkpoint path from the config
-    with open_dict(loaded):
-        loaded.ckpt_path = str(ckpt)
-    datamodule, module = load_model(loaded)
-    hp = module.hparams
+    run = load_run(cfg)
+    hp = run.module.hparams
     users = cfg.users if isinstance(cfg.users, int) else [str(u) for u in as_list(cfg.users, "users")]
     settings = ReportSettings(
         ks=[int(k) for k in as_list(cfg.ks, "ks")],
@@ -44,11 +40,11 @@ def report(cfg: DictConfig) -> Path:
         batch_size=cfg.batch_size,
         seed=cfg.seed,
     )
-    data = datamodule.data
+    data = run.data
     facts = {
         "run": str(run_dir),
-        "checkpoint": str(ckpt),
-        "dataset": f"{datamodule.root} ({data.n_items} items, {data.n_users} users, "
+        "checkpoint": str(run.checkpoint),
+        "dataset": f"{run.datamodule.root} ({data.n_items} items, {data.n_users} users, "
         f"{len(data.test_targets)} test targets, {len(data.test_cold_targets)} cold)",
         "model": ", ".join(
             f"{part}={_short((hp.get(part) or {}).get('_target_', 'none'))}"
@@ -58,32 +54,14 @@ def report(cfg: DictConfig) -> Path:
     }
     path = build_report(
         Path(cfg.out) if cfg.out else run_dir / "report.html",
-        module.net,
-        data,
-        datamodule.dataset.items,
-        datamodule.dataset.root,
-        hp.max_len,
-        run_dir.resolve().name,
+        run,
         read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else None,
         baselines,
         settings,
-        train_counts=module.train_counts,
-        exclude_seen=module.exclude_seen,
         facts=facts,
     )
     print(f"report: {path}")
     return path
-
-
-def find_checkpoint(run_dir: Path) -> Path:
-    """The checkpoint vrs-train tested: the newest file in run_dir/checkpoints other than last*.ckpt
-    and resume.ckpt (the callback keeps only the best one), else the newest last*.ckpt."""
-    files = sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    files = [p for p in files if p.name != RESUME_CKPT]
-    best = [p for p in files if not p.name.startswith("last")]
-    if best or files:
-        return (best or files)[0]
-    raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}: pass ckpt_path=PATH")
 
 
 def baseline_dirs(run_dir: Path, baselines: object) -> list[Path]:

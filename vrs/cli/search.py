@@ -1,6 +1,6 @@
 """vrs-search: text-to-item search through the item tower's text path.
 
-vrs-search ckpt_path=runs/demo/checkpoints/last.ckpt 'query="red striped star"' k=10
+vrs-search run_dir=runs/demo/fused 'query="red striped star"' k=10
 vrs-search ckpt_path=... 'query=["red star","blue circle"]'
 
 Needs a model whose item tower can embed text alone: a text tower and fusion=text_only, fusion=late
@@ -13,18 +13,17 @@ import hydra
 import pandas as pd
 from omegaconf import DictConfig
 
-from vrs.cli.common import CONFIG_DIR, friendly_errors
-from vrs.cli.recommend import as_list, serve_items
+from vrs.cli.common import CONFIG_DIR, as_list, friendly_errors
+from vrs.cli.runs import serve_items
+from vrs.run import Run
 
 
 def search(cfg: DictConfig) -> pd.DataFrame:
     """Prints (and with `out=PATH` writes) the best items for `cfg.query`; returns the table."""
-    from vrs.serving.items import search as search_items
-
     if cfg.query is None:
         raise ValueError('query="TEXT" (or a list of texts) is required')
     queries = [str(q) for q in as_list(cfg.query, "query")]
-    return serve_items(cfg, search_items, queries)
+    return serve_items(cfg, Run.search, queries)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="search")

@@ -1,6 +1,6 @@
 """vrs-similar: the items nearest to given items in the learned item space (cosine).
 
-vrs-similar ckpt_path=runs/demo/checkpoints/last.ckpt 'item_ids=[i00003,i00017]' k=10
+vrs-similar run_dir=runs/demo/fused 'item_ids=[i00003,i00017]' k=10
 """
 
 from __future__ import annotations
@@ -9,18 +9,17 @@ import hydra
 import pandas as pd
 from omegaconf import DictConfig
 
-from vrs.cli.common import CONFIG_DIR, friendly_errors
-from vrs.cli.recommend import as_list, serve_items
+from vrs.cli.common import CONFIG_DIR, as_list, friendly_errors
+from vrs.cli.runs import serve_items
+from vrs.run import Run
 
 
 def similar(cfg: DictConfig) -> pd.DataFrame:
     """Prints (and with `out=PATH` writes) the nearest items of `cfg.item_ids`; returns the table."""
-    from vrs.serving.items import similar as similar_items
-
     item_ids = as_list(cfg.item_ids, "item_ids")
     if not item_ids:
         raise ValueError("item_ids=[...] is required: the items to find neighbours of")
-    return serve_items(cfg, similar_items, item_ids)
+    return serve_items(cfg, Run.similar, item_ids)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="similar")

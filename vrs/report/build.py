@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -13,11 +14,13 @@ from torch import Tensor
 
 from vrs.data.sequences import SequenceData
 from vrs.io import atomic_write_text
-from vrs.models.recommender import Recommender
 from vrs.report import html
 from vrs.report.evaluation import metrics_at_k, pick_users, rank_targets, user_cards
 from vrs.report.plots import OTHER, PALETTE, Series, line_chart_svg, pca_2d, scatter_png
 from vrs.serving.base import item_vectors, require_known
+
+if TYPE_CHECKING:
+    from vrs.run import Run
 
 NO_CATEGORY = "(no category)"
 
@@ -51,35 +54,23 @@ class ReportSettings:
 
 def build_report(
     out: str | Path,
-    net: Recommender,
-    data: SequenceData,
-    items: pd.DataFrame,
-    image_root: str | Path,
-    max_len: int,
-    run_name: str,
+    run: Run,
     run_metrics: Mapping[str, float] | None = None,
     baselines: Mapping[str, Mapping[str, float]] | None = None,
     settings: ReportSettings | None = None,
-    train_counts: Tensor | None = None,
-    exclude_seen: bool = True,
     facts: Mapping[str, str] | None = None,
 ) -> Path:
-    """Evaluates `net` on the test split and writes the report to `out` (atomically).
+    """Evaluates the run's network on the test split and writes the report to `out` (atomically).
+
+    Users are ranked as the run was evaluated (its history length and `exclude_seen`); items absent
+    from the run's training split are drawn as rings on the map.
 
     Args:
         out: the HTML file to write.
-        net: the recommender, with its catalogue content attached.
-        data: the dataset's sequences (the split the model was trained on).
-        items: the items table in catalogue order (item_id, title, category, image).
-        image_root: the folder that `items.image` paths are relative to.
-        max_len: the longest history T the model was trained with.
-        run_name: the run's name in tables and charts.
+        run: the loaded run (`vrs.load_run`): network, data, items table and image folder.
         run_metrics: the run's metrics.json, or None.
         baselines: other runs' metrics.json by name, shown beside the run's.
         settings: what to show (defaults: `ReportSettings()`).
-        train_counts: (N,) training-split item counts; items absent from training are drawn as
-            rings on the map.
-        exclude_seen: exclude each user's earlier items from the candidates (as evaluation did).
         facts: lines for the report's header (checkpoint, dataset, ...).
 
     Returns:
@@ -87,6 +78,8 @@ def build_report(
     """
     settings = settings or ReportSettings()
     baselines = dict(baselines or {})
+    net, data, items, max_len, exclude_seen = run.net, run.data, run.items, run.max_len, run.exclude_seen
+    run_name = run.name
     ks = sorted({int(k) for k in settings.ks})
     if not ks or ks[0] < 1 or settings.k < 1:
         raise ValueError(f"ks and k must be positive cut-offs, got ks={list(settings.ks)}, k={settings.k}")
@@ -107,7 +100,7 @@ def build_report(
     cards = user_cards(
         net, data, data.test_targets[rows], max_len, settings.k, settings.n_explain, exclude_seen, vectors
     )
-    thumbs = html.Thumbnails(Path(image_root), items["image"].tolist(), settings.thumb_size)
+    thumbs = html.Thumbnails(run.image_root, items["image"].tolist(), settings.thumb_size)
     card_html = "".join(html.user_card(c, items, thumbs, settings.n_history) for c in cards)
 
     columns = ({run_name: dict(run_metrics)} if run_metrics else {}) | {
@@ -122,7 +115,7 @@ def build_report(
             + "<p>Recomputed from the checkpoint on the test splits (full ranking, seen items excluded);"
             " baselines are the values of their metrics.json.</p>" + html.curve_table(curves, ks),
         ),
-        ("Item embedding map", _map_html(vectors, items, train_counts, settings)),
+        ("Item embedding map", _map_html(vectors, items, run.train_counts, settings)),
         (
             "User cards",
             f"<p>{len(cards)} test users ({n_hits} hits at K={settings.k}). Recommendations exclude items"
