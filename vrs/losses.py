@@ -8,6 +8,16 @@ popularity) for logQ correction. Sampled and in-batch losses request only the it
 Items whose log_q is -inf are not candidates: never negatives. Training passes -inf for items absent
 from the training split (cold items), so the model is not taught that "unseen at training time" means
 "never relevant" — at training time those items did not exist yet.
+
+Each loss derives from `Loss` and declares what it needs from the trainer (`vrs.lit.module.RecModule`
+reads these, never the loss's type):
+
+- ``needs_catalogue``: the loss scores every item each step (``encode_items(None)``); the trainer then
+  encodes the catalogue once per step and reuses it for the history.
+- ``while_encoders_train()``: the loss to train with while encoder weights train (with
+  ``finetune.negatives=in_batch``). A loss that needs the whole catalogue returns an affordable
+  stand-in (``FullSoftmaxLoss``: in-batch negatives); the others return themselves. A loss that does not
+  derive from `Loss` counts as needing no catalogue and standing for itself.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.distributed as dist
@@ -25,7 +36,7 @@ from vrs import threads
 
 EncodeItems = Callable[[Tensor | None], Tensor]
 
-__all__ = ["BPRLoss", "FullSoftmaxLoss", "InBatchLoss", "SampledSoftmaxLoss", "linear_cross_entropy"]
+__all__ = ["BPRLoss", "FullSoftmaxLoss", "InBatchLoss", "Loss", "SampledSoftmaxLoss", "linear_cross_entropy"]
 
 # Logit elements per tile: 2 MiB of fp32 stays in a core's L2 on CPU, so softmax and both gradient
 # matmuls read the tile from cache. On GPUs tiles only bound memory.
@@ -141,16 +152,32 @@ def linear_cross_entropy(states: Tensor, items: Tensor, targets: Tensor) -> Tens
     return out
 
 
-class FullSoftmaxLoss(nn.Module):
+class Loss(nn.Module):
+    """Base of the losses: the call signature above and what the loss needs (see the module docstring)."""
+
+    needs_catalogue: ClassVar[bool] = False
+
+    def while_encoders_train(self) -> nn.Module:
+        """The loss to train with while encoder weights train; this one unless that is unaffordable."""
+        return self
+
+
+class FullSoftmaxLoss(Loss):
     """Cross-entropy over the whole catalogue (exact, O(M * N * D)).
 
     Args:
         temperature: logits are ``states @ items.T / temperature``.
     """
 
+    needs_catalogue = True
+
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
         self.temperature = temperature
+
+    def while_encoders_train(self) -> nn.Module:
+        """In-batch negatives (gathered across ranks): the catalogue cannot be re-encoded every step."""
+        return InBatchLoss(temperature=self.temperature)
 
     def forward(
         self, states: Tensor, targets: Tensor, encode_items: EncodeItems, log_q: Tensor | None = None
@@ -172,7 +199,7 @@ class FullSoftmaxLoss(nn.Module):
         return linear_cross_entropy(states / self.temperature, items, targets)
 
 
-class SampledSoftmaxLoss(nn.Module):
+class SampledSoftmaxLoss(Loss):
     """Softmax over the target and ``n_negatives`` negatives shared by the whole batch.
 
     Negatives are drawn with replacement, uniformly or by popularity (q = softmax(log_q)). With
@@ -260,7 +287,7 @@ def _gather_rows(x: Tensor, sizes: list[int], rank: int) -> Tensor:
     return torch.cat([p[:s] for p, s in zip(parts, sizes, strict=True)])
 
 
-class InBatchLoss(nn.Module):
+class InBatchLoss(Loss):
     """Softmax over the targets of the (global) batch: each row's negatives are the other targets.
 
     Under torch.distributed (with ``gather``) the target vectors and ids of all ranks are gathered, the
@@ -311,7 +338,7 @@ class InBatchLoss(nn.Module):
         return F.cross_entropy(logits, labels)
 
 
-class BPRLoss(nn.Module):
+class BPRLoss(Loss):
     """Bayesian personalised ranking: ``-log sigmoid(s_pos - s_neg)`` with one uniform negative per
     target (never the target itself).
 

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tests.conftest import compose_config
+from vrs.cli.checks import check_config
 from vrs.cli.common import CONFIG_DIR
 from vrs.data.batch import RecBatch
 from vrs.data.content import ItemContent
@@ -61,7 +62,7 @@ def test_every_experiment_composes_and_instantiates(tmp_path: Path, experiment: 
     [f"fusion={p.stem}" for p in sorted((CONFIGS / "fusion").glob("*.yaml"))]
     + [f"user={p.stem}" for p in sorted((CONFIGS / "user").glob("*.yaml"))]
     + [f"loss={p.stem}" for p in sorted((CONFIGS / "loss").glob("*.yaml"))]
-    + ["encoder=tiny_clip", "encoder=lenet", "model.freeze_encoders=true"],
+    + ["encoder=tiny_clip", "encoder=lenet", "encoder.finetune.freeze=true"],
 )
 def test_each_axis_is_one_word(tmp_path: Path, override: str) -> None:
     cfg = compose_config(
@@ -72,6 +73,27 @@ def test_each_axis_is_one_word(tmp_path: Path, override: str) -> None:
     assert torch.isfinite(loss)
     loss.backward()
     assert any(p.grad is not None for p in module.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize(("encoder", "negatives"), [("toy", "catalogue"), ("effnet", "in_batch")])
+def test_finetune_is_one_node_with_per_encoder_defaults(tmp_path: Path, encoder: str, negatives: str) -> None:
+    cfg = compose_config("train", [f"encoder={encoder}", "encoder.finetune.lr=0.0001"], tmp_path)
+    finetune = OmegaConf.to_container(cfg.model.finetune, resolve=True)
+    assert finetune == {
+        "freeze": False,
+        "trainable_layers": None,
+        "lr": 0.0001,
+        "gradient_checkpointing": False,
+        "negatives": negatives,
+    }
+
+
+def test_bad_finetune_settings_are_named(tmp_path: Path) -> None:
+    overrides = ["encoder.finetune.lr=0", "encoder.finetune.negatives=sometimes"]
+    with pytest.raises(ValueError) as err:
+        check_config(compose_config("train", overrides, tmp_path))
+    assert "encoder.finetune.lr=0: expected null or a number > 0" in str(err.value)
+    assert "encoder.finetune.negatives='sometimes': expected one of in_batch, catalogue" in str(err.value)
 
 
 def test_checkpoint_hparams_rebuild_without_hydra(tmp_path: Path) -> None:

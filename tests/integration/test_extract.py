@@ -39,7 +39,7 @@ def test_training_with_frozen_encoders_reads_what_extract_wrote(
         return encoded[-1]
 
     monkeypatch.setattr(FeatureCache, "encode_shards", counting)
-    overrides = [*common, "model.freeze_encoders=true", "debug=fdr"]
+    overrides = [*common, "encoder.finetune.freeze=true", "debug=fdr"]
     train(compose_config("train", overrides, tmp_path / "run", small_data))
     assert sum(encoded) == 0  # nothing re-encoded: every item came from the cache
     # A second extraction finds everything there.

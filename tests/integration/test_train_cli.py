@@ -102,7 +102,7 @@ def test_frozen_pretrained_weights_rebuild_instead_of_filling_checkpoints(
     overrides = [
         "encoder=effnet",
         "encoder.image_size=64",
-        "model.freeze_encoders=true",
+        "encoder.finetune.freeze=true",
         "trainer.max_epochs=1",
     ]
     trained_metrics = run_train(tmp_path, small_data, overrides)

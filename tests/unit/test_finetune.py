@@ -1,6 +1,9 @@
-"""End-to-end fine-tuning: trainable blocks, encoder learning rate, checkpointing, in-batch negatives."""
+"""End-to-end fine-tuning: trainable blocks, encoder learning rate, checkpointing, in-batch negatives,
+the `finetune` settings and checkpoints written before them."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,8 +13,10 @@ from vrs.data.content import ItemContent
 from vrs.encoders.base import layer_blocks, set_trainable_layers
 from vrs.encoders.open_clip import build_open_clip_towers
 from vrs.encoders.toy import ToyTextEncoder
+from vrs.lit.finetune import FineTuning
 from vrs.lit.module import RecModule
-from vrs.losses import FullSoftmaxLoss, InBatchLoss
+from vrs.lit.targets import trusted_config
+from vrs.losses import BPRLoss, FullSoftmaxLoss, InBatchLoss, SampledSoftmaxLoss
 
 N = 12
 TINY_CLIP = {
@@ -103,7 +108,7 @@ def _step(module: RecModule) -> dict[str, torch.Tensor]:
 
 
 def test_trainable_blocks_change_and_frozen_ones_do_not() -> None:
-    module = _module(trainable_layers=1, encoder_lr=0.05, finetune_negatives="catalogue")
+    module = _module(finetune={"trainable_layers": 1, "lr": 0.05, "negatives": "catalogue"})
     image = module.net.item_tower.image_encoder
     before = _step(module)
     after = module.state_dict()
@@ -119,7 +124,7 @@ def test_trainable_blocks_change_and_frozen_ones_do_not() -> None:
 
 
 def test_frozen_encoders_do_not_change() -> None:
-    module = _module(freeze_encoders=True)
+    module = _module(finetune={"freeze": True})
     before = _step(module)
     after = module.state_dict()
     enc = [
@@ -130,9 +135,118 @@ def test_frozen_encoders_do_not_change() -> None:
 
 
 def test_training_encoders_switch_full_softmax_to_in_batch_negatives() -> None:
-    assert isinstance(_module(finetune_negatives="in_batch").loss_fn, InBatchLoss)
-    assert isinstance(_module(finetune_negatives="catalogue").loss_fn, FullSoftmaxLoss)
-    assert isinstance(_module(freeze_encoders=True).loss_fn, FullSoftmaxLoss)  # nothing trains
-    assert isinstance(_module(trainable_layers=0).loss_fn, FullSoftmaxLoss)
-    with pytest.raises(ValueError, match="finetune_negatives"):
-        _module(finetune_negatives="sometimes")
+    assert isinstance(_module(finetune={"negatives": "in_batch"}).loss_fn, InBatchLoss)
+    assert isinstance(_module(finetune={"negatives": "catalogue"}).loss_fn, FullSoftmaxLoss)
+    assert isinstance(_module(finetune={"freeze": True}).loss_fn, FullSoftmaxLoss)  # nothing trains
+    assert isinstance(_module(finetune={"trainable_layers": 0}).loss_fn, FullSoftmaxLoss)
+    sampled = {"_target_": "vrs.losses.SampledSoftmaxLoss", "n_negatives": 4}
+    assert isinstance(_module(loss=sampled).loss_fn, SampledSoftmaxLoss)  # affordable as it is
+
+
+class WholeCatalogueBPR(BPRLoss):
+    """A loss that declares it needs the catalogue: RecModule acts on the declaration, not the type."""
+
+    needs_catalogue = True
+
+    def while_encoders_train(self) -> torch.nn.Module:
+        return SampledSoftmaxLoss(n_negatives=4)
+
+
+def test_module_follows_what_the_loss_declares(monkeypatch: pytest.MonkeyPatch) -> None:
+    loss = {"_target_": f"{__name__}.WholeCatalogueBPR"}
+    with trusted_config():  # a loss defined outside vrs, as on the user's own command line
+        assert isinstance(_module(loss=loss).loss_fn, SampledSoftmaxLoss)
+        module = _module(loss=loss, finetune={"negatives": "catalogue"})
+    assert type(module.loss_fn) is WholeCatalogueBPR
+    calls = []
+    encode = module.net.encode_items
+    monkeypatch.setattr(module.net, "encode_items", lambda idx=None: calls.append(idx) or encode(idx))
+    module.training_step(_batch(), 0)
+    assert calls == [None]  # the whole catalogue once, reused for the history and the loss
+
+
+@pytest.mark.parametrize(
+    ("node", "message"),
+    [
+        ({"freeze": "yes"}, r"finetune\.freeze='yes': expected true or false"),
+        ({"trainable_layers": -1}, r"finetune\.trainable_layers=-1: expected null or an integer >= 0"),
+        ({"lr": 0}, r"finetune\.lr=0: expected null or a number > 0"),
+        ({"lr": float("nan")}, r"finetune\.lr=nan"),
+        ({"negatives": "sometimes"}, r"finetune\.negatives='sometimes': expected one of in_batch, catalogue"),
+        ({"learning_rate": 0.1}, r"finetune: unknown settings \['learning_rate'\]"),
+        ({"_target_": "pathlib.Path.write_text"}, r"finetune: unknown settings \['_target_'\]"),
+        ({"lr": {"_target_": "builtins.eval"}}, r"finetune\.lr=\{'_target_'"),
+        ([("freeze", True)], r"finetune must be a dict"),
+    ],
+)
+def test_finetune_settings_are_checked_on_construction(node: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FineTuning.from_dict(node)
+    with pytest.raises(ValueError, match=message):
+        _module(finetune=node)
+
+
+def test_old_and_new_arguments_do_not_mix() -> None:
+    with pytest.raises(TypeError, match="not both"):
+        _module(finetune={"freeze": True}, freeze_encoders=True)
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['freez'\]"):
+        _module(freez=True)
+
+
+@pytest.mark.parametrize(
+    "old",
+    [
+        {
+            "freeze_encoders": False,
+            "trainable_layers": 1,
+            "encoder_lr": 0.05,
+            "gradient_checkpointing": False,
+            "finetune_negatives": "catalogue",
+        },
+        {
+            "freeze_encoders": True,
+            "trainable_layers": None,
+            "encoder_lr": None,
+            "gradient_checkpointing": False,
+            "finetune_negatives": "in_batch",
+        },
+    ],
+)
+def test_a_checkpoint_in_the_old_layout_builds_the_same_model(tmp_path: Path, old: dict) -> None:
+    new = {
+        "freeze": old["freeze_encoders"],
+        "trainable_layers": old["trainable_layers"],
+        "lr": old["encoder_lr"],
+        "negatives": old["finetune_negatives"],
+        "gradient_checkpointing": old["gradient_checkpointing"],
+    }
+    module = _module(finetune=new)
+    # Before the `finetune` node: flat RecModule arguments, repeated by the encoder node.
+    hparams = {k: v for k, v in module.hparams.items() if k != "finetune"} | old
+    hparams["encoder"] = TOY | {
+        "freeze": old["freeze_encoders"],
+        "trainable_layers": old["trainable_layers"],
+        "lr": old["encoder_lr"],
+        "gradient_checkpointing": old["gradient_checkpointing"],
+        "finetune_negatives": old["finetune_negatives"],
+    }
+    path = tmp_path / "old.ckpt"
+    ckpt = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": hparams,
+        "pytorch-lightning_version": "2.5.0",
+    }
+    torch.save(ckpt, path)
+    loaded = RecModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    assert loaded.finetune == FineTuning(**new)
+    assert _trainable(loaded) == _trainable(module)
+    assert type(loaded.loss_fn) is type(module.loss_fn)
+    lrs = [[g["lr"] for g in m.configure_optimizers().param_groups] for m in (module, loaded)]
+    assert lrs[0] == lrs[1]
+    # Saved again, it is in the new layout.
+    assert dict(loaded.hparams) == dict(module.hparams)
+    loaded.attach_data(_content())
+    module.eval(), loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(module.net.encode_items(), loaded.net.encode_items())
+        assert torch.equal(module.net.sequence_states(_batch()), loaded.net.sequence_states(_batch()))

@@ -34,6 +34,19 @@ def test_targets_out_of_range_raise(loss):
         loss(torch.randn(2, 4), torch.tensor([1, 10]), Catalogue(10, 4))
 
 
+def test_losses_declare_what_they_need():
+    full = FullSoftmaxLoss(temperature=0.5)
+    assert full.needs_catalogue
+    stand_in = full.while_encoders_train()  # what trains while encoder weights do
+    assert isinstance(stand_in, InBatchLoss) and stand_in.temperature == 0.5
+    assert not stand_in.needs_catalogue and stand_in.while_encoders_train() is stand_in
+    for loss in (SampledSoftmaxLoss(n_items=10), BPRLoss(n_items=10)):
+        assert not loss.needs_catalogue and loss.while_encoders_train() is loss
+    cat = Catalogue(10, 4)
+    FullSoftmaxLoss()(torch.randn(2, 4), torch.tensor([1, 2]), cat)
+    assert cat.calls == [None]  # the declaration holds: it asks for the whole catalogue
+
+
 def test_sampled_softmax_requests_only_needed_items_and_masks_hits():
     torch.manual_seed(0)
     cat = Catalogue(1000, 8)

@@ -120,6 +120,17 @@ def test_crafted_checkpoint_is_refused_without_side_effects(tmp_path: Path, name
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+@pytest.mark.parametrize("where", ["node", "setting"])
+def test_finetune_holds_plain_values_only(tmp_path: Path, where: str) -> None:
+    write = _payloads(tmp_path)["write_text"]["fusion"]
+    path = _checkpoint(tmp_path, finetune=write if where == "node" else {"lr": write})
+    with pytest.raises(
+        ValueError, match=r"finetune(: unknown settings \['_args_', '_target_'\]|\.lr=.*expected)"
+    ):
+        RecModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    assert not (tmp_path / "marker").exists()
+
+
 def test_error_names_the_refused_target(tmp_path: Path) -> None:
     path = _checkpoint(tmp_path, **_payloads(tmp_path)["write_text"])
     with pytest.raises(

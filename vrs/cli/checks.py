@@ -8,6 +8,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from vrs.lit import finetune
+
 
 def _int(low: int) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low), f"an integer >= {low}"
@@ -73,6 +75,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "user.activation": _choice("gelu", "relu"),
     "model.id_init_std": _number(0, open_low=True),
     "model.init": _choice("default", "xavier_normal"),
+    **{f"encoder.finetune.{key}": rule for key, rule in finetune.RULES.items()},
     "loss.n_negatives": _int(1),
     "loss.temperature": _number(0, open_low=True),
     "callbacks.early_stopping.patience": _int(0),

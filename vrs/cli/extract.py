@@ -3,7 +3,7 @@
 vrs-extract encoder=effnet_minilm data.image_size=128
 vrs-extract data=canonical data.root=DIR encoder=clip_b32 trainer=ddp trainer.devices=8
 
-Training with `model.freeze_encoders=true` and the same data/encoder settings (and
+Training with `encoder.finetune.freeze=true` and the same data/encoder settings (and
 feature_precision) then reads the cached features instead of running the encoders. An interrupted
 extraction resumes where it stopped; SIGTERM stops it after the shard in progress, with exit code 143.
 """

@@ -12,17 +12,14 @@ from torch import Tensor
 
 from vrs.data.batch import RecBatch
 from vrs.data.content import ItemContent
-from vrs.encoders.base import Towers, set_trainable_layers
+from vrs.encoders.base import Towers
 from vrs.encoders.cache import FeatureCache
 from vrs.lit.evaluation import RankingModule, Scorer
+from vrs.lit.finetune import FineTuning, upgrade_legacy
 from vrs.lit.targets import build, check_targets, is_trusted
-from vrs.losses import FullSoftmaxLoss, InBatchLoss
 from vrs.models.item_tower import ItemTower
 from vrs.models.recommender import Recommender
 
-# Keys of the `encoder` config group that set up fine-tuning (read here, not by the tower builders).
-TUNING_KEYS = ("freeze", "trainable_layers", "lr", "gradient_checkpointing", "finetune_negatives")
-FINETUNE_NEGATIVES = ("in_batch", "catalogue")
 INITS = ("default", "xavier_normal")
 
 
@@ -39,20 +36,15 @@ class RecModule(RankingModule):
         max_len: longest history T the user encoder sees.
         dim: item and user vector size D.
         use_id: add a learned item-ID embedding to the item tower.
-        freeze_encoders: keep encoder weights fixed and cache their features.
-        trainable_layers: with trainable encoders, train only the last K blocks of each (and what
-            follows them); None trains every layer.
-        encoder_lr: learning rate of the encoder weights (None: the optimiser's).
-        gradient_checkpointing: recompute encoder activations in the backward pass (less memory).
-        finetune_negatives: "in_batch" replaces a full_softmax loss by in-batch negatives (gathered
-            across ranks) while encoder weights train, since re-encoding the whole catalogue every
-            step is unaffordable for real encoders; "catalogue" keeps the configured loss.
+        finetune: how the encoder weights train: {"freeze", "trainable_layers", "lr",
+            "gradient_checkpointing", "negatives"}, plain values (see `FineTuning`; None: defaults).
         modality_dropout: per-item probability of dropping a modality while training.
         feature_norm: LayerNorm on each encoder's features before fusion.
         id_init_std: standard deviation of the item-ID embedding's initialisation.
         init: "default" (each module's own initialisation) or "xavier_normal" (every weight matrix
             outside the encoders re-drawn Xavier-normal, as RecTools' transformers do).
-        encoder: `_target_` dict building a `Towers` (None: no content towers).
+        encoder: `_target_` dict building a `Towers` (None: no content towers); its `finetune`
+            entry, if any, is ignored (the config passes it as `finetune`).
         fusion: `_partial_` `_target_` dict of the fusion module.
         user: `_partial_` `_target_` dict of the user encoder.
         loss: `_target_` dict of the loss.
@@ -60,6 +52,8 @@ class RecModule(RankingModule):
         scheduler: optional `_partial_` `_target_` dict of an LR scheduler (stepped per epoch).
         evaluation: {"ks", "exclude_seen", "chunk_size"}.
         dataset_fingerprint: fingerprint of the dataset trained on, checked at evaluation.
+        **legacy: the fine-tuning arguments of checkpoints written before `finetune` existed
+            (`freeze_encoders`, `encoder_lr`, ...), upgraded by `vrs.lit.finetune.upgrade_legacy`.
     """
 
     def __init__(
@@ -69,11 +63,7 @@ class RecModule(RankingModule):
         max_len: int,
         dim: int = 64,
         use_id: bool = True,
-        freeze_encoders: bool = False,
-        trainable_layers: int | None = None,
-        encoder_lr: float | None = None,
-        gradient_checkpointing: bool = False,
-        finetune_negatives: str = "in_batch",
+        finetune: dict[str, Any] | None = None,
         modality_dropout: float = 0.0,
         feature_norm: bool = True,
         id_init_std: float = 0.02,
@@ -86,9 +76,14 @@ class RecModule(RankingModule):
         scheduler: dict[str, Any] | None = None,
         evaluation: dict[str, Any] | None = None,
         dataset_fingerprint: str = "",
+        **legacy: Any,
     ) -> None:
         super().__init__(n_items, evaluation)
+        # save_hyperparameters() reads these locals: an old checkpoint is saved again in the new layout.
+        finetune, encoder = upgrade_legacy(finetune, encoder, legacy)
+        legacy = {}
         self.save_hyperparameters()
+        self.finetune = FineTuning.from_dict(finetune)  # plain values only, from a file too
         # Built from the user's own config (vrs-train) or from a file (a checkpoint): a file's targets
         # go through the allow-list, all of them checked before anything is built.
         self._trusted_config = is_trusted()
@@ -97,18 +92,8 @@ class RecModule(RankingModule):
                 check_targets(self.hparams.get(name), f"hyper_parameters.{name}")
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        if finetune_negatives not in FINETUNE_NEGATIVES:
-            raise ValueError(
-                f"finetune_negatives must be one of {FINETUNE_NEGATIVES}, got {finetune_negatives!r}"
-            )
         towers = build_towers(encoder, self._trusted_config)
-        for enc in (towers.image, towers.text):
-            if enc is None or freeze_encoders:
-                continue
-            if trainable_layers is not None:
-                set_trainable_layers(enc, trainable_layers)
-            if gradient_checkpointing:
-                enc.set_grad_checkpointing(True)
+        self.finetune.apply(towers)
         fusion_factory = build(
             fusion or {"_target_": "vrs.fusion.concat.ConcatFusion", "_partial_": True},
             "fusion",
@@ -125,7 +110,7 @@ class RecModule(RankingModule):
             towers,
             fusion_factory,
             use_id,
-            freeze_encoders,
+            self.finetune.freeze,
             modality_dropout,
             feature_norm=feature_norm,
             id_init_std=id_init_std,
@@ -138,15 +123,15 @@ class RecModule(RankingModule):
                     torch.nn.init.xavier_normal_(param)
         self.loss_fn = build(loss or {"_target_": "vrs.losses.FullSoftmaxLoss"}, "loss", self._trusted_config)
         self.encoders_train = any(p.requires_grad for e in tower.encoders() for p in e.parameters())
-        if (
-            self.encoders_train
-            and finetune_negatives == "in_batch"
-            and isinstance(self.loss_fn, FullSoftmaxLoss)
-        ):
-            rank_zero_info(
-                "encoder weights train: full_softmax becomes in-batch negatives (finetune_negatives)"
-            )
-            self.loss_fn = InBatchLoss(temperature=self.loss_fn.temperature)
+        if self.encoders_train and self.finetune.negatives == "in_batch":
+            # The loss says what stands in for it while encoders train (vrs.losses.Loss).
+            stand_in = getattr(self.loss_fn, "while_encoders_train", lambda: self.loss_fn)()
+            if stand_in is not self.loss_fn:
+                rank_zero_info(
+                    f"encoder weights train: {type(self.loss_fn).__name__} becomes "
+                    f"{type(stand_in).__name__} (finetune.negatives=in_batch)"
+                )
+                self.loss_fn = stand_in
         # Training-split item counts travel with the checkpoint: they define which IDs were trained
         # and the popularity q(item) of logQ-corrected losses.
         self.register_buffer("train_counts", torch.zeros(n_items))
@@ -194,7 +179,7 @@ class RecModule(RankingModule):
         return loss
 
     def _states(self, batch: RecBatch) -> tuple[Tensor, Callable[[Tensor | None], Tensor]]:
-        if isinstance(self.loss_fn, FullSoftmaxLoss):
+        if getattr(self.loss_fn, "needs_catalogue", False):
             # The loss needs the whole catalogue anyway: encode it once, reuse it for the history.
             items = self.net.encode_items()  # (N, D)
             return self.net.sequence_states(batch, items), lambda idx: items if idx is None else items[idx]
@@ -231,7 +216,7 @@ class RecModule(RankingModule):
         groups = [{"params": [p for p in trained if id(p) not in encoder_ids]}]
         encoder_params = [p for p in trained if id(p) in encoder_ids]
         if encoder_params:
-            lr = self.hparams.get("encoder_lr")
+            lr = self.finetune.lr
             groups.append({"params": encoder_params} | ({"lr": lr} if lr is not None else {}))
         optimizer = build(
             self.hparams.optimizer or {"_target_": "torch.optim.AdamW", "_partial_": True},
@@ -255,11 +240,11 @@ def training_log_q(counts: Tensor) -> Tensor:
 
 
 def build_towers(node: dict[str, Any] | None, trusted: bool | None = None) -> Towers:
-    """The towers of an `encoder` group node; its fine-tuning keys are RecModule's, not the builder's.
+    """The towers of an `encoder` group node; its `finetune` node is RecModule's, not the builder's.
 
     `trusted` (default: inside `vrs.lit.targets.trusted_config()`) lets the node name any target.
     """
     if not node:
         return Towers(image=None, text=None)
-    node = {k: v for k, v in node.items() if k not in TUNING_KEYS}
+    node = {k: v for k, v in node.items() if k != "finetune"}
     return build(node, "encoder", is_trusted() if trusted is None else trusted)
