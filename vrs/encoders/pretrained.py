@@ -1,7 +1,7 @@
 """Pretrained towers that install offline from pip: EfficientNet-Lite0 (ImageNet) and all-MiniLM-L6-v2.
 
 These are the best image / text pair available without network access. They are normally used with
-``encoder.freeze=true``: features are computed once per catalogue and cached.
+``encoder.finetune.freeze=true``: features are computed once per catalogue and cached.
 """
 
 from __future__ import annotations
