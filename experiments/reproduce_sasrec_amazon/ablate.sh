@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Ablations on Beauty's validation split (issue 15: where does the gap to RecTools' SASRec come from?).
+# Each arm is an experiment config plus Hydra overrides, seed $SEED, early stopping on val NDCG@10,
+# **test never computed** (test=false). From the repo root:
+#   bash experiments/reproduce_sasrec_amazon/ablate.sh                    # every arm
+#   ARMS="len_shuffle rectools" SEED=1 bash experiments/reproduce_sasrec_amazon/ablate.sh
+# Runs go to $OUT/<arm>/Beauty/seed<SEED>; finished arms are skipped, interrupted ones continue from
+# their latest epoch (train_run.sh). Long runs: one thread each (OMP_NUM_THREADS=1), under nice, and
+# from a worktree pinned to a commit (git worktree add), recorded with the results.
+set -euo pipefail
+OUT=${OUT:-runs/reproduce_sasrec_amazon/ablations}
+BIN=${BIN:-.venv/bin}
+SEED=${SEED:-0}
+DATA=${DATA:-data/amazon/Beauty}
+# shellcheck source=train_run.sh
+source "$(dirname "$0")/train_run.sh"
+ORDER=(base wd0 len_shuffle rectools rectools_grouped)
+declare -A GRID=(
+  [base]="experiment=sasrec_amazon_tuned"
+  [wd0]="experiment=sasrec_amazon_tuned model.optimizer.weight_decay=0"
+  # Plain shuffled batches instead of batches of similar history lengths.
+  [len_shuffle]="experiment=sasrec_amazon_tuned data.length_grouping=1"
+  [rectools]="experiment=sasrec_amazon_rectools"
+  [rectools_grouped]="experiment=sasrec_amazon_rectools data.length_grouping=50"
+)
+ARMS=${ARMS:-"${ORDER[*]}"}
+for arm in $ARMS; do
+  [[ -v "GRID[$arm]" ]] || { echo "unknown arm $arm (known: ${ORDER[*]})" >&2; exit 2; }
+  run="$OUT/$arm/Beauty/seed$SEED"
+  if [[ -f "$run/metrics.json" ]]; then echo "done: $run"; continue; fi
+  rc=0
+  # shellcheck disable=SC2086  # the overrides are words
+  train_run "$run" ${GRID[$arm]} data.root="$DATA" seed="$SEED" test=false || rc=$?
+  (( rc == 0 )) || exit "$rc"  # stopped (kill -TERM on vrs-train) or failed: rerun to continue
+done
