@@ -289,13 +289,19 @@ def test_uint64_timestamp_above_int64_refused(tmp_path: Path) -> None:
         load_dataset(_raw(tmp_path, items, interactions))
 
 
-def test_image_symlink_outside_root_refused(tmp_path: Path) -> None:
+def _image_linked_outside(tmp_path: Path, name: str) -> Path:
+    """A valid dataset whose images/<name> is a link to a picture outside its folder."""
     outside = tmp_path / "outside"
     outside.mkdir()
     Image.new("RGB", (4, 4)).save(outside / "secret.png")
     root = _raw(tmp_path / "ds", *_tables())
-    (root / "images" / "i1.png").unlink()
-    (root / "images" / "i1.png").symlink_to(outside / "secret.png")
+    (root / "images" / name).unlink()
+    (root / "images" / name).symlink_to(outside / "secret.png")
+    return root
+
+
+def test_image_symlink_outside_root_refused(tmp_path: Path) -> None:
+    root = _image_linked_outside(tmp_path, "i1.png")
     with pytest.raises(
         DatasetError, match=r"items.parquet: column 'image' value 'images/i1.png' at row 1 .*outside"
     ):
@@ -328,12 +334,7 @@ def test_dataset_root_reached_through_a_link_is_fine(dataset_root: Path, tmp_pat
 def test_image_loader_refuses_links_outside_root(tmp_path: Path) -> None:
     from vrs.data.images import load_item_content
 
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    Image.new("RGB", (4, 4)).save(outside / "secret.png")
-    root = _raw(tmp_path / "ds", *_tables())
-    (root / "images" / "i2.png").unlink()
-    (root / "images" / "i2.png").symlink_to(outside / "secret.png")
+    root = _image_linked_outside(tmp_path, "i2.png")
     ds = load_dataset(root, check_images=False)  # not checked here, so the loader must check
     with pytest.raises(DatasetError, match=r"value 'images/i2.png' at row 2 .*outside"):
         load_item_content(ds, image_size=8, on_bad_image="skip")
