@@ -5,9 +5,11 @@ Kept free of torch imports at module level: `vrs.cli.checks` reads `RULES` befor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from vrs.rules import BOOL, Rule, choice, integer, number, optional
 
 if TYPE_CHECKING:
     from vrs.encoders.base import Towers
@@ -15,21 +17,13 @@ if TYPE_CHECKING:
 NEGATIVES = ("in_batch", "catalogue")
 
 
-def _optional_int(v: Any) -> bool:
-    return v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
-
-
-def _optional_rate(v: Any) -> bool:
-    return v is None or (isinstance(v, int | float) and not isinstance(v, bool) and v > 0)  # NaN fails
-
-
 # setting -> (test, what is expected); vrs.cli.checks applies the same rules to `encoder.finetune.*`.
-RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "freeze": ((lambda v: isinstance(v, bool)), "true or false"),
-    "trainable_layers": (_optional_int, "null or an integer >= 0"),
-    "lr": (_optional_rate, "null or a number > 0"),
-    "gradient_checkpointing": ((lambda v: isinstance(v, bool)), "true or false"),
-    "negatives": ((lambda v: v in NEGATIVES), "one of " + ", ".join(NEGATIVES)),
+RULES: dict[str, Rule] = {
+    "freeze": BOOL,
+    "trainable_layers": optional(integer(0)),
+    "lr": optional(number(0, open_low=True)),
+    "gradient_checkpointing": BOOL,
+    "negatives": choice(*NEGATIVES),
 }
 
 
