@@ -132,7 +132,7 @@ def _check_string(df: pd.DataFrame, file: str, column: str) -> None:
     )
 
 
-def _in_int64(values: np.ndarray | float) -> np.ndarray:
+def in_int64(values: np.ndarray | float) -> np.ndarray:
     """Whether float values fit int64; 2**63 itself does not (it is the first float beyond the max)."""
     return (values >= -(2.0**63)) & (values < 2.0**63)
 
@@ -158,10 +158,10 @@ def _check_timestamp(df: pd.DataFrame, file: str) -> None:
         values = col.to_numpy(dtype=np.float64)
         # Whole-valued floats (e.g. from a CSV round trip) are cast; anything else would lose data,
         # and a value outside int64 would wrap to INT64_MIN, silently reordering the history.
-        bad = ~np.isfinite(values) | (values != np.round(values)) | ~_in_int64(values)
+        bad = ~np.isfinite(values) | (values != np.round(values)) | ~in_int64(values)
         if bad.any():
             row = _first_row(bad)
-            problem = "non-integer" if np.isfinite(values[row]) and _in_int64(values[row]) else "out-of-range"
+            problem = "non-integer" if np.isfinite(values[row]) and in_int64(values[row]) else "out-of-range"
             raise DatasetError(
                 f"{file}: column 'timestamp' {expected}, got {col.dtype} with {problem} value "
                 f"{values[row]} at row {row} (int64 holds -2**63 .. 2**63-1)"

@@ -28,6 +28,7 @@ from vrs.data.schema import (
     IMAGES_DIR,
     DatasetError,
     _preview,
+    in_int64,
     validate_tables,
     write_dataset,
 )
@@ -207,7 +208,7 @@ def parse_number(
 
 def require_int64(df: pd.DataFrame, path: Path, column: str, values: np.ndarray, expected: str) -> None:
     """Raises naming the first line whose (float) value lies outside int64."""
-    outside = np.isfinite(values) & ~((values >= -(2.0**63)) & (values < 2.0**63))
+    outside = np.isfinite(values) & ~in_int64(values)
     if outside.any():
         _fail(path, df, outside, column, "is outside the int64 range (-2**63 .. 2**63-1)", expected)
 
