@@ -52,7 +52,9 @@ eSASRec's choice, Recall@10 = HR@10).
 
 Run folder: log.csv (one row per epoch), state.json (readable copy of the run state), resume.ckpt
 (Lightning checkpoint of the latest epoch, optimizer state and run state included), best.ckpt (the
-best validation epoch; load with SASRecModel.load_from_checkpoint), metrics.json (at the end).
+best validation epoch; load with SASRecModel.load_from_checkpoint), metrics.json (at the end). Each
+checkpoint has a <name>.sha256 record beside it: the script loads (unpickles) only checkpoints whose
+record it wrote, owned by this user and writable by no one else.
 """
 
 from __future__ import annotations
@@ -120,6 +122,28 @@ def atomic_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
+    _vrs_io().write_hash_record(dst)
+
+
+def _vrs_io():
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))  # this checkout's vrs, not installed in this environment
+    import vrs.io
+
+    return vrs.io
+
+
+def own_checkpoint(path: Path) -> Path:
+    """`path`, if this script wrote it: RecTools checkpoints are pickles (RecTools itself loads them
+    with weights_only=False), so only a file whose hash record this script wrote, both this user's
+    and writable by no one else, is loaded."""
+    if not _vrs_io().matches_record(path):
+        raise SystemExit(
+            f"refusing to load {path}: not a checkpoint this script wrote (its {path.name}.sha256 record "
+            "is missing or differs, or one of them is not this user's or is writable by others); "
+            "loading it could run code. Start a fresh --out folder."
+        )
+    return path
 
 
 def git_commit() -> str:
@@ -211,11 +235,12 @@ def save_checkpoint(model, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     model.fit_trainer.save_checkpoint(str(tmp))
     os.replace(tmp, path)
+    _vrs_io().write_hash_record(path)
 
 
 def load_checkpoint(path: Path):
     """The model of a checkpoint with its trainer (optimizer, epoch counters) restored, and its run state."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(own_checkpoint(path), map_location="cpu", weights_only=False)
     # The restore refuses a max_epochs below the checkpoint's epoch; equal, it trains nothing.
     update = {"epochs": max(1, int(ckpt["epoch"]))}
     model = SASRecModel.load_from_checkpoint(path, map_location="cpu", model_params_update=update)
@@ -393,7 +418,8 @@ def main() -> None:
         if state["best_epoch"] == state["epoch"] and state["epoch"] > 0:
             best_epoch = None
             if (out / BEST).is_file():
-                best_epoch = torch.load(out / BEST, weights_only=False).get("vrs_run", {}).get("epoch")
+                best = torch.load(own_checkpoint(out / BEST), weights_only=False)
+                best_epoch = best.get("vrs_run", {}).get("epoch")
             if best_epoch != state["epoch"]:
                 atomic_copy(out / RESUME, out / BEST)
         print(f"resumed at epoch {state['epoch']} (session {state['session']})", flush=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vrs.io import hash_record, sha256_file
 from vrs.retrieval import native
 
 pytestmark = pytest.mark.skipif(
@@ -48,8 +49,8 @@ def _plant(path: Path, marker: Path, mode: int = 0o755, record: bool = True) -> 
     src.unlink()
     os.chmod(path, mode)
     if record:
-        rec = native._record_path(path)
-        rec.write_text(native._sha256(path) + "\n")
+        rec = hash_record(path)
+        rec.write_text(sha256_file(path) + "\n")
         os.chmod(rec, 0o644)
 
 
@@ -69,9 +70,9 @@ def test_builds_records_and_reuses_its_library(cache: Path, monkeypatch: pytest.
     _works(lib)
     path = native._library_path()
     assert path.parent == cache and path.is_file()
-    assert native._record_path(path).read_text().strip() == native._sha256(path)
+    assert hash_record(path).read_text().strip() == sha256_file(path)
     assert not path.stat().st_mode & 0o022
-    assert sorted(p.name for p in cache.iterdir()) == sorted([path.name, native._record_path(path).name])
+    assert sorted(p.name for p in cache.iterdir()) == sorted([path.name, hash_record(path).name])
     # A later process loads it without compiling.
     monkeypatch.setattr(native, "_tried", False)
     monkeypatch.setattr(native, "_compile", lambda *a: pytest.fail("recompiled a trusted library"))
@@ -91,7 +92,7 @@ def test_planted_library_with_wrong_record_is_not_loaded(cache: Path, tmp_path: 
     marker = tmp_path / "constructor-ran"
     path = native._library_path()
     _plant(path, marker)
-    native._record_path(path).write_text("0" * 64 + "\n")
+    hash_record(path).write_text("0" * 64 + "\n")
     lib = native.load()
     assert not marker.exists()
     _works(lib)
@@ -104,7 +105,7 @@ def test_group_writable_files_are_refused(cache: Path, tmp_path: Path, writable:
     path = native._library_path()
     _plant(path, marker, mode=0o775 if writable == "library" else 0o755)
     if writable == "record":
-        os.chmod(native._record_path(path), 0o664)
+        os.chmod(hash_record(path), 0o664)
     if writable == "folder":
         os.chmod(cache, 0o770)
     if writable == "folder":
@@ -115,7 +116,7 @@ def test_group_writable_files_are_refused(cache: Path, tmp_path: Path, writable:
     assert not marker.exists()
     _works(lib)
     if writable == "folder":  # nothing written into a folder others can write to
-        assert sorted(p.name for p in cache.iterdir()) == sorted([path.name, native._record_path(path).name])
+        assert sorted(p.name for p in cache.iterdir()) == sorted([path.name, hash_record(path).name])
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root")
@@ -124,7 +125,22 @@ def test_another_users_library_is_neither_loaded_nor_removed(cache: Path, tmp_pa
     path = native._library_path()
     _plant(path, marker)
     os.chown(path, 12345, -1)
-    before = native._sha256(path)
+    before = sha256_file(path)
     _works(native.load())
     assert not marker.exists()
-    assert path.stat().st_uid == 12345 and native._sha256(path) == before  # built elsewhere instead
+    assert path.stat().st_uid == 12345 and sha256_file(path) == before  # built elsewhere instead
+
+
+def test_matches_record_accepts_only_own_unaltered_files(tmp_path: Path) -> None:
+    from vrs.io import matches_record, write_hash_record
+
+    own = tmp_path / "run.ckpt"
+    own.write_bytes(b"written by us")
+    assert not matches_record(own)  # no record: not known to be ours
+    write_hash_record(own)
+    assert matches_record(own)
+    own.write_bytes(b"replaced by someone")  # crafted content under the recorded name
+    assert not matches_record(own)
+    write_hash_record(own)
+    os.chmod(own, 0o666)  # anyone could have written it
+    assert not matches_record(own)

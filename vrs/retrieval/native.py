@@ -19,7 +19,6 @@ import hashlib
 import os
 import platform
 import shutil
-import stat
 import subprocess
 import tempfile
 import threading
@@ -27,6 +26,8 @@ import warnings
 from pathlib import Path
 
 from torch import Tensor
+
+from vrs.io import hash_record, is_private, matches_record, sha256_file
 
 _SOURCE = Path(__file__).with_name("tile_pass.c")
 _lock = threading.Lock()
@@ -59,36 +60,11 @@ def _library_path() -> Path:
     return _cache_dir() / f"tile_pass-{key}.so"
 
 
-def _record_path(lib: Path) -> Path:
-    """The sha256 of the library as built, written beside it by the build."""
-    return lib.with_name(lib.name + ".sha256")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _private(path: Path, follow: bool = False) -> bool:
-    """Owned by this user and writable by nobody else; a file must also not be a symlink."""
-    try:
-        st = path.stat() if follow else path.lstat()
-    except OSError:
-        return False
-    kind = stat.S_ISDIR if follow else stat.S_ISREG
-    return kind(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
-
-
 def _trusted(lib: Path) -> bool:
     """Whether `lib` is the library this user built: the name is predictable, so anything found there
     (planted by another user of a shared cache, or left half-written) is loaded only when the file
     and its hash record are this user's, writable by no one else, and the hashes match."""
-    record = _record_path(lib)
-    if not (_private(lib) and _private(record)):
-        return False
-    try:
-        return record.read_text().strip() == _sha256(lib)
-    except OSError:
-        return False
+    return matches_record(lib)
 
 
 def _compile(compiler: str, folder: Path, name: str) -> Path | None:
@@ -109,7 +85,7 @@ def _build() -> ctypes.CDLL | None:
         return None
     lib = _library_path()
     lib.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not _private(lib.parent, follow=True):
+    if not is_private(lib.parent, follow=True):
         # Anyone else who can write there could swap a library in after any check.
         warnings.warn(
             f"VRS native cache {lib.parent} is group/world-writable or not owned by you: the tile-pass "
@@ -120,7 +96,7 @@ def _build() -> ctypes.CDLL | None:
         return _build_private(compiler, lib.name)
     if _trusted(lib):
         return _bind(ctypes.CDLL(str(lib)))
-    if any(os.path.lexists(p) and p.lstat().st_uid != os.getuid() for p in (lib, _record_path(lib))):
+    if any(os.path.lexists(p) and p.lstat().st_uid != os.getuid() for p in (lib, hash_record(lib))):
         return _build_private(compiler, lib.name)  # not this user's files: left where they are
     built = _compile(compiler, lib.parent, lib.name)
     if built is None:
@@ -142,11 +118,11 @@ def _build_private(compiler: str, name: str) -> ctypes.CDLL | None:
 def _install(built: Path, lib: Path) -> None:
     """Moves a fresh build to `lib`, its hash record first: each rename is atomic, and a reader that
     comes between them sees a mismatch (and rebuilds) rather than an unchecked library."""
-    record = _record_path(lib)
+    record = hash_record(lib)
     fd, tmp = tempfile.mkstemp(dir=lib.parent, prefix=f".{record.name}.")
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(_sha256(built) + "\n")
+            f.write(sha256_file(built) + "\n")
         os.chmod(tmp, 0o644)
         os.replace(tmp, record)
         os.replace(built, lib)
