@@ -3,6 +3,7 @@
 vrs-train experiment=demo
 vrs-train data=canonical data.root=DIR encoder=tiny_clip fusion=gated loss=sampled_softmax
 vrs-train experiment=sasrec_amazon hydra.run.dir=RUN resume=last     # continue RUN where it stopped
+vrs-train -m hparams_search=sasrec_beauty data.root=data/amazon/Beauty   # Optuna search, validation only
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from omegaconf import DictConfig
 
 from vrs.cli.checks import check_config
 from vrs.cli.common import CONFIG_DIR, RESUME_CKPT, finish_run, friendly_errors, results, setup_run
+from vrs.cli.sweeps import check_search, sweep_job
 from vrs.io import atomic_write_text
 from vrs.lit.targets import trusted_config
 
@@ -130,6 +132,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             )
 
     check_config(cfg)
+    check_search(cfg)
     resume = resume_checkpoint(cfg)
     if resume:
         # Lightning warns that the log and checkpoint folders are not empty: expected when resuming,
@@ -178,7 +181,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @friendly_errors
 def main(cfg: DictConfig) -> float | None:
     try:
-        metrics = train(cfg)
+        with sweep_job():
+            metrics = train(cfg)
     except TrainingStopped as err:
         print(f"stopped: {err}", file=sys.stderr)
         sys.exit(TrainingStopped.exit_code)

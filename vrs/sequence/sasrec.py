@@ -152,6 +152,9 @@ class SASRecUserEncoder(nn.Module):
         nn.init.normal_(self.event_emb.weight, std=0.02)
         with torch.no_grad():
             self.event_emb.weight[0].zero_()
+        # Kept when unused (same initialisation order, checkpoints load either way) but frozen: DDP
+        # refuses trainable parameters that take no part in the loss.
+        self.event_emb.weight.requires_grad_(event_embedding)
         self.input_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(dim, n_heads, dropout, block, ff_mult, activation) for _ in range(n_layers)
