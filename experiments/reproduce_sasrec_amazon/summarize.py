@@ -3,9 +3,10 @@
     python experiments/reproduce_sasrec_amazon/summarize.py runs/reproduce_sasrec_amazon
     python experiments/reproduce_sasrec_amazon/summarize.py --tune runs/reproduce_sasrec_amazon
 
-Reads <out>/<config>/<dataset>/seed<k>/{metrics.json, wall_seconds, csv/metrics.csv, stopped}; prints
-a Markdown table, then which published targets the mean over seeds meets, and writes
-<out>/val_ndcg10_<dataset>.svg (validation NDCG@10 per epoch, one line per run). A run with a
+Reads <out>/<config>/<dataset>/seed<k>/{metrics.json, wall_seconds, csv/metrics.csv, stopped, commit};
+prints a Markdown table, then which published targets the mean over seeds meets, and writes
+<out>/val_ndcg10_<dataset>.svg (validation NDCG@10 per epoch, one line per run) and <out>/results.csv
+(one row per run, finished or not: see RESULT_COLUMNS). A run with a
 `stopped` file was stopped for time before early stopping; the file says why, and its
 best-validation checkpoint was evaluated with vrs-eval.
 
@@ -77,6 +78,75 @@ def _configs(out: Path, dataset: str) -> Iterator[tuple[str, list[Path], list[di
         runs = sorted((out / config / dataset).glob("seed*/metrics.json"))
         if runs:
             yield config, runs, [json.loads(p.read_text()) for p in runs]
+
+
+RESULT_COLUMNS = [
+    "dataset", "config", "seed", "kind", "status", "best_epoch", "epochs_run", "wall_seconds",
+    "val_hr_10", "val_ndcg_10", "test_hr_10", "test_ndcg_10", "commit",
+]  # fmt: skip
+
+
+def _kind(cfg: dict) -> str:
+    """id_only when the item vector is the ID embedding alone, content when other modalities enter."""
+    fusion = cfg.get("fusion") or {}
+    single_id = (
+        str(fusion.get("_target_", "")).endswith("SingleModalityFusion") and fusion.get("modality") == "id"
+    )
+    return "id_only" if single_id else "content"
+
+
+def result_rows(out: Path) -> list[dict[str, object]]:
+    """One row per run folder <out>/<config>/<dataset>/seed<k> with a validation curve. status:
+    finished (early stopping or the epoch cap; metrics.json written), stopped (for time, then its best
+    checkpoint evaluated) or partial (still training or interrupted: validation columns only). The
+    validation numbers are those of the best validation epoch; test is that epoch's checkpoint."""
+    rows = []
+    for run in sorted(out.glob("*/*/seed*")):
+        curve = val_curve(run)
+        if not curve or not (run / "config.yaml").is_file():
+            continue
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        best_epoch, best = max(curve, key=lambda p: p[1])
+        val_hr = ""
+        for name in ("metrics.before_resume.csv", "metrics.csv"):
+            path = run / "csv" / name
+            if path.is_file():
+                with path.open() as f:
+                    for row in csv.DictReader(f):
+                        if row.get("val/recall_10") and int(row["epoch"]) == best_epoch:
+                            val_hr = f"{float(row['val/recall_10']):.6f}"
+        metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+        status = "partial" if not metrics else "stopped" if (run / "stopped").is_file() else "finished"
+        wall = run / "wall_seconds"
+        commit = run / "commit"
+        rows.append({
+            "dataset": run.parent.name,
+            "config": run.parents[1].name,
+            "seed": run.name.removeprefix("seed"),
+            "kind": _kind(cfg),
+            "status": status,
+            "best_epoch": best_epoch,
+            "epochs_run": curve[-1][0] + 1,
+            "wall_seconds": wall.read_text().strip() if wall.is_file() else "",
+            "val_hr_10": val_hr,
+            "val_ndcg_10": f"{best:.6f}",
+            "test_hr_10": f"{metrics['test/recall_10']:.6f}" if "test/recall_10" in metrics else "",
+            "test_ndcg_10": f"{metrics['test/ndcg_10']:.6f}" if "test/ndcg_10" in metrics else "",
+            "commit": "+".join(commit.read_text().split()) if commit.is_file() else "",
+        })  # fmt: skip
+    return rows
+
+
+def write_results(out: Path) -> Path:
+    """Writes <out>/results.csv (result_rows) through a temporary file; returns its path."""
+    path = out / "results.csv"
+    tmp = path.with_name(".results.csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(result_rows(out))
+    tmp.replace(path)
+    return path
 
 
 def table(out: Path) -> str:
@@ -211,6 +281,7 @@ def main(out: Path, tune: bool = False) -> None:
             print(f"plot: {path}")
         return
     print(table(out))
+    print(f"rows per run: {write_results(out)}")
     print("\nTargets (mean over seeds; published SASRec must be met, ICLRec is the bar to aim for):")
     print(targets(out))
     for dataset in sorted({p.parent.name for p in out.glob("*/*/seed*")}):

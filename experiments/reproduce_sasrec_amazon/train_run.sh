@@ -1,10 +1,14 @@
 # Sourced by run.sh and tune.sh: train_run RUN_DIR VRS_TRAIN_ARGS... trains one run in RUN_DIR,
 # continuing it from its latest epoch when it has a checkpoint, adds the time spent to
-# RUN_DIR/wall_seconds, and returns vrs-train's exit status (143: stopped by SIGTERM, continue by
-# calling it again).
+# RUN_DIR/wall_seconds, records the commit of this checkout in RUN_DIR/commit (one line per commit
+# that trained it), and returns vrs-train's exit status (143: stopped by SIGTERM, continue by calling
+# it again).
 train_run() {
-  local run=$1 resume=null start rc=0 before
+  local run=$1 resume=null start rc=0 before commit
   shift
+  commit=$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse HEAD 2>/dev/null || echo unknown)
+  mkdir -p "$run"
+  grep -qx "$commit" "$run/commit" 2>/dev/null || echo "$commit" >> "$run/commit"
   [[ -f "$run/checkpoints/resume.ckpt" || -f "$run/checkpoints/last.ckpt" ]] && resume=last
   start=$(date +%s)
   "$BIN/vrs-train" "$@" hydra.run.dir="$run" resume="$resume" || rc=$?
