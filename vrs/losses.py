@@ -79,6 +79,10 @@ def _uniform(n: int, size: int, candidates: Tensor | None, device: torch.device)
     return candidates.to(device)[torch.randint(0, candidates.numel(), (size,), device=device)]
 
 
+# Largest M x S x D gather of negative vectors (elements) for per-target negatives: 128 Mi floats.
+_PER_TARGET_GATHER = 2**27
+
+
 def _encode_unique(encode_items: EncodeItems, ids: Tensor) -> Tensor:
     """Encode each distinct id once and return vectors in the order of `ids`."""
     uniq, inverse = torch.unique(ids, return_inverse=True)
@@ -200,7 +204,9 @@ class FullSoftmaxLoss(Loss):
 
 
 class SampledSoftmaxLoss(Loss):
-    """Softmax over the target and ``n_negatives`` negatives shared by the whole batch.
+    """Softmax over the target and ``n_negatives`` negatives, shared by the whole batch
+    (``negatives="shared"``) or drawn afresh for each target (``"per_target"``, as RecTools' SASRec:
+    every position of every history sees its own negatives).
 
     Negatives are drawn with replacement, uniformly or by popularity (q = softmax(log_q)). With
     ``logq_correction`` every logit (positive and negatives) is reduced by ``log(n_negatives * q_i)``,
@@ -209,8 +215,9 @@ class SampledSoftmaxLoss(Loss):
     Negatives equal to a row's target (accidental hits) are masked out.
 
     Args:
-        n_negatives: shared negatives per batch.
+        n_negatives: negatives per batch (shared) or per target (per_target).
         sampler: "uniform" or "popularity" (needs log_q at call time).
+        negatives: "shared" or "per_target".
         logq_correction: subtract the sampler's log expected counts.
         temperature: divides the scores before the correction.
         n_items: catalogue size; only needed when log_q is not passed.
@@ -223,28 +230,36 @@ class SampledSoftmaxLoss(Loss):
         logq_correction: bool = True,
         temperature: float = 1.0,
         n_items: int | None = None,
+        negatives: str = "shared",
     ) -> None:
         super().__init__()
         if sampler not in ("uniform", "popularity"):
             raise ValueError(f"sampler must be 'uniform' or 'popularity', got {sampler!r}")
+        if negatives not in ("shared", "per_target"):
+            raise ValueError(f"negatives must be 'shared' or 'per_target', got {negatives!r}")
+        self.negatives = negatives
         self.n_negatives = n_negatives
         self.sampler = sampler
         self.logq_correction = logq_correction
         self.temperature = temperature
         self.n_items = n_items
 
-    def sample(self, n: int, log_q: Tensor | None, device: torch.device) -> tuple[Tensor, Tensor]:
-        """Draw the shared negatives; return them and the sampler's log q of every item (N,)."""
+    def sample(
+        self, n: int, log_q: Tensor | None, device: torch.device, size: int | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Draw ``size`` negatives (default n_negatives); return them and the sampler's log q of
+        every item (N,)."""
+        size = self.n_negatives if size is None else size
         if self.sampler == "popularity":
             if log_q is None:
                 raise ValueError("sampler='popularity' needs log_q")
             log_p = torch.log_softmax(log_q.detach().float().to(device), 0)  # normalise whatever is given
             cdf = torch.cumsum(log_p.exp(), 0)
-            u = torch.rand(self.n_negatives, device=device) * cdf[-1]
+            u = torch.rand(size, device=device) * cdf[-1]
             negs = torch.searchsorted(cdf, u).clamp_(max=n - 1)  # inverse CDF: no 2**24 category limit
             return negs, log_p
         candidates = _candidates(log_q)
-        negs = _uniform(n, self.n_negatives, candidates, device)
+        negs = _uniform(n, size, candidates, device)
         n_cand = n if candidates is None else candidates.numel()
         return negs, torch.full((n,), -math.log(n_cand), device=device)
 
@@ -256,6 +271,8 @@ class SampledSoftmaxLoss(Loss):
         n = _catalogue_size(self.n_items, log_q, "SampledSoftmaxLoss")
         _check_targets(targets, n)
         m = targets.shape[0]
+        if self.negatives == "per_target":
+            return self._per_target(states, targets, encode_items, log_q, n)
         negs, log_p = self.sample(n, log_q, states.device)
         vecs = _encode_unique(encode_items, torch.cat([targets, negs]))  # (M + S, D)
         pos = (states * vecs[:m]).sum(-1, keepdim=True) / self.temperature  # (M, 1)
@@ -266,6 +283,29 @@ class SampledSoftmaxLoss(Loss):
             neg = neg - log_count[negs][None, :]
         neg = neg.masked_fill(negs[None, :] == targets[:, None], -math.inf)  # accidental hits
         logits = torch.cat([pos, neg], 1)  # (M, 1 + S); the target is class 0
+        return F.cross_entropy(logits, torch.zeros(m, dtype=torch.long, device=states.device))
+
+    def _per_target(
+        self, states: Tensor, targets: Tensor, encode_items: EncodeItems, log_q: Tensor | None, n: int
+    ) -> Tensor:
+        m, s = targets.shape[0], self.n_negatives
+        negs, log_p = self.sample(n, log_q, states.device, size=m * s)
+        negs = negs.view(m, s)
+        uniq, inverse = torch.unique(torch.cat([targets, negs.flatten()]), return_inverse=True)
+        vecs = encode_items(uniq)  # (U, D): each distinct item encoded once
+        pos = (states * vecs[inverse[:m]]).sum(-1, keepdim=True) / self.temperature  # (M, 1)
+        neg_idx = inverse[m:].view(m, s)
+        if m * s * vecs.shape[1] <= _PER_TARGET_GATHER:
+            neg = torch.einsum("md,msd->ms", states, vecs[neg_idx])  # only the M x S pairs
+        else:  # the (M, S, D) gather would not fit: score every distinct item, then pick
+            neg = (states @ vecs.T).gather(1, neg_idx)
+        neg = neg / self.temperature
+        if self.logq_correction:
+            log_count = log_p + math.log(s)
+            pos = pos - log_count[targets][:, None]
+            neg = neg - log_count[negs]
+        neg = neg.masked_fill(negs == targets[:, None], -math.inf)  # accidental hits
+        logits = torch.cat([pos, neg], 1)
         return F.cross_entropy(logits, torch.zeros(m, dtype=torch.long, device=states.device))
 
 

@@ -14,7 +14,7 @@ SEED=${SEED:-0}
 DATA=${DATA:-data/amazon/Beauty}
 # shellcheck source=train_run.sh
 source "$(dirname "$0")/train_run.sh"
-ORDER=(base wd0 len_shuffle rectools rectools_grouped)
+ORDER=(base wd0 len_shuffle rectools rectools_grouped rectools_pt)
 declare -A GRID=(
   [base]="experiment=sasrec_amazon_tuned"
   [wd0]="experiment=sasrec_amazon_tuned model.optimizer.weight_decay=0"
@@ -22,6 +22,8 @@ declare -A GRID=(
   [len_shuffle]="experiment=sasrec_amazon_tuned data.length_grouping=1"
   [rectools]="experiment=sasrec_amazon_rectools"
   [rectools_grouped]="experiment=sasrec_amazon_rectools data.length_grouping=50"
+  # Each target (every position) with its own 256 negatives, as RecTools draws them.
+  [rectools_pt]="experiment=sasrec_amazon_rectools loss.negatives=per_target"
 )
 ARMS=${ARMS:-"${ORDER[*]}"}
 for arm in $ARMS; do

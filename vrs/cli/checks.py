@@ -50,6 +50,7 @@ RULES: dict[str, Rule] = {
     "model.init": choice("default", "xavier_normal"),
     **{f"encoder.finetune.{key}": rule for key, rule in finetune.RULES.items()},
     "loss.n_negatives": integer(1),
+    "loss.negatives": choice("shared", "per_target"),
     "loss.temperature": number(0, open_low=True),
     "callbacks.early_stopping.patience": integer(0),
     "k": integer(1),
