@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.conftest import compose_config
+from tests.wandb_records import run_view
 from vrs.cli.evaluate import evaluate
 from vrs.cli.train import TrainingStopped, train
 from vrs.lit.module import RecModule
@@ -79,10 +80,21 @@ def test_loggers_write_offline(
 ) -> None:
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
-    run_train(tmp_path, small_data, [f"logger={logger}", "trainer.max_epochs=1"])
+    metrics = run_train(tmp_path, small_data, [f"logger={logger}", "trainer.max_epochs=1", "seed=3"])
     if logger == "wandb":
         runs = list((tmp_path / "wandb").glob("offline-run-*"))
         assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+        # What a W&B user sees: named by the overrides, grouped without the seed, the whole config,
+        # the best validation and the test metrics in the summary.
+        view = run_view(next(runs[0].glob("*.wandb")))
+        assert "seed=3" in view["name"] and "trainer.max_epochs=1" in view["name"]
+        assert "seed=3" not in view["group"] and "trainer.max_epochs=1" in view["group"]
+        assert f"data.root={small_data.name}" in view["group"]  # a path is cut to its last part
+        assert view["job_type"] == "train" and "train" in view["tags"]
+        assert view["config"]["seed"] == 3 and view["config"]["trainer"]["max_epochs"] == 1
+        assert {"data", "encoder", "user", "loss"} <= set(view["config"])
+        assert view["summary"]["best/val/ndcg_10"] == pytest.approx(metrics["val/ndcg_10"])
+        assert view["summary"]["test/ndcg_10"] == pytest.approx(metrics["test/ndcg_10"])
         # Every evaluation logs a table of sample users with pictures.
         tables = {p.parent.name: p for p in runs[0].rglob("*.table.json")}
         assert {"val", "test"} <= set(tables)

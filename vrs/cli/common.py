@@ -13,18 +13,12 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from vrs.cli import tracking
 from vrs.io import atomic_write_text, write_json
 from vrs.run import RESUME_CKPT as RESUME_CKPT  # resume=last continues from it
 
 # configs/ sits at the repository root; VRS_CONFIG_DIR points elsewhere (an installed copy).
 CONFIG_DIR = os.environ.get("VRS_CONFIG_DIR", str(Path(__file__).resolve().parents[2] / "configs"))
-
-
-def _wandb_offline() -> bool:
-    return not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE", "offline") != "online"
-
-
-OmegaConf.register_new_resolver("vrs.wandb_offline", _wandb_offline, replace=True)
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -67,6 +61,7 @@ def setup_trainer(cfg: DictConfig, module: Any, datamodule: Any) -> Any:
     )
     if trainer.is_global_zero:
         save_config(cfg, Path(cfg.paths.output_dir))
+    tracking.log_config(trainer, cfg)
     return trainer
 
 
@@ -108,6 +103,7 @@ def finish_run(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> None
         print(f"debug run (fast_dev_run: one batch per stage): no metrics.json written in {run_dir}")
         return
     write_metrics(run_dir, metrics)
+    tracking.finish(trainer, metrics)
     print(format_metrics({cfg.task_name: metrics}))
     print(f"run directory: {run_dir}")
 
