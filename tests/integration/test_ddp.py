@@ -49,6 +49,14 @@ def test_ddp_evaluation_equals_single_process(tmp_path: Path, small_data: Path, 
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert one["test/n_users"] == 300 and one["val/n_users"] == 300
     assert one == two  # exactly: no target counted twice, none lost
+    # Per-target rows: every rank's, once each, identical to one process's.
+    import pandas as pd
+
+    rows = [
+        pd.read_parquet(tmp_path / run / "test_users.parquet").sort_values("user") for run in ("one", "two")
+    ]
+    assert len(rows[0]) == 300
+    pd.testing.assert_frame_equal(rows[0].reset_index(drop=True), rows[1].reset_index(drop=True))
 
 
 def test_ddp_training_with_in_batch_negatives_runs(tmp_path: Path, small_data: Path) -> None:

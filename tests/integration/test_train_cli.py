@@ -33,6 +33,20 @@ def test_train_writes_run_files_and_reloads(tmp_path: Path, small_data: Path) ->
     for key in METRIC_KEYS + [k.replace("test/", "test_cold/") for k in METRIC_KEYS] + ["val/ndcg_10"]:
         assert key in written, key
     assert (tmp_path / "config.yaml").is_file()
+    # Per-target test results (vrs-compare's paired tests) agree with the aggregate metrics.
+    import numpy as np
+    import pandas as pd
+
+    users = pd.read_parquet(tmp_path / "test_users.parquet")
+    ranks = users["rank"].to_numpy()
+    assert len(users) == int(written["test/n_users"]) and users["user"].is_unique
+    assert np.mean(ranks < 10) == pytest.approx(written["test/recall_10"])
+    assert np.mean(np.where(ranks < 10, 1 / np.log2(ranks + 2.0), 0)) == pytest.approx(
+        written["test/ndcg_10"]
+    )
+    cold = users[users["cold"]]["rank"].to_numpy()
+    assert len(cold) == int(written["test_cold/n_users"])
+    assert np.mean(cold < 10) == pytest.approx(written["test_cold/recall_10"])
     ckpts = sorted((tmp_path / "checkpoints").glob("*.ckpt"))
     assert any(p.name == "last.ckpt" for p in ckpts) and len(ckpts) >= 2
 

@@ -108,6 +108,39 @@ def finish_run(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> None
     print(f"run directory: {run_dir}")
 
 
+USER_RESULTS = "test_users.parquet"
+
+
+def write_user_results(run_dir: Path, module: Any, datamodule: Any) -> Path | None:
+    """Writes RUN/test_users.parquet: one row per test target (user, target item, rank among the
+    catalogue, seen = the target was already in the history, a miss; cold = the target item never
+    occurs in training), the input of vrs-compare's paired tests. None when no test ran."""
+    import pandas as pd
+
+    rows = module.user_results.get("test")
+    if rows is None or not len(rows["user"]):
+        return None
+    cold_rows = module.user_results.get("test_cold")
+    cold_pairs = (
+        set()
+        if cold_rows is None
+        else set(zip(cold_rows["user"].tolist(), cold_rows["target"].tolist(), strict=True))
+    )
+    users, targets = rows["user"].tolist(), rows["target"].tolist()
+    frame = pd.DataFrame({
+        "user": datamodule.data.user_ids[users],
+        "target": datamodule.dataset.items["item_id"].to_numpy()[targets],
+        "rank": rows["rank"].numpy().astype("int64"),
+        "seen": rows["seen"].numpy().astype(bool),
+        "cold": [pair in cold_pairs for pair in zip(users, targets, strict=True)],
+    })  # fmt: skip
+    path = run_dir / USER_RESULTS
+    tmp = path.with_name(f".{USER_RESULTS}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
 def is_debug_run(run_dir: Path) -> bool:
     """True for a run folder written with trainer.fast_dev_run (debug=fdr): not a result."""
     path = run_dir / "config.yaml"

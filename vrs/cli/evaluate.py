@@ -8,13 +8,23 @@ vrs-eval ckpt_path=... trainer=ddp_cpu trainer.devices=2
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from vrs.cli.checks import check_config
-from vrs.cli.common import CONFIG_DIR, finish_run, friendly_errors, results, setup_run, setup_trainer
+from vrs.cli.common import (
+    CONFIG_DIR,
+    finish_run,
+    friendly_errors,
+    results,
+    setup_run,
+    setup_trainer,
+    write_user_results,
+)
 from vrs.cli.runs import load_run
 from vrs.lit.evaluation import RankingModule
 from vrs.lit.targets import trusted_config
@@ -42,6 +52,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if "test" in stages:
         trainer.test(module, datamodule=datamodule)
         metrics.update(results(module, "test/", "test_cold/"))
+        if trainer.is_global_zero and not trainer.fast_dev_run:
+            write_user_results(Path(cfg.paths.output_dir), module, datamodule)
     finish_run(cfg, trainer, metrics)
     return metrics
 

@@ -23,7 +23,15 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from vrs.cli.checks import check_config
-from vrs.cli.common import CONFIG_DIR, RESUME_CKPT, finish_run, friendly_errors, results, setup_run
+from vrs.cli.common import (
+    CONFIG_DIR,
+    RESUME_CKPT,
+    finish_run,
+    friendly_errors,
+    results,
+    setup_run,
+    write_user_results,
+)
 from vrs.cli.sweeps import check_search, sweep_job
 from vrs.io import atomic_write_text
 from vrs.lit.targets import trusted_config
@@ -167,6 +175,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             ),
         )
         metrics.update(results(module, "test/", "test_cold/"))
+        if trainer.is_global_zero and not trainer.fast_dev_run:
+            write_user_results(Path(cfg.paths.output_dir), module, datamodule)
     finish_run(cfg, trainer, metrics)
     if trainer.is_global_zero:  # after the last log line: Lightning rewrites the file on new columns
         for path in logs:

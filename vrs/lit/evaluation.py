@@ -47,6 +47,10 @@ class RankingModule(L.LightningModule):
         # Catalogue content (set by attach_data): pictures for the W&B sample tables.
         self.content: ItemContent | None = None
         self._samples: dict[str, Samples] = {}
+        # Per-target results of the test stages (user, target, rank, seen; every rank's rows), for
+        # paired significance tests between models: see vrs.cli.common.write_user_results.
+        self.user_results: dict[str, dict[str, Tensor]] = {}
+        self._user_rows: dict[str, list[tuple[Tensor, ...]]] = {}
 
     def scorer(self) -> Scorer:
         raise NotImplementedError
@@ -70,6 +74,9 @@ class RankingModule(L.LightningModule):
             scorer, items, batch, self.coverage_k, self.exclude_seen, chunk_size=self.chunk_size
         )
         self.metrics[stage].update(ranks, target_seen, topk)
+        if stage != "val" and batch.users is not None and batch.index is not None:
+            row = (batch.index, batch.users, batch.targets, ranks, target_seen)
+            self._user_rows.setdefault(stage, []).append(tuple(t.detach().cpu() for t in row))
         if stage not in self._samples and self.global_rank == 0 and self._wants_samples():
             self._samples[stage] = capture(batch.items, batch.mask, topk, batch.targets, ranks)
 
@@ -98,6 +105,9 @@ class RankingModule(L.LightningModule):
                 values.update({f"{stage}/{name}": float(v) for name, v in result.items()})
         self._item_vectors = None
         for stage in stages:
+            if stage != "val":
+                self.user_results[stage] = _gathered(self._user_rows.pop(stage, []))
+        for stage in stages:
             samples = self._samples.pop(stage, None)
             if samples is not None and self.content is not None:
                 log_to_wandb(self.trainer.loggers, stage, samples, self.content, self.coverage_k)
@@ -107,3 +117,22 @@ class RankingModule(L.LightningModule):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
             self.log_dict(values, add_dataloader_idx=False, batch_size=1)
+
+
+USER_COLUMNS = ("index", "user", "target", "rank", "seen")
+
+
+def _gathered(rows: list[tuple[Tensor, ...]]) -> dict[str, Tensor]:
+    """One stage's per-target rows from every DDP rank, once each (by sample index), in index order."""
+    import torch
+    import torch.distributed as dist
+
+    cols = [torch.cat(c) for c in zip(*rows, strict=True)] if rows else [torch.empty(0, dtype=torch.long)] * 5
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        parts: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, cols)
+        cols = [torch.cat([p[i] for p in parts]) for i in range(len(USER_COLUMNS))]
+    index, first = torch.unique(cols[0], return_inverse=True)
+    keep = torch.full((index.numel(),), -1, dtype=torch.long)
+    keep.scatter_(0, first, torch.arange(first.numel()))  # one row per sample index
+    return {name: col[keep] for name, col in zip(USER_COLUMNS, cols, strict=True)}
