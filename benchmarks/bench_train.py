@@ -73,7 +73,7 @@ def main() -> None:
                 "modality": "id",
             },
             user={
-                "_target_": "vrs.sequence.sasrec.SASRecUserEncoder",
+                "_target_": "vrs.user.sasrec.SASRecUserEncoder",
                 "_partial_": True,
                 "n_layers": 2,
                 "n_heads": 2,

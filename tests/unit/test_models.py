@@ -20,7 +20,7 @@ from vrs.models import (
     VisualProfileRecommender,
     drop_modalities,
 )
-from vrs.sequence import MeanUserEncoder, SASRecUserEncoder
+from vrs.user import MeanUserEncoder, SASRecUserEncoder
 
 N, D = 10, 8
 

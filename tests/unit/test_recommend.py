@@ -17,7 +17,7 @@ from vrs.serving import encode_text_queries, explain, recommend, search, similar
 
 MAX_LEN = 6  # shorter than most synthetic histories, so truncation matters
 TOY = {"_target_": "vrs.encoders.toy.build_toy_towers", "image_dim": 8, "text_dim": 8, "image_size": 32}
-USER = {"_target_": "vrs.sequence.sasrec.SASRecUserEncoder", "_partial_": True, "n_layers": 1, "n_heads": 2}
+USER = {"_target_": "vrs.user.sasrec.SASRecUserEncoder", "_partial_": True, "n_layers": 1, "n_heads": 2}
 
 
 def _fusion(name: str, **kw) -> dict:

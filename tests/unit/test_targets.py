@@ -156,6 +156,33 @@ def test_a_genuine_checkpoint_loads(tmp_path: Path) -> None:
     assert module.net.item_tower.n_items == TINY["n_items"]
 
 
+def test_a_checkpoint_naming_a_moved_module_loads(tmp_path: Path) -> None:
+    from vrs.user import SASRecUserEncoder
+
+    old = {"_target_": "vrs.sequence.sasrec.SASRecUserEncoder", "_partial_": True, "dropout": 0.3}
+    path = _checkpoint(tmp_path, user=old)
+    module = RecModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    assert isinstance(module.net.user_encoder, SASRecUserEncoder)
+    assert module.net.user_encoder.input_drop.p == 0.3
+    # Saved again, the checkpoint names the new path.
+    assert module.hparams.user == old | {"_target_": "vrs.user.sasrec.SASRecUserEncoder"}
+
+
+@pytest.mark.parametrize(
+    ("target", "refusal"),
+    [
+        ("vrs.sequence.sasrec.NoSuchEncoder", "does not name anything importable"),
+        ("vrs.sequence.sasrec.torch.load", "refusing to build"),
+        ("vrs.sequences.SASRecUserEncoder", "does not name anything importable"),
+        ("vrs_sequence.sasrec.SASRecUserEncoder", "refusing to build"),
+    ],
+)
+def test_a_moved_prefix_admits_nothing_new(tmp_path: Path, target: str, refusal: str) -> None:
+    path = _checkpoint(tmp_path, user={"_target_": target, "_partial_": True})
+    with pytest.raises(UntrustedTargetError, match=rf"hyper_parameters\.user\._target_: .*{refusal}"):
+        RecModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+
+
 def test_own_code_is_allowed_from_the_command_line_and_by_explicit_trust(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,7 @@ from vrs.encoders.base import Towers
 from vrs.encoders.cache import FeatureCache
 from vrs.lit.evaluation import RankingModule, Scorer
 from vrs.lit.finetune import FineTuning, upgrade_legacy
-from vrs.lit.targets import build, check_targets, is_trusted
+from vrs.lit.targets import build, check_targets, is_trusted, moved_targets
 from vrs.models.item_tower import ItemTower
 from vrs.models.recommender import Recommender
 
@@ -82,6 +82,9 @@ class RecModule(RankingModule):
         # save_hyperparameters() reads these locals: an old checkpoint is saved again in the new layout.
         finetune, encoder = upgrade_legacy(finetune, encoder, legacy)
         legacy = {}
+        encoder, fusion, user, loss, optimizer, scheduler = (
+            moved_targets(node) for node in (encoder, fusion, user, loss, optimizer, scheduler)
+        )
         self.save_hyperparameters()
         self.finetune = FineTuning.from_dict(finetune)  # plain values only, from a file too
         # Built from the user's own config (vrs-train) or from a file (a checkpoint): a file's targets
@@ -100,7 +103,7 @@ class RecModule(RankingModule):
             self._trusted_config,
         )
         user_factory = build(
-            user or {"_target_": "vrs.sequence.sasrec.SASRecUserEncoder", "_partial_": True},
+            user or {"_target_": "vrs.user.sasrec.SASRecUserEncoder", "_partial_": True},
             "user",
             self._trusted_config,
         )
@@ -117,25 +120,27 @@ class RecModule(RankingModule):
         )
         self.net = Recommender(tower, user_factory(dim=dim, max_len=max_len, n_events=n_events))
         if init == "xavier_normal":
-            encoder_ids = {id(p) for e in tower.encoders() for p in e.parameters()}
-            for param in self.net.parameters():
-                if param.dim() > 1 and id(param) not in encoder_ids:
-                    torch.nn.init.xavier_normal_(param)
-        self.loss_fn = build(loss or {"_target_": "vrs.losses.FullSoftmaxLoss"}, "loss", self._trusted_config)
+            _xavier_normal_outside_encoders(self.net)
         self.encoders_train = any(p.requires_grad for e in tower.encoders() for p in e.parameters())
-        if self.encoders_train and self.finetune.negatives == "in_batch":
-            # The loss says what stands in for it while encoders train (vrs.losses.Loss).
-            stand_in = getattr(self.loss_fn, "while_encoders_train", lambda: self.loss_fn)()
-            if stand_in is not self.loss_fn:
-                rank_zero_info(
-                    f"encoder weights train: {type(self.loss_fn).__name__} becomes "
-                    f"{type(stand_in).__name__} (finetune.negatives=in_batch)"
-                )
-                self.loss_fn = stand_in
+        self.loss_fn = self._training_loss(loss)
         # Training-split item counts travel with the checkpoint: they define which IDs were trained
         # and the popularity q(item) of logQ-corrected losses.
         self.register_buffer("train_counts", torch.zeros(n_items))
         self.register_buffer("item_log_q", torch.full((n_items,), -math.log(n_items)), persistent=False)
+
+    def _training_loss(self, node: dict[str, Any] | None) -> torch.nn.Module:
+        """The configured loss, or what it hands over to while encoder weights train."""
+        loss_fn = build(node or {"_target_": "vrs.losses.FullSoftmaxLoss"}, "loss", self._trusted_config)
+        if not (self.encoders_train and self.finetune.negatives == "in_batch"):
+            return loss_fn
+        # The loss says what stands in for it while encoders train (vrs.losses.Loss).
+        stand_in = getattr(loss_fn, "while_encoders_train", lambda: loss_fn)()
+        if stand_in is not loss_fn:
+            rank_zero_info(
+                f"encoder weights train: {type(loss_fn).__name__} becomes "
+                f"{type(stand_in).__name__} (finetune.negatives=in_batch)"
+            )
+        return stand_in
 
     def scorer(self) -> Scorer:
         return self.net
@@ -227,6 +232,14 @@ class RecModule(RankingModule):
             return optimizer
         scheduler = build(self.hparams.scheduler, "scheduler", self._trusted_config)(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def _xavier_normal_outside_encoders(net: Recommender) -> None:
+    """Re-draws every weight matrix outside the item encoders Xavier-normal (init="xavier_normal")."""
+    encoder_ids = {id(p) for e in net.item_tower.encoders() for p in e.parameters()}
+    for param in net.parameters():
+        if param.dim() > 1 and id(param) not in encoder_ids:
+            torch.nn.init.xavier_normal_(param)
 
 
 def training_log_q(counts: Tensor) -> Tensor:

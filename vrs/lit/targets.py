@@ -10,6 +10,9 @@ allow-listed targets, checked on every nested node before anything is imported o
 - `torch.optim` optimisers and `torch.optim.lr_scheduler` schedulers (classes only);
 - targets under a prefix the user trusts explicitly: `VRS_TRUSTED_TARGETS=mypkg.,other.mod.`.
 
+Checkpoints written before a vrs module moved still name its old path: `moved_targets` rewrites
+them (`MOVED_PREFIXES`) before the allow-list sees them, so a moved target is checked like any other.
+
 The user's own command line (vrs-train) keeps the whole of Hydra: see `trusted_config`.
 """
 
@@ -40,6 +43,9 @@ TOWER_BUILDERS = frozenset(
 # Hydra's own keys; any other `_key_` in a file is refused rather than guessed at.
 HYDRA_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
 TRUST_ENV = "VRS_TRUSTED_TARGETS"
+# Old module prefix -> new one, for checkpoints saved before the move. Only whole prefixes of vrs's
+# own packages belong here: the rewritten target still has to pass the allow-list.
+MOVED_PREFIXES = {"vrs.sequence.": "vrs.user."}
 
 _trusted: contextvars.ContextVar[bool] = contextvars.ContextVar("vrs_trusted_config", default=False)
 
@@ -75,6 +81,28 @@ def build_untrusted(node: dict[str, Any], where: str) -> Any:
     """Checks every target in `node` (see the module docstring), then instantiates it."""
     check_targets(node, where)
     return instantiate(node, _convert_="all")
+
+
+def moved_targets(node: Any) -> Any:
+    """A copy of `node` whose `_target_`s under an old prefix (`MOVED_PREFIXES`) name the new path.
+
+    Anything else, refused targets included, is copied unchanged for `check_targets` to judge.
+    """
+    if isinstance(node, dict):
+        return {
+            key: _moved(value) if key == "_target_" else moved_targets(value) for key, value in node.items()
+        }
+    if isinstance(node, list | tuple):
+        return type(node)(moved_targets(value) for value in node)
+    return node
+
+
+def _moved(target: Any) -> Any:
+    if isinstance(target, str):
+        for old, new in MOVED_PREFIXES.items():
+            if target.startswith(old):
+                return new + target.removeprefix(old)
+    return target
 
 
 def check_targets(node: Any, where: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vrs.sequence.sasrec import SASRecUserEncoder
+from vrs.user.sasrec import SASRecUserEncoder
 
 
 class BidirectionalUserEncoder(SASRecUserEncoder):

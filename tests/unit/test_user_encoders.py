@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vrs.sequence import BidirectionalUserEncoder, MeanUserEncoder, SASRecUserEncoder
+from vrs.user import BidirectionalUserEncoder, MeanUserEncoder, SASRecUserEncoder
 
 B, T, D, E = 3, 7, 8, 3
 
@@ -113,7 +113,7 @@ RECTOOLS_LIKE = {"positions": "inverse", "block": "sasrec", "ff_mult": 1, "activ
 
 
 def test_inverse_positions_count_from_the_most_recent_event():
-    from vrs.sequence.sasrec import history_positions
+    from vrs.user.sasrec import history_positions
 
     mask = torch.tensor([[False, False, True, True, True], [True, True, True, True, True]])
     assert history_positions(mask, 16, "inverse")[0, 2:].tolist() == [2, 1, 0]
