@@ -12,7 +12,7 @@ import torch
 from vrs.encoders.base import EncoderWeightsError, ImageEncoder, TextEncoder, Towers
 from vrs.encoders.lenet import LeNetImageEncoder, build_lenet_towers
 from vrs.encoders.open_clip import OpenClipImageEncoder, OpenClipTextEncoder, build_open_clip_towers
-from vrs.encoders.preprocess import resize_normalize, to_float_image
+from vrs.encoders.pixels import resize_normalize, to_float_image
 from vrs.encoders.toy import ToyImageEncoder, ToyTextEncoder, build_toy_towers
 
 TINY_CLIP = {

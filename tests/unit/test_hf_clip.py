@@ -17,7 +17,7 @@ from tests.conftest import compose_config
 from vrs.encoders.base import EncoderWeightsError, Towers, layer_blocks, set_trainable_layers
 from vrs.encoders.hf import build_hf_text_towers
 from vrs.encoders.hf_clip import build_hf_clip_towers
-from vrs.encoders.preprocess import resize_normalize
+from vrs.encoders.pixels import resize_normalize
 from vrs.lit.module import build_towers
 
 # A 54-token BPE vocabulary without merges: one token per letter, plus start / end of text.

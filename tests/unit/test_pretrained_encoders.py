@@ -70,7 +70,7 @@ def test_effnet_imagenet_classifier_sees_a_building() -> None:
     from sklearn.datasets import load_sample_image
     from timm.data import ImageNetInfo
 
-    from vrs.encoders.preprocess import resize_normalize
+    from vrs.encoders.pixels import resize_normalize
 
     info = ImageNetInfo()
     for idx, name in BUILDINGS.items():

@@ -26,7 +26,7 @@ from vrs.cli.common import (
     write_user_results,
 )
 from vrs.cli.runs import load_run
-from vrs.lit.evaluation import RankingModule
+from vrs.lit.ranking import RankingModule
 from vrs.lit.targets import trusted_config
 
 

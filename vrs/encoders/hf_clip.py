@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
 from vrs.encoders.base import EncoderWeightsError, ImageEncoder, TextEncoder, Towers, hf_offline
 from vrs.encoders.hf import hf_tokenize, resolve_hf_folder, set_hf_grad_checkpointing
-from vrs.encoders.preprocess import resize_normalize
+from vrs.encoders.pixels import resize_normalize
 
 # Normalisation each family was trained with, used when a folder has no preprocessor_config.json.
 _DEFAULT_NORM: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {

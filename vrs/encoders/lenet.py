@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from vrs.encoders.base import ImageEncoder, Towers
-from vrs.encoders.preprocess import resize_normalize
+from vrs.encoders.pixels import resize_normalize
 from vrs.encoders.toy import ToyTextEncoder
 
 

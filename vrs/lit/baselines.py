@@ -9,8 +9,8 @@ from torch import Tensor
 
 from vrs.data.content import ItemContent
 from vrs.encoders.cache import FeatureCache
-from vrs.lit.evaluation import RankingModule, Scorer
 from vrs.lit.module import build_towers
+from vrs.lit.ranking import RankingModule, Scorer
 from vrs.models.baselines import PopularityRecommender, VisualProfileRecommender
 
 KINDS = ("popularity", "visual_profile")

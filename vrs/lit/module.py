@@ -14,8 +14,8 @@ from vrs.data.batch import RecBatch
 from vrs.data.content import ItemContent
 from vrs.encoders.base import Towers
 from vrs.encoders.cache import FeatureCache
-from vrs.lit.evaluation import RankingModule, Scorer
 from vrs.lit.finetune import FineTuning, upgrade_legacy
+from vrs.lit.ranking import RankingModule, Scorer
 from vrs.lit.targets import build, check_targets, is_trusted, moved_targets
 from vrs.models.item_tower import ItemTower
 from vrs.models.recommender import Recommender

@@ -1,4 +1,4 @@
-"""Full-ranking evaluation shared by trained models and baselines."""
+"""RankingModule: the full-ranking evaluation loop shared by trained models and baselines."""
 
 from __future__ import annotations
 
