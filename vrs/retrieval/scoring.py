@@ -9,100 +9,223 @@ is this kernel again).
 
 from __future__ import annotations
 
+import ctypes
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
 from vrs.retrieval import native
+from vrs.retrieval.tiles import FANIN, TileLayout, topk_from_levels
 from vrs.threads import run_split
 
 if TYPE_CHECKING:
     from vrs.data.batch import RecBatch
     from vrs.retrieval.index import ItemIndex
 
-# Per-chunk float counts are exact only below 2**24; larger chunks gain nothing anyway.
-_MAX_CHUNK = 1 << 24
-# Items per score tile column block. chunk_size is only an upper bound: wider tiles force fewer user
-# rows per tile (below), and a (few rows) @ (D x many items) matmul runs far below peak.
-_MAX_COLS = 2048
-# Elements per score tile: 2 MiB of fp32 (1 MiB per core with 2 threads) stays in L2, so the passes
-# after each matmul (mask, group max, compare, count) read the tile from cache, not from memory.
-_TILE = 1 << 19
-# Groups per super-group (a power of 2): the top-K search first ranks the N/(G*H) super-group maxima,
-# which is H times cheaper than a topk over all N/G group maxima.
-_FANIN = 8
+
+@dataclass
+class _Targets:
+    """The held-out targets being ranked and, per chunk, how many items score at least as high."""
+
+    items: Tensor  # (B,) long
+    scores: Tensor  # (B, 1) each target's own score
+    seen: Tensor  # (B,) bool: the target is one of the user's seen items (a miss)
+    counts: Tensor  # (n_chunks, B) float: exact below 2**24, summed in float64 at the end
+    offsets: list[Tensor] | None  # per tile, the target columns (the PyTorch pass only)
 
 
-def _bucket(rows: Tensor, cols: Tensor, chunk: int, n_chunks: int, rb: int, n_rb: int) -> list[Tensor]:
-    """Group (row, col) pairs by tile (row block, then column chunk: the scan order); per tile, the
-    pairs' flat offsets into that tile's (rows, chunk) score buffer, so one ``index_fill_`` reaches all."""
-    tile = (rows // rb) * n_chunks + cols // chunk
-    order = torch.argsort(tile)
-    flat = ((rows % rb) * chunk + cols % chunk)[order]
-    counts = torch.bincount(tile, minlength=n_chunks * n_rb)
-    return list(torch.split(flat, counts.tolist()))
+@dataclass
+class _Seen:
+    """Items excluded from ranks and lists."""
+
+    items: Tensor  # (B, S) long, -1 pads
+    offsets: list[Tensor]  # per tile, the seen columns
 
 
-def _group_size(n: int, k: int, d: int) -> int:
-    """Items per top-K group: balances storing N/G group maxima per user against re-scoring K*G
-    candidates (a D-float gather each), i.e. G ~ sqrt(N / (K * D)), a power of 2."""
-    if k == 0:
-        return 1
-    g = math.sqrt(n / max(1.0, k * d))
-    return 1 << min(6, max(0, round(math.log2(max(g, 1.0)))))
+def _check_vectors(users: Tensor, items: Tensor, k: int, chunk_size: int) -> None:
+    if users.ndim != 2 or items.ndim != 2 or users.shape[1] != items.shape[1]:
+        raise ValueError(
+            f"users (B, D) and items (N, D) must agree on D; got {tuple(users.shape)}, {tuple(items.shape)}"
+        )
+    if chunk_size < 1 or k < 0:
+        raise ValueError(f"chunk_size must be positive and k non-negative, got {chunk_size}, {k}")
 
 
-def _topk_from_levels(
-    levels: list[Tensor],
-    users: Tensor,
-    items: Tensor,
-    k: int,
-    g: int,
-    m: int,
-    seen: Tensor | None,
-    vec_buf: Tensor,
-) -> tuple[Tensor, Tensor]:
-    """Exact top-k of one row block from its hierarchy of group maxima.
+def _targets(
+    targets: Tensor, users: Tensor, items: Tensor, layout: TileLayout, native_pass: bool
+) -> _Targets:
+    b, n = layout.n_users, layout.n_items
+    targets = targets.to(device=users.device, dtype=torch.long).contiguous()
+    if targets.shape != (b,):
+        raise ValueError(f"targets must have shape ({b},), got {tuple(targets.shape)}")
+    if b and (int(targets.min()) < 0 or int(targets.max()) >= n):
+        raise ValueError(
+            f"targets must lie in [0, {n}); got range [{int(targets.min())}, {int(targets.max())}]"
+        )
+    return _Targets(
+        items=targets,
+        scores=(users * items[targets]).sum(-1, keepdim=True),  # (B, 1)
+        seen=torch.zeros(b, dtype=torch.bool, device=users.device),
+        counts=torch.empty(layout.n_chunks, b, device=users.device),
+        # The C pass leaves the target's column out by position instead.
+        offsets=None if native_pass else layout.tile_offsets(torch.arange(b, device=users.device), targets),
+    )
 
-    Layout, per chunk c of C = m*G items: group c*m + j holds items c*C + j + t*m (t < G); on every
-    level above, entry c*m' + s (m' = entries per chunk there) is the max of the entries
-    c*(m'*H) + s + u*m' (u < H) one level down. Any top-k item's group, and every ancestor of it, has a
-    max at least as large as the item, so the k best entries of the top level hold the k best items;
-    among their k*H children the k best hold them too, and so on down to k groups, whose k*G members
-    are re-scored. Masked entries (seen, padding) are -inf in the maxima and re-checked here.
+
+def _seen(seen: Tensor | None, layout: TileLayout, device: torch.device) -> _Seen | None:
+    if seen is None or not seen.numel():
+        return None  # e.g. (B, 0): nothing to exclude
+    b, n = layout.n_users, layout.n_items
+    seen = seen.to(device=device, dtype=torch.long)
+    if seen.ndim != 2 or seen.shape[0] != b:
+        raise ValueError(f"seen must have shape ({b}, S), got {tuple(seen.shape)}")
+    if int(seen.max()) >= n:
+        raise ValueError(f"seen items must be < N={n} (-1 pads); got {int(seen.max())}")
+    valid = seen >= 0
+    rows = torch.arange(b, device=device)[:, None].expand_as(seen)
+    return _Seen(seen, layout.tile_offsets(rows[valid], seen[valid]))
+
+
+class _Sweep:
+    """Scores, target counts and top-K lists of row blocks (`run_split` calls it from every thread).
+
+    Each call allocates its own buffers and writes only its own rows of the shared results.
     """
-    b, n = users.shape[0], items.shape[0]
-    dev = users.device
-    ids = None  # (rows, k') entries kept on the current level
-    for lvl in range(len(levels) - 1, -1, -1):
-        vals = levels[lvl]  # (rows, n_chunks * m_lvl)
-        if ids is not None:
-            mc = m // _FANIN**lvl  # entries per chunk on this level
-            sp = mc // _FANIN  # ... and on the parent level
-            ids = ((ids // sp) * mc + ids % sp)[:, :, None] + torch.arange(_FANIN, device=dev) * sp
-            ids = ids.view(b, -1)  # (rows, k' * H) children
-            vals = vals.gather(1, ids)
-        top = vals.topk(min(k, vals.shape[1]), dim=1, sorted=False).indices
-        ids = top if lvl == len(levels) - 1 else ids.gather(1, top)
-    first = (ids // m) * (m * g) + ids % m  # (rows, k2) first item of each kept group
-    cand = (first[:, :, None] + torch.arange(g, device=dev) * m).view(b, -1)  # (rows, k2*G)
-    # (rows, k2*G, D) candidate vectors, into a buffer reused by every row block (a fresh 10 MB tensor
-    # is page-faulted in each time, which costs as much as the gather itself).
-    vecs = torch.index_select(items, 0, cand.clamp(max=n - 1).view(-1), out=vec_buf[: cand.numel()])
-    scores = torch.bmm(vecs.view(b, cand.shape[1], -1), users[:, :, None]).squeeze(2)  # (rows, k2*G)
-    scores.masked_fill_(cand >= n, -math.inf)  # padding columns of the last chunk
-    if seen is not None:
-        # Seen items inside a kept group: match each seen item's group against the k2 kept groups,
-        # (rows, S, k2) compares instead of (rows, k2*G, S), and -inf its candidate slot.
-        sg = (seen // (m * g)) * m + seen % m  # (rows, S) group of each seen item
-        hit = (sg[:, :, None] == ids[:, None, :]) & (seen >= 0)[:, :, None]  # (rows, S, k2)
-        slot = hit.int().argmax(2) * g + (seen % (m * g)) // m  # (rows, S) its candidate slot
-        fill = torch.where(hit.any(2), -math.inf, math.inf)  # +inf: leave the slot as it is
-        scores.scatter_reduce_(1, slot, fill, reduce="amin")
-    vals, pos = scores.topk(min(k, cand.shape[1]), dim=1)
-    return vals, cand.gather(1, pos)
+
+    def __init__(
+        self,
+        users: Tensor,
+        items: Tensor,
+        k: int,
+        layout: TileLayout,
+        lib: ctypes.CDLL | None,
+        targets: _Targets | None,
+        seen: _Seen | None,
+    ) -> None:
+        self.users, self.items, self.k, self.layout, self.lib = users, items, k, layout, lib
+        self.targets, self.seen = targets, seen
+        chunks = list(torch.split(items, layout.chunk))  # (C, D) each
+        if layout.pad:
+            chunks[-1] = torch.cat([chunks[-1], items.new_zeros(layout.pad, items.shape[1])])
+        self.chunks = chunks
+        self.top_scores = torch.full((layout.n_users, k), -math.inf, device=users.device)
+        self.top_items = torch.full((layout.n_users, k), -1, dtype=torch.long, device=users.device)
+
+    def __call__(self, blocks: range) -> None:
+        tile_buffer, levels, candidate_buffer = self._buffers()
+        for block in blocks:
+            rows = self.layout.rows(block)
+            for chunk_index, chunk_items in enumerate(self.chunks):
+                self._tile(block, rows, chunk_index, chunk_items, tile_buffer, levels)
+            if self.k and self.layout.n_items and self.lib is None:
+                self._block_topk(rows, levels, candidate_buffer)
+
+    def _buffers(self) -> tuple[Tensor, list[Tensor], Tensor | None]:
+        """This call's buffers, reused by each of its row blocks so that every tile writes warm memory.
+
+        Returns:
+            a (rows * C,) score tile; levels[l], the (rows, N/(G*H^l)) maxima (levels[0]: the group
+            maxima); the (rows * K * G, D) candidates `topk_from_levels` re-scores (None for K = 0).
+        """
+        layout, dev = self.layout, self.users.device
+        rows = layout.block_rows
+        tile = torch.empty(rows * layout.chunk, device=dev)
+        if not self.k:
+            return tile, [], None
+        groups = layout.n_chunks * layout.groups_per_chunk
+        levels = [torch.empty(rows, groups // FANIN**lvl, device=dev) for lvl in range(layout.levels_up + 1)]
+        candidates = torch.empty(rows * self.k * layout.group, self.items.shape[1], device=dev)
+        return tile, levels, candidates
+
+    def _tile(
+        self,
+        block: int,
+        rows: slice,
+        chunk_index: int,
+        chunk_items: Tensor,
+        buffer: Tensor,
+        levels: list[Tensor],
+    ) -> None:
+        """Scores one (rows, C) tile, masks it, and adds it to the counts and group maxima."""
+        layout = self.layout
+        n_rows, tile = rows.stop - rows.start, block * layout.n_chunks + chunk_index
+        flat = buffer[: n_rows * layout.chunk]
+        scores = flat.view(n_rows, layout.chunk)
+        torch.mm(self.users[rows], chunk_items.T, out=scores)  # (rows, C)
+        if layout.pad and chunk_index == layout.n_chunks - 1:
+            scores[:, layout.chunk - layout.pad :] = -math.inf
+        if self.seen is not None and self.seen.offsets[tile].numel():  # excluded from everything
+            flat.index_fill_(0, self.seen.offsets[tile], -math.inf)
+        if self.lib is not None:
+            self._native_pass(rows, chunk_index, scores)
+            return
+        if self.k:
+            # Group j of this chunk = columns j, j + m, j + 2m, ...: a reduction over the middle axis
+            # of a (rows, G, m) view, which vectorises along m.
+            m = layout.groups_per_chunk
+            group_max = levels[0][:n_rows, chunk_index * m : chunk_index * m + m]
+            torch.amax(scores.view(n_rows, layout.group, m), 1, out=group_max)
+        if self.targets is not None:
+            self._count(rows, chunk_index, tile, flat, scores)
+
+    def _native_pass(self, rows: slice, chunk_index: int, scores: Tensor) -> None:
+        """Counts and the running top-K in one C pass over the tile (see native.py)."""
+        targets = self.targets
+        native.tile_pass(
+            self.lib,
+            scores,
+            chunk_index * self.layout.chunk,
+            None if targets is None else targets.scores[rows],
+            None if targets is None else targets.items[rows],
+            None if targets is None else targets.counts[chunk_index, rows],
+            self.top_scores[rows],
+            self.top_items[rows],
+        )
+
+    def _count(self, rows: slice, chunk_index: int, tile: int, flat: Tensor, scores: Tensor) -> None:
+        """Items of the tile scoring at least as high as each row's target."""
+        targets = self.targets
+        # The target's own column must not count: -inf it (after the group max, where the target is
+        # a legitimate top-K item). Its matmul score may differ from the target's score by rounding,
+        # so counting it and subtracting 1 would not be exact.
+        if targets.offsets[tile].numel():
+            flat.index_fill_(0, targets.offsets[tile], -math.inf)
+        # In place: 1.0 where >= target score (ties count against the target), then a contiguous row
+        # sum; both read the tile from L2.
+        torch.sum(scores.ge_(targets.scores[rows]), 1, out=targets.counts[chunk_index, rows])
+
+    def _block_topk(self, rows: slice, levels: list[Tensor], candidate_buffer: Tensor) -> None:
+        """The row block's top-K from its group maxima, once all its tiles are done."""
+        layout, n_rows = self.layout, rows.stop - rows.start
+        # Upper levels once per row block, not per tile (each op has a fixed cost).
+        for lvl in range(1, layout.levels_up + 1):
+            per_chunk = layout.groups_per_chunk // FANIN**lvl  # entries per chunk on this level
+            below = levels[lvl - 1][:n_rows].view(n_rows, layout.n_chunks, FANIN, per_chunk)
+            torch.amax(below, 2, out=levels[lvl][:n_rows].view(n_rows, layout.n_chunks, per_chunk))
+        scores, items = topk_from_levels(
+            [level[:n_rows] for level in levels],
+            self.users[rows],
+            self.items,
+            self.k,
+            layout.group,
+            layout.groups_per_chunk,
+            None if self.seen is None else self.seen.items[rows],
+            candidate_buffer,
+        )
+        found = scores.shape[1]
+        self.top_scores[rows, :found], self.top_items[rows, :found] = scores, items
+
+    def top_k(self) -> tuple[Tensor, Tensor]:
+        """(B, K) scores and items, best first; -inf and -1 where fewer than K items are left."""
+        top_scores, top_items = self.top_scores, self.top_items
+        if self.lib is not None and self.k:  # the C pass leaves per-row heaps: sort them, best first
+            top_scores, order = top_scores.sort(dim=1, descending=True)
+            top_items = top_items.gather(1, order)
+        top_items.masked_fill_(top_scores == -math.inf, -1)
+        return top_scores, top_items
 
 
 def _scan(
@@ -120,144 +243,22 @@ def _scan(
     top-K candidates) is small and reused, so nothing of size (B, N/G) is ever allocated: big fresh
     allocations are page-faulted in on every call and cost more than the work done on them.
     """
-    if users.ndim != 2 or items.ndim != 2 or users.shape[1] != items.shape[1]:
-        raise ValueError(
-            f"users (B, D) and items (N, D) must agree on D; got {tuple(users.shape)}, {tuple(items.shape)}"
-        )
-    if chunk_size < 1 or k < 0:
-        raise ValueError(f"chunk_size must be positive and k non-negative, got {chunk_size}, {k}")
+    _check_vectors(users, items, k, chunk_size)
     users, items = users.float().contiguous(), items.float()
-    (b, d), n = users.shape, items.shape[0]
-    dev = users.device
-    g = _group_size(n, k, d)
-    # Levels of maxima above the groups: add one while the top level is still much longer than the
-    # k*H entries a level costs to search (a topk costs ~2 ns per element, plus ~1 us per row).
-    n_up = 0
-    while k and n_up < 3 and n / (g * _FANIN**n_up) > 2 * k * _FANIN:
-        n_up += 1
-    q = g * _FANIN**n_up  # chunks hold whole top-level entries
-    chunk = -(-max(1, min(chunk_size, n, _MAX_CHUNK, _MAX_COLS)) // q) * q
-    n_chunks = max(1, -(-n // chunk))
-    m = chunk // g  # groups per chunk
-    # Every chunk is `chunk` wide (the last is padded, its padding scores -inf), so one layout serves all.
-    pad = n_chunks * chunk - n
-    blocks = list(torch.split(items, chunk))  # (C, D) each
-    if pad:
-        blocks[-1] = torch.cat([blocks[-1], items.new_zeros(pad, d)])
-    # Row blocks keep each (rows, chunk) score tile cache-resident for the passes after the matmul.
-    rb = max(1, min(b, _TILE // chunk)) if b else 1
-    n_rb = max(1, -(-b // rb))
-    rows_all = torch.arange(b, device=dev)
-
-    lib = native.load() if dev.type == "cpu" else None
-    ranks = target_seen = target_score = t_flat = counts = None
-    if targets is not None:
-        targets = targets.to(device=dev, dtype=torch.long).contiguous()
-        if targets.shape != (b,):
-            raise ValueError(f"targets must have shape ({b},), got {tuple(targets.shape)}")
-        if b and (int(targets.min()) < 0 or int(targets.max()) >= n):
-            raise ValueError(
-                f"targets must lie in [0, {n}); got range [{int(targets.min())}, {int(targets.max())}]"
-            )
-        target_score = (users * items[targets]).sum(-1, keepdim=True)  # (B, 1)
-        target_seen = torch.zeros(b, dtype=torch.bool, device=dev)
-        if lib is None:  # the C pass leaves the target's column out by position instead
-            t_flat = _bucket(rows_all, targets, chunk, n_chunks, rb, n_rb)
-        # Per-tile counts as floats (exact: < chunk <= 2**24); summed over chunks in float64 at the end.
-        counts = torch.empty(n_chunks, b, device=dev)  # (n_chunks, B)
-
-    s_flat = None
-    if seen is not None and not seen.numel():
-        seen = None  # e.g. (B, 0): nothing to exclude
-    if seen is not None:
-        seen = seen.to(device=dev, dtype=torch.long)
-        if seen.ndim != 2 or seen.shape[0] != b:
-            raise ValueError(f"seen must have shape ({b}, S), got {tuple(seen.shape)}")
-        if int(seen.max()) >= n:
-            raise ValueError(f"seen items must be < N={n} (-1 pads); got {int(seen.max())}")
-        valid = seen >= 0
-        if targets is not None:
-            target_seen = ((seen == targets[:, None]) & valid).any(1)
-        s_flat = _bucket(rows_all[:, None].expand_as(seen)[valid], seen[valid], chunk, n_chunks, rb, n_rb)
-
-    top_val = torch.full((b, k), -math.inf, device=dev)
-    top_idx = torch.full((b, k), -1, dtype=torch.long, device=dev)
-
-    def sweep(row_blocks: range) -> None:
-        """Scores, counts and top-K of the given row blocks, with buffers of its own."""
-        buf = torch.empty(rb * chunk, device=dev)  # reused so every tile writes into warm memory
-        # levels[l]: (rows, N/(G*H^l)) maxima, reused by every row block; levels[0] = group maxima.
-        levels = (
-            [torch.empty(rb, n_chunks * m // _FANIN**lvl, device=dev) for lvl in range(n_up + 1)] if k else []
-        )
-        vec_buf = torch.empty(rb * k * g, d, device=dev) if k else None  # re-scored candidates
-        for ri in row_blocks:
-            r0, r1 = ri * rb, min(b, ri * rb + rb)
-            rows = r1 - r0
-            for ci, block in enumerate(blocks):
-                tile = ri * n_chunks + ci
-                flat = buf[: rows * chunk]
-                scores = flat.view(rows, chunk)
-                torch.mm(users[r0:r1], block.T, out=scores)  # (rows, C)
-                if pad and ci == n_chunks - 1:
-                    scores[:, chunk - pad :] = -math.inf
-                if s_flat is not None and s_flat[tile].numel():  # seen items: excluded from everything
-                    flat.index_fill_(0, s_flat[tile], -math.inf)
-                if lib is not None:
-                    # Counts and the running top-K in one C pass over the tile (see native.py).
-                    native.tile_pass(
-                        lib,
-                        scores,
-                        ci * chunk,
-                        None if counts is None else target_score[r0:r1],
-                        None if counts is None else targets[r0:r1],
-                        None if counts is None else counts[ci, r0:r1],
-                        top_val[r0:r1],
-                        top_idx[r0:r1],
-                    )
-                    continue
-                if k:
-                    # Group j of this chunk = columns j, j + m, j + 2m, ...: a reduction over the
-                    # middle axis of a (rows, G, m) view, which vectorises along m.
-                    torch.amax(scores.view(rows, g, m), 1, out=levels[0][:rows, ci * m : ci * m + m])
-                if counts is not None:
-                    # The target's own column must not count: -inf it (after the group max, where the
-                    # target is a legitimate top-K item). Its matmul score may differ from
-                    # target_score by rounding, so counting it and subtracting 1 would not be exact.
-                    if t_flat[tile].numel():
-                        flat.index_fill_(0, t_flat[tile], -math.inf)
-                    # In place: 1.0 where >= target score (ties count against the target), then a
-                    # contiguous row sum; both read the tile from L2.
-                    torch.sum(scores.ge_(target_score[r0:r1]), 1, out=counts[ci, r0:r1])
-            if k and n and lib is None:
-                # Upper levels once per row block, not per tile (each op has a fixed cost).
-                for lvl in range(1, n_up + 1):
-                    mc = m // _FANIN**lvl  # entries per chunk on this level
-                    below = levels[lvl - 1][:rows].view(rows, n_chunks, _FANIN, mc)
-                    torch.amax(below, 2, out=levels[lvl][:rows].view(rows, n_chunks, mc))
-                vals, idx = _topk_from_levels(
-                    [lvl[:rows] for lvl in levels],
-                    users[r0:r1],
-                    items,
-                    k,
-                    g,
-                    m,
-                    None if seen is None else seen[r0:r1],
-                    vec_buf,
-                )
-                kk = vals.shape[1]
-                top_val[r0:r1, :kk], top_idx[r0:r1, :kk] = vals, idx
-
-    run_split(sweep, n_rb, dev)
-    if lib is not None and k:  # the C pass leaves per-row heaps: sort them, best first
-        top_val, order = top_val.sort(dim=1, descending=True)
-        top_idx = top_idx.gather(1, order)
-    top_idx.masked_fill_(top_val == -math.inf, -1)
-
-    if counts is not None:
-        ranks = counts.sum(0, dtype=torch.float64).long()  # (B,)
-        ranks.masked_fill_(target_seen, n)
-    return ranks, target_seen, top_val, top_idx
+    layout = TileLayout.plan(users.shape[0], items.shape[0], users.shape[1], k, chunk_size)
+    lib = native.load() if users.device.type == "cpu" else None
+    ranked = None if targets is None else _targets(targets, users, items, layout, lib is not None)
+    excluded = _seen(seen, layout, users.device)
+    if ranked is not None and excluded is not None:
+        ranked.seen = ((excluded.items == ranked.items[:, None]) & (excluded.items >= 0)).any(1)
+    sweep = _Sweep(users, items, k, layout, lib, ranked, excluded)
+    run_split(sweep, layout.n_blocks, users.device)
+    top_scores, top_items = sweep.top_k()
+    if ranked is None:
+        return None, None, top_scores, top_items
+    ranks = ranked.counts.sum(0, dtype=torch.float64).long()  # (B,)
+    ranks.masked_fill_(ranked.seen, layout.n_items)
+    return ranks, ranked.seen, top_scores, top_items
 
 
 class Ranking(NamedTuple):
