@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
 from vrs.data.content import ItemContent
-from vrs.data.schema import Dataset, DatasetError, _preview, check_image_links
+from vrs.data.schema import Dataset, DatasetError, check_image_links, preview
 
 BAD_IMAGE_MODES = ("error", "skip", "blank")
 _PROGRESS_MIN = 2000  # below this many images a progress bar is noise
@@ -126,12 +126,12 @@ def load_item_content(
         if on_bad_image == "error":
             raise DatasetError(
                 f"items.parquet: column 'image' names {len(bad)} missing or unreadable image file(s) "
-                f"under {ds.root}: {_preview(bad)}{why}; expected decodable images "
+                f"under {ds.root}: {preview(bad)}{why}; expected decodable images "
                 "(or pass on_bad_image='skip' / 'blank')"
             )
         warnings.warn(
             f"{len(bad)} of {len(rows)} images missing or unreadable under {ds.root} "
-            f"({_preview(bad)}){why}; those items are treated as having no image",
+            f"({preview(bad)}){why}; those items are treated as having no image",
             stacklevel=2,
         )
     if not bool(has_image.any()):

@@ -27,8 +27,8 @@ from vrs.data.adapters.preprocess import PrepareReport, Preprocess, apply_prepro
 from vrs.data.schema import (
     IMAGES_DIR,
     DatasetError,
-    _preview,
     in_int64,
+    preview,
     validate_tables,
     write_dataset,
 )
@@ -226,7 +226,7 @@ def require_known(
             ~ok,
             column,
             f"is not in {where}",
-            f"ids listed there (unknown: {_preview(unknown)}){hint}",
+            f"ids listed there (unknown: {preview(unknown)}){hint}",
         )
 
 
