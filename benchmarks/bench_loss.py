@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vrs.losses import _CPU_TILE, linear_cross_entropy
+from vrs.cross_entropy import _CPU_TILE, linear_cross_entropy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import best_time, matmul_peak  # noqa: E402
