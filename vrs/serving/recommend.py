@@ -69,25 +69,10 @@ def recommend(
         (up to `n_explain` history items, most similar to the recommended item first) and
         because_weights (their cosine similarity to it in item-vector space, in [-1, 1]).
     """
-    if k < 1 or n_explain < 0 or batch_size < 1:
-        raise ValueError(
-            f"k and batch_size must be >= 1 and n_explain >= 0; got {k}, {batch_size}, {n_explain}"
-        )
-    if cold_users not in COLD_USER_POLICIES:
-        raise ValueError(f"cold_users={cold_users!r}: expected one of {COLD_USER_POLICIES}")
+    _check_settings(k, n_explain, batch_size, cold_users)
     requested = list(dict.fromkeys(str(u) for u in (data.user_ids if users is None else users)))
     histories = {str(name): list(items) for name, items in (histories or {}).items()}
-    clash = [name for name in histories if name in set(requested)]
-    if clash:
-        raise ValueError(
-            f"history name(s) {describe_ids(clash)} are also requested dataset users: rename them"
-        )
-    known, unknown = lookup(data.user_index, requested)
-    if unknown and cold_users == "error":
-        raise ValueError(
-            f"{len(unknown)} unknown user id(s): {describe_ids(unknown)}; cold_users=popular gives them "
-            "the most popular training items, cold_users=skip leaves them out"
-        )
+    known, unknown = _split_known(data, requested, histories, cold_users)
     samples = [user_sample(data, u, max_len) for u in known]
     names = [str(data.user_ids[u]) for u in known]
     for name, items in histories.items():
@@ -102,15 +87,46 @@ def recommend(
         counts = data.train_counts if popularity is None else popularity
         frames.append(_popular_rows(unknown, torch.as_tensor(counts), item_ids, k))
     table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    order = {name: i for i, name in enumerate(requested + list(histories))}
-    table = (
+    table = _in_request_order(table, requested + list(histories))
+    table.attrs["skipped_users"] = unknown if cold_users == "skip" else []
+    return table
+
+
+def _check_settings(k: int, n_explain: int, batch_size: int, cold_users: str) -> None:
+    if k < 1 or n_explain < 0 or batch_size < 1:
+        raise ValueError(
+            f"k and batch_size must be >= 1 and n_explain >= 0; got {k}, {batch_size}, {n_explain}"
+        )
+    if cold_users not in COLD_USER_POLICIES:
+        raise ValueError(f"cold_users={cold_users!r}: expected one of {COLD_USER_POLICIES}")
+
+
+def _split_known(
+    data: SequenceData, requested: list[str], histories: dict[str, list[object]], cold_users: str
+) -> tuple[list[int], list[str]]:
+    """The dataset indices of the requested users the dataset knows, and the ids it does not."""
+    clash = [name for name in histories if name in set(requested)]
+    if clash:
+        raise ValueError(
+            f"history name(s) {describe_ids(clash)} are also requested dataset users: rename them"
+        )
+    known, unknown = lookup(data.user_index, requested)
+    if unknown and cold_users == "error":
+        raise ValueError(
+            f"{len(unknown)} unknown user id(s): {describe_ids(unknown)}; cold_users=popular gives them "
+            "the most popular training items, cold_users=skip leaves them out"
+        )
+    return known, unknown
+
+
+def _in_request_order(table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    order = {name: i for i, name in enumerate(names)}
+    return (
         table.assign(_order=table["user_id"].map(order))
         .sort_values(["_order", "rank"], kind="stable")
         .drop(columns="_order")
         .reset_index(drop=True)
     )
-    table.attrs["skipped_users"] = unknown if cold_users == "skip" else []
-    return table
 
 
 def user_sample(data: SequenceData, user: int, max_len: int) -> dict[str, Any]:
