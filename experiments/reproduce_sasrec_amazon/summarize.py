@@ -2,6 +2,7 @@
 
     python experiments/reproduce_sasrec_amazon/summarize.py runs/reproduce_sasrec_amazon
     python experiments/reproduce_sasrec_amazon/summarize.py --tune runs/reproduce_sasrec_amazon
+    python experiments/reproduce_sasrec_amazon/summarize.py --csv results.csv OUT [OUT ...]
 
 Reads <out>/<config>/<dataset>/seed<k>/{metrics.json, wall_seconds, csv/metrics.csv, stopped, commit};
 prints a Markdown table, then which published targets the mean over seeds meets, and writes
@@ -137,14 +138,16 @@ def result_rows(out: Path) -> list[dict[str, object]]:
     return rows
 
 
-def write_results(out: Path) -> Path:
-    """Writes <out>/results.csv (result_rows) through a temporary file; returns its path."""
-    path = out / "results.csv"
-    tmp = path.with_name(".results.csv.tmp")
+def write_results(out: Path, path: Path | None = None, more: tuple[Path, ...] = ()) -> Path:
+    """Writes the result_rows of <out> (and of the folders in ``more``) to ``path`` (default
+    <out>/results.csv) through a temporary file; returns its path."""
+    path = out / "results.csv" if path is None else path
+    tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(result_rows(out))
+        for folder in (out, *more):
+            writer.writerows(result_rows(folder))
     tmp.replace(path)
     return path
 
@@ -298,4 +301,7 @@ def main(out: Path, tune: bool = False) -> None:
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if a != "--tune"]
-    main(Path(args[0] if args else "runs/reproduce_sasrec_amazon"), tune="--tune" in sys.argv[1:])
+    if args and args[0] == "--csv":  # --csv PATH OUT [OUT ...]: the rows of several run folders
+        print(write_results(Path(args[2]), Path(args[1]), tuple(Path(a) for a in args[3:])))
+    else:
+        main(Path(args[0] if args else "runs/reproduce_sasrec_amazon"), tune="--tune" in sys.argv[1:])
