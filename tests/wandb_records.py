@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,8 @@ def records(path: Path) -> list[Any]:
             pos += _BLOCK - pos % _BLOCK
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        if kind == 0 and length == 0:
-            break
+        if (kind == 0 and length == 0) or pos + 7 + length > len(data):
+            break  # the end, or a record still being written
         pending += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (_FULL, _LAST):
@@ -35,8 +36,21 @@ def records(path: Path) -> list[Any]:
     return out
 
 
-def run_view(path: Path) -> dict[str, Any]:
-    """name, group, job_type, tags, the logged config (key -> value) and the final summary."""
+def run_view(path: Path, wait_for_summary: str | None = None, timeout: float = 60.0) -> dict[str, Any]:
+    """name, group, job_type, tags, the logged config (key -> value) and the final summary.
+
+    W&B's service process writes the file after the run returns from finish(); ``wait_for_summary``
+    rereads it (up to ``timeout`` seconds) until that summary key is there.
+    """
+    deadline = time.monotonic() + timeout
+    view = _view(path)
+    while wait_for_summary and wait_for_summary not in view["summary"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        view = _view(path)
+    return view
+
+
+def _view(path: Path) -> dict[str, Any]:
     view: dict[str, Any] = {"config": {}, "summary": {}}
     for record in records(path):
         kind = record.WhichOneof("record_type")

@@ -100,7 +100,7 @@ def test_loggers_write_offline(
         assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
         # What a W&B user sees: named by the overrides, grouped without the seed, the whole config,
         # the best validation and the test metrics in the summary.
-        view = run_view(next(runs[0].glob("*.wandb")))
+        view = run_view(next(runs[0].glob("*.wandb")), wait_for_summary="best/val/ndcg_10")
         assert "seed=3" in view["name"] and "trainer.max_epochs=1" in view["name"]
         assert "seed=3" not in view["group"] and "trainer.max_epochs=1" in view["group"]
         assert f"data.root={small_data.name}" in view["group"]  # a path is cut to its last part
