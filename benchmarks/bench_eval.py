@@ -13,11 +13,9 @@ PyTorch-op fallback instead of the compiled tile pass.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 import torch
-from timing import best_time, matmul_peak
+from timing import best_time, matmul_peak, parse_run_args, print_setup
 
 from vrs.retrieval import rank_and_topk
 
@@ -31,12 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--chunk-size", type=int, nargs="+", default=[1024, 2048], help="capped at 2048")
     p.add_argument("--k", type=int, nargs="+", default=[10, 20], help="10 = what evaluation computes")
     p.add_argument("--history", type=int, default=20, help="seen items per user")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    args = parse_run_args(p, argv, repeats=5)
     b, n, d = args.batch_size, args.n_items, args.dim
 
     from vrs.retrieval import native
@@ -44,8 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     kernel = (
         "compiled tile pass" if native.load() is not None else "PyTorch ops (no C compiler or VRS_NATIVE=0)"
     )
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, kernel: {kernel}")
-    print("reproduce: python benchmarks/bench_eval.py " + shlex.join(sys.argv[1:] if argv is None else argv))
+    print_setup("bench_eval.py", argv, f", kernel: {kernel}")
     peak_before = matmul_peak(torch.float32, args.repeats)
     with torch.inference_mode():
         u, it = torch.randn(b, d), torch.randn(n, d)

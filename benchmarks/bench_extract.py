@@ -13,14 +13,12 @@ time) and the speed ratio.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import tempfile
 import time
 
 import torch
 from PIL import Image
-from timing import best_time, matmul_peak
+from timing import best_time, matmul_peak, parse_run_args, print_setup
 from torch.utils.flop_counter import FlopCounterMode
 
 from vrs.encoders.cache import FeatureCache
@@ -40,16 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--batch-size", type=int, nargs="+", default=[16, 32, 64])
     p.add_argument("--baseline-images", type=int, default=64, help="images through the plain loop")
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(
-        "reproduce: python benchmarks/bench_extract.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    )
+    args = parse_run_args(p, argv, repeats=1)
+    print_setup("bench_extract.py", argv)
 
     name = ENCODERS[args.encoder]
     if name is None:

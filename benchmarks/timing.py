@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import shlex
+import sys
 import time
 from collections.abc import Callable
 
@@ -26,3 +29,21 @@ def matmul_peak(dtype: torch.dtype = torch.float32, repeats: int = 3, n: int = 2
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     with torch.inference_mode():
         return 2 * n**3 / best_time(lambda: a @ b, repeats) / 1e9
+
+
+def parse_run_args(p: argparse.ArgumentParser, argv: list[str] | None, repeats: int) -> argparse.Namespace:
+    """Adds --repeats (default `repeats`) and --threads, parses `argv`, applies --threads and seeds
+    torch with 0."""
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    return args
+
+
+def print_setup(script: str, argv: list[str] | None, note: str = "") -> None:
+    """Prints torch's version and thread count (then `note`) and the command that reproduces the run."""
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}{note}")
+    print(f"reproduce: python benchmarks/{script} " + shlex.join(sys.argv[1:] if argv is None else argv))

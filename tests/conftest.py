@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,8 @@ from vrs.cli.common import CONFIG_DIR
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Small enough to train in seconds, big enough that models separate from popularity.
 SMALL = {
@@ -39,6 +43,16 @@ def make_synthetic(tmp_path_factory: pytest.TempPathFactory, name: str, params: 
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_synthetic(tmp_path_factory, "synthetic_small", SMALL)
+
+
+def run_module(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Runs `python -m module *args` in `cwd` as a user would, with this checkout's vrs, one thread and
+    no HYDRA_FULL_ERROR (so bad input ends with its message, not a traceback)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def compose_config(

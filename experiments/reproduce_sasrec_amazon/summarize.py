@@ -27,6 +27,8 @@ from pathlib import Path
 
 import yaml
 
+from vrs.cli.compare import mean_std
+
 # Published full-ranking test numbers on exactly these files (HR@10, NDCG@10): the data README.
 PUBLISHED = {
     "Beauty": {"PopRec": (0.0152, 0.0068), "SASRec": (0.0605, 0.0318), "ICLRec": (0.0744, 0.0403)},
@@ -38,14 +40,6 @@ PUBLISHED = {
     "Toys_and_Games": {"PopRec": (0.0113, 0.0061), "SASRec": (0.0675, 0.0374), "ICLRec": (0.0834, 0.0480)},
 }
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
-
-
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def val_curve(run: Path) -> list[tuple[int, float]]:
@@ -169,9 +163,9 @@ def table(out: Path) -> str:
             wall = f"{statistics.mean(walls) / 60:.0f} min" if walls else "-"
             lines.append(
                 f"| {dataset} | {config} | {len(metrics)} | "
-                f"{_mean_std([m['test/recall_10'] for m in metrics])} | "
-                f"{_mean_std([m['test/ndcg_10'] for m in metrics])} | "
-                f"{_mean_std([m['val/ndcg_10'] for m in metrics if 'val/ndcg_10' in m])} | "
+                f"{mean_std([m['test/recall_10'] for m in metrics])} | "
+                f"{mean_std([m['test/ndcg_10'] for m in metrics])} | "
+                f"{mean_std([m['val/ndcg_10'] for m in metrics if 'val/ndcg_10' in m])} | "
                 f"{', '.join(_epochs(p.parent) for p in runs) or '-'} | {wall} |"
             )
     return "\n".join(lines)

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.conftest import run_module
 from vrs.cli import compare, data
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
 
 
 def test_validate_prints_summary_or_error(
@@ -47,7 +35,9 @@ def test_validate_prints_summary_or_error(
 
 
 def test_synth_command_writes_a_valid_dataset(tmp_path: Path) -> None:
-    result = _run("vrs.cli.synth", ["out_dir=out", "n_users=20", "n_items=15", "image_size=16"], tmp_path)
+    result = run_module(
+        "vrs.cli.synth", ["out_dir=out", "n_users=20", "n_items=15", "image_size=16"], tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert "dataset written to out" in result.stdout
     assert json.loads((tmp_path / "out" / "dataset.json").read_text())["counts"]["users"] == 20
@@ -55,7 +45,7 @@ def test_synth_command_writes_a_valid_dataset(tmp_path: Path) -> None:
 
 
 def test_bad_input_ends_with_a_message_not_a_traceback(tmp_path: Path) -> None:
-    result = _run(
+    result = run_module(
         "vrs.cli.train",
         ["data=canonical", "data.root=/no/such/dataset", f"hydra.run.dir={tmp_path}"],
         tmp_path,

@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import compose_config
-from tests.integration.test_cli import _run
+from tests.conftest import compose_config, run_module
 from vrs.cli.recommend import recommend
 from vrs.cli.search import search
 from vrs.cli.similar import similar
@@ -107,7 +106,7 @@ def test_bad_input_ends_with_a_message_not_a_traceback(
 ) -> None:
     args = [f"ckpt_path={checkpoint}", "data=canonical", f"data.root={small_data}", "data.image_size=32",
             "users=[u00001,ghost]", "out=recs.parquet"]  # fmt: skip
-    result = _run("vrs.cli.recommend", args, tmp_path)
+    result = run_module("vrs.cli.recommend", args, tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "error: 1 unknown user id(s): 'ghost'; cold_users=popular" in result.stderr
     assert not (tmp_path / "recs.parquet").exists() and not (tmp_path / "outputs").exists()
@@ -146,5 +145,5 @@ def test_index_build_saves_indexes_that_serving_loads(
 
 
 def test_index_command_needs_build(tmp_path: Path) -> None:
-    result = _run("vrs.cli.index", ["ckpt_path=x"], tmp_path)
+    result = run_module("vrs.cli.index", ["ckpt_path=x"], tmp_path)
     assert result.returncode == 2 and "usage: vrs-index build" in result.stderr

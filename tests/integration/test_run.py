@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 
 import vrs
-from tests.conftest import compose_config
-from tests.integration.test_cli import _run
+from tests.conftest import compose_config, run_module
 from vrs.cli.evaluate import evaluate
 from vrs.cli.recommend import recommend
 from vrs.cli.runs import load_run
@@ -68,7 +67,7 @@ def test_recommend_run_dir_equals_checkpoint_and_data_settings(
     run_dir: Path, loose_checkpoint: Path, small_data: Path, tmp_path: Path
 ) -> None:
     args = [f"run_dir={run_dir}", "users=[u00001,u00002,u00003]", "k=5", "out=by_run.parquet"]
-    result = _run("vrs.cli.recommend", args, tmp_path)
+    result = run_module("vrs.cli.recommend", args, tmp_path)
     assert result.returncode == 0, result.stderr
     explicit = [f"ckpt_path={loose_checkpoint}", "data=canonical", "data.image_size=32",
                 "users=[u00001,u00002,u00003]", "k=5", f"out={tmp_path / 'explicit.parquet'}"]  # fmt: skip
@@ -123,6 +122,6 @@ def test_a_run_config_builds_nothing_but_vrs_datamodule(
     assert type(vrs.load_run(run).datamodule).__name__ == "RecDataModule"
 
     (run / "config.yaml").write_text("data: {root: /data, image_size: big}\n")
-    result = _run("vrs.cli.recommend", [f"run_dir={run}", "out=recs.parquet"], tmp_path)
+    result = run_module("vrs.cli.recommend", [f"run_dir={run}", "out=recs.parquet"], tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"error: {run / 'config.yaml'}: data.image_size: expected int, got 'big'" in result.stderr

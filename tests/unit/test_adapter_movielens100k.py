@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tests.conftest import run_module
 from vrs.data.adapters.movielens100k import convert_movielens100k, read_movielens100k
 from vrs.data.adapters.preprocess import Preprocess
 from vrs.data.schema import DatasetError, load_dataset
 
-ROOT = Path(__file__).resolve().parents[2]
 MAP_HEADER = "ml100k_item_id,ml100k_title,ml1m_movie_id,ml1m_title,match_method,has_poster,poster_file,poster_is_placeholder\n"
 
 
@@ -161,27 +158,16 @@ def test_missing_files(raw: Path) -> None:
 
 
 def test_command_prints_report_and_summary(raw: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
     args = [
         "source=movielens100k",
         f"in_dir={raw}",
         f"out_dir={tmp_path / 'out'}",
         "source.poster_map=map.csv",
     ]
-    run = subprocess.run(
-        [sys.executable, "-m", "vrs.cli.prepare", *args, "preprocess.min_user_events=2"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    run = run_module("vrs.cli.prepare", [*args, "preprocess.min_user_events=2"], tmp_path)
     assert run.returncode == 0, run.stderr
     assert "min_user_events=2: 1 interactions; 1 users and 1 items lost all their events" in run.stdout
     assert "images_present" in run.stdout and "dataset written to" in run.stdout
     (raw / "ml-100k" / "u.data").write_text("1\tx\t5\t100\n")
-    run = subprocess.run(
-        [sys.executable, "-m", "vrs.cli.prepare", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    run = run_module("vrs.cli.prepare", args, tmp_path)
     assert run.returncode == 1 and "u.data: line 1" in run.stderr and "Traceback" not in run.stderr

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from PIL import Image
 
+from tests.conftest import run_module
 from vrs.data.adapters.preprocess import Preprocess
 from vrs.data.adapters.recbole import convert_recbole, export_recbole, read_recbole
 from vrs.data.schema import DatasetError, load_dataset, write_dataset
@@ -215,16 +213,8 @@ def test_export_flattens_whitespace_the_format_cannot_hold(canonical: Path, tmp_
 
 
 def test_export_command_lists_the_files(canonical: Path, tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
     args = ["source=recbole_export", f"in_dir={canonical}", f"out_dir={tmp_path / 'rb'}", "name=tiny"]
-    run = subprocess.run(
-        [sys.executable, "-m", "vrs.cli.prepare", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    run = run_module("vrs.cli.prepare", args, tmp_path)
     assert run.returncode == 0, run.stderr
     assert (
         f"wrote {tmp_path / 'rb' / 'tiny.inter'}" in run.stdout and (tmp_path / "rb" / "tiny.item").is_file()

