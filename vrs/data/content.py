@@ -59,6 +59,13 @@ class ItemContent:
         self._decode()
         return self._has_image
 
+    def pixels(self, idx: list[int]) -> Tensor | None:
+        """(n, 3, H, W) uint8 images of items `idx`: from memory once decoded, otherwise only their
+        files are decoded. None when there are no images."""
+        if self.image_files is not None and not self.decoded:
+            return self.image_files.load(idx)[0]
+        return None if self.images is None else self.images[idx]
+
     def _decode(self) -> None:
         if self._has_image is None:
             assert self.image_files is not None

@@ -8,13 +8,14 @@ feature cache by their bytes, so frozen-encoder runs whose features are cached d
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import PIL
@@ -43,8 +44,8 @@ DECODER = "load_image v1: EXIF rotation, transparency over white, RGB, centre sq
 _CHUNK = 64  # files per task of the decoding and hashing threads
 
 
-def load_image(path: Path, size: int) -> torch.Tensor:
-    """Decode an image to a square RGB tensor.
+def load_image(path: Path | BinaryIO, size: int) -> torch.Tensor:
+    """Decode an image (a file, or its bytes as a file object) to a square RGB tensor.
 
     The image is centre-cropped to a square and then resized to ``size`` (bicubic), so the aspect ratio
     is kept and no padding appears; edges of non-square images are cut. Transparent pixels are composited
@@ -99,6 +100,7 @@ class ImageFiles:
     on_bad_image: str = "error"
     decoded: int = 0
     _digest: str | None = field(default=None, repr=False)
+    _hashes: dict[int, bytes] = field(default_factory=dict, repr=False)  # row -> file digest
     _bombs: set[int] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -120,16 +122,15 @@ class ImageFiles:
         if self._digest is None:
             rows = [i for i, p in enumerate(self.paths) if p is not None]
             chunks = [rows[j : j + _CHUNK] for j in range(0, len(rows), _CHUNK)]
-            hashes: dict[int, bytes] = {}
-            bar = tqdm(total=len(rows), desc="hashing image files", unit="file", disable=len(rows) < 20_000)
-            with ThreadPoolExecutor(_workers()) as pool:
-                for part in pool.map(self._hash_files, chunks):
-                    hashes.update(part)
-                    bar.update(len(part))
-            bar.close()
+            quiet = len(rows) < 20_000
+            with tqdm(total=len(rows), desc="hashing image files", unit="file", disable=quiet) as bar:
+                with ThreadPoolExecutor(_workers()) as pool:
+                    for chunk, digests in zip(chunks, pool.map(self._digests, chunks), strict=True):
+                        self._hashes.update(zip(chunk, digests, strict=True))
+                        bar.update(len(chunk))
             sha = hashlib.blake2b(digest_size=16)
             for i in range(len(self.paths)):
-                sha.update(hashes.get(i, b"no image"))
+                sha.update(self._hashes.get(i, b"no image"))
             self._digest = sha.hexdigest()
         return {
             "source": "image_files",
@@ -140,15 +141,16 @@ class ImageFiles:
             "files": self._digest,
         }
 
-    def _hash_files(self, rows: list[int]) -> dict[int, bytes]:
-        out = {}
-        for i in rows:
-            try:
-                data = (self.root / str(self.paths[i])).read_bytes()
-            except OSError as err:  # decodes as a bad image too; the key still tells it apart
-                data = f"unreadable: {type(err).__name__}".encode()
-            out[i] = hashlib.blake2b(data, digest_size=16).digest() + len(data).to_bytes(8, "little")
-        return out
+    def _read(self, row: int) -> tuple[bytes | None, bytes]:
+        """The bytes of item `row`'s file (None when it cannot be read) and their digest."""
+        try:
+            data = (self.root / str(self.paths[row])).read_bytes()
+        except OSError as err:  # decodes as a bad image too; the key still tells it apart
+            return None, f"unreadable: {type(err).__name__}".encode()
+        return data, hashlib.blake2b(data, digest_size=16).digest() + len(data).to_bytes(8, "little")
+
+    def _digests(self, rows: list[int]) -> list[bytes]:
+        return [self._read(i)[1] for i in rows]
 
     def load(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Decodes items `rows` in this thread.
@@ -174,8 +176,18 @@ class ImageFiles:
             rel = self.paths[row]
             if rel is None:
                 continue
+            data, digest = self._read(row)
+            if self._hashes and self._hashes.get(row) != digest:
+                # The key (identity) was computed from other bytes: features of these must not be
+                # stored under it.
+                raise DatasetError(
+                    f"{self.root / rel} changed after the feature-cache key was computed from it "
+                    "(its bytes differ); run the command again"
+                )
             try:
-                pixels[k] = load_image(self.root / rel, self.size)
+                if data is None:
+                    raise FileNotFoundError(self.root / rel)
+                pixels[k] = load_image(io.BytesIO(data), self.size)
             except BAD_IMAGE_ERRORS as err:
                 bad.append(row)
                 if isinstance(err, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
