@@ -5,7 +5,8 @@ For each chosen encoder architecture (weights do not change the speed: random we
 --pretrained), this prints the FLOPs per image, then images/s of `FeatureCache` extraction from
 uint8 tensors in memory (resize -> normalise -> tower, batched, inference mode, shards written to
 disk) for each batch size, in fp32 and in bf16 (bf16 weights under autocast), as GFLOP/s and as a
-fraction of the measured fp32 / bf16 matmul peak. Then the end-to-end rows: the same extraction
+fraction of the measured fp32 / bf16 matmul peak, and for reference the encoder as built called by
+one thread in fp32 (no inference copy, no worker threads). Then the end-to-end rows: the same extraction
 from --n-files real JPEGs (--images, H&M's product photos by default) keyed by their bytes, so
 hashing the files, decoding (centre crop, bicubic resize to --image-size) and encoding are all
 timed; and decoding alone, for scale. For open_clip towers, last, the same images through a plain
@@ -146,6 +147,19 @@ def bench_encoder(
                 f"  vrs {precision} batch {bs:>3} from memory: {rate:7.1f} images/s  {gf:6.0f} GFLOP/s  "
                 f"{gf / peak:5.1%} of {precision} peak"
             )
+
+    def as_built(bs: int = max(args.batch_size)) -> None:
+        # The encoder as built, called by one thread with torch's thread pool: no inference copy,
+        # no worker threads (what vrs-extract ran before them, in fp32).
+        with torch.inference_mode():
+            for chunk in images.split(bs):
+                encoder(chunk)
+
+    rate = args.n_images / best_time(as_built, args.repeats)
+    print(
+        f"  reference: the encoder as built, one caller, {torch.get_num_threads()} torch threads, fp32, batch "
+        f"{max(args.batch_size)}: {rate:7.1f} images/s"
+    )
     if files:
         end_to_end(encoder, files, args.images, args)
 
