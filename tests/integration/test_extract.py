@@ -17,6 +17,7 @@ from tests.integration.test_ddp import ROOT, _cli
 from vrs.cli.extract import extract
 from vrs.cli.train import train
 from vrs.encoders.cache import FeatureCache
+from vrs.encoders.inference import bf16_units
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -27,9 +28,15 @@ def test_training_with_frozen_encoders_reads_what_extract_wrote(
     common = [f"feature_cache={cache}", "data.image_size=32", f"feature_precision={precision}"]
     paths = extract(compose_config("extract", [*common, "shard_size=64"], tmp_path / "x", small_data))
     assert set(paths) == {"image", "text"} and all(Path(p).is_file() for p in paths.values())
+    computed = precision if bf16_units("cpu") else "fp32"  # bf16 needs bf16 units (else: warning)
     for path in paths.values():  # bf16 features are keyed apart from fp32 ones, as training keys them
         meta = json.loads((Path(path).parent / "meta.json").read_text())
-        assert meta.get("precision", "fp32") == precision
+        assert meta.get("precision", "fp32") == computed
+
+    def no_decoding(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("an image was decoded although its features are cached")
+
+    monkeypatch.setattr("vrs.data.images.load_image", no_decoding)
 
     encoded: list[int] = []
     original = FeatureCache.encode_shards
@@ -41,7 +48,7 @@ def test_training_with_frozen_encoders_reads_what_extract_wrote(
     monkeypatch.setattr(FeatureCache, "encode_shards", counting)
     overrides = [*common, "encoder.finetune.freeze=true", "debug=fdr"]
     train(compose_config("train", overrides, tmp_path / "run", small_data))
-    assert sum(encoded) == 0  # nothing re-encoded: every item came from the cache
+    assert sum(encoded) == 0  # nothing re-encoded or decoded: every item came from the cache
     # A second extraction finds everything there.
     extract(compose_config("extract", common, tmp_path / "y", small_data))
     assert sum(encoded) == 0
@@ -70,6 +77,7 @@ def test_ddp_extraction_equals_one_process(tmp_path: Path, small_data: Path) -> 
 _SIGTERM_DURING_SECOND_SHARD = """
 import os, signal, sys
 from vrs.encoders.cache import FeatureCache
+from vrs.encoders.inference import bf16_units
 encode = FeatureCache.encode_shards
 calls = []
 def encode_and_stop(self, *args, **kwargs):

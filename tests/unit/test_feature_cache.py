@@ -28,17 +28,27 @@ def _encoder(seed: int = 0) -> ToyImageEncoder:
     return ToyImageEncoder(out_dim=8, image_size=16).eval()
 
 
+class Calls:
+    """Call counter shared by an encoder and the inference copy the cache encodes with (deepcopy)."""
+
+    def __init__(self, fail_at: int) -> None:
+        self.n, self.fail_at = 0, fail_at
+
+    def __deepcopy__(self, memo: dict) -> Calls:
+        return self
+
+
 class Flaky(nn.Module):
-    """Wraps an encoder and fails on call number `fail_at` (a crash mid-extraction). The counters are
-    private attributes: public plain attributes are settings, part of the cache key."""
+    """Wraps an encoder and fails on call number `fail_at` (a crash mid-extraction). The counter is a
+    private attribute: public plain attributes are settings, part of the cache key."""
 
     def __init__(self, inner: nn.Module, fail_at: int) -> None:
         super().__init__()
-        self.inner, self._fail_at, self._calls = inner, fail_at, 0
+        self.inner, self._calls = inner, Calls(fail_at)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._calls += 1
-        if self._calls == self._fail_at:
+        self._calls.n += 1
+        if self._calls.n == self._calls.fail_at:
             raise RuntimeError("killed")
         return self.inner(x)
 
@@ -80,9 +90,9 @@ def test_interrupted_extraction_leaves_no_entry_and_resumes(tmp_path: Path, imag
     assert cache.load(key) is None and not (tmp_path / key / FEATURES_FILE).exists()
     assert cache.missing_shards(key, N) == [2, 3]
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]  # no half-written file
-    flaky._calls, flaky._fail_at = 0, -1
+    flaky._calls.n, flaky._calls.fail_at = 0, -1
     resumed = cache.features("image", flaky, images)
-    assert flaky._calls == 3  # shards 2 and 3 only
+    assert flaky._calls.n == 3  # shards 2 and 3 only
     fresh = FeatureCache(tmp_path / "fresh", shard_size=16, batch_size=8).features(
         "image", _encoder(), images
     )

@@ -54,6 +54,9 @@ RULES: dict[str, Rule] = {
     "loss.temperature": number(0, open_low=True),
     "callbacks.early_stopping.patience": integer(0),
     "k": integer(1),
+    "batch_size": optional(integer(1)),
+    "shard_size": integer(1),
+    "workers": optional(integer(1)),
 }
 
 

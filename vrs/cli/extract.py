@@ -4,8 +4,11 @@ vrs-extract encoder=effnet_minilm data.image_size=128
 vrs-extract data=canonical data.root=DIR encoder=clip_b32 trainer=ddp trainer.devices=8
 
 Training with `encoder.finetune.freeze=true` and the same data/encoder settings (and
-feature_precision) then reads the cached features instead of running the encoders. An interrupted
-extraction resumes where it stopped; SIGTERM stops it after the shard in progress, with exit code 143.
+feature_precision) then reads the cached features instead of running the encoders. Image features
+are keyed by the image files' bytes and the decoding settings, so only the items of missing shards
+are decoded, here and in training. An interrupted extraction resumes where it stopped; SIGTERM stops
+it after the shard in progress, with exit code 143. Progress bars show decoding and encoding, and
+the end prints items/s per modality.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import sys
 import time
 
 import hydra
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -52,31 +56,36 @@ def extract(cfg: DictConfig) -> dict[str, str]:
         towers = build_towers(OmegaConf.to_container(cfg.encoder, resolve=True))
     jobs = []
     if "image" in wanted and towers.image is not None:
-        if content.images is None:
-            print("no item has a usable image (or data.load_images=false): skipping the image tower")
-        else:
-            jobs.append(ExtractionJob("image", towers.image, content.images))
+        if content.image_files is None:
+            print("no item has an image file (or data.load_images=false): skipping the image tower")
+        else:  # decoded shard by shard, only where features are missing
+            jobs.append(ExtractionJob("image", towers.image, content.image_files))
     if "text" in wanted and towers.text is not None:
         jobs.append(ExtractionJob("text", towers.text, towers.text.tokenize(list(content.texts))))
     if not jobs:
         raise ValueError(f"encoder has no tower for modalities {wanted}")
 
-    # The precision is part of the key, as in training (vrs.cli.common.feature_cache).
+    # No progress bar of Lightning's own: the cache shows decoding and encoding item by item.
+    trainer = instantiate(
+        cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False, enable_progress_bar=False
+    )
+    # The precision is part of the key, as in training (vrs.cli.common.feature_cache); bf16 on a
+    # device without bf16 units says so and computes (and keys) fp32.
     cache = FeatureCache(
         cfg.feature_cache,
         shard_size=cfg.shard_size,
         batch_size=cfg.batch_size,
-        progress=False,
         precision=precision,
+        device=trainer.strategy.root_device,
+        workers=cfg.get("workers"),
     )
     module = FeatureExtractionModule(jobs, cache)
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
     start = time.perf_counter()
     if module.todo:  # the same on every rank
         trainer.predict(module, return_predictions=False)
         # Every rank must agree before merge's barriers: a rank may have finished its shards first.
         if trainer.strategy.reduce_boolean_decision(module.stopped, all=False):
-            left = sum(len(cache.missing_shards(job.key, job.inputs.shape[0])) for job in jobs)
+            left = sum(len(cache.missing_shards(job.key, job.n_items)) for job in jobs)
             raise ExtractionStopped(
                 f"extraction stopped by SIGTERM; {left} of {len(module.todo)} shard(s) left to encode "
                 f"under {cfg.feature_cache}. Continue with the same command: the written shards are kept"
@@ -84,11 +93,20 @@ def extract(cfg: DictConfig) -> dict[str, str]:
     module.merge()
     seconds = time.perf_counter() - start
     paths = {job.modality: str(cache.path(job.key)) for job in jobs}
+    for job in jobs:
+        if not isinstance(job.inputs, torch.Tensor):  # missing or unreadable image files
+            job.inputs.check(cache.usable(job.key, job.n_items))
     if trainer.is_global_zero:
-        n = content.has_image.shape[0]
-        done = module.encoded
-        rate = f", {done / module.seconds:.0f} items/s per process" if done and module.seconds else ""
-        print(f"{n} items; encoded {done} item-modalities on this process in {seconds:.1f} s{rate}")
+        workers = cache.workers or torch.get_num_threads()
+        print(
+            f"{len(content)} items; encoded {module.encoded} item-modalities on this process in "
+            f"{seconds:.1f} s ({cache.precision}, {workers} worker thread(s))"
+        )
+        for job in jobs:
+            if job.items:
+                unit = "images" if job.modality == "image" else "texts"
+                rate = job.items / max(job.seconds, 1e-9)
+                print(f"{job.modality:>5}: {job.items} {unit} in {job.seconds:.1f} s, {rate:.1f} {unit}/s")
         for modality, path in paths.items():
             print(f"{modality:>5}: {path}")
     return paths

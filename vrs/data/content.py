@@ -2,26 +2,74 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
+if TYPE_CHECKING:
+    from vrs.data.images import ImageFiles
 
-@dataclass
+
 class ItemContent:
     """Content of the whole catalogue, in catalogue order.
+
+    Built from image files (`from_files`), the images are decoded on first use of `images` or
+    `has_image`: a run whose image features come from the feature cache reads `image_files`
+    instead and never decodes them.
 
     Attributes:
         images: (N, 3, H, W) uint8, zeros where an item has no image; None when no item has one.
         has_image: (N,) bool.
         texts: N strings ("title. category. description").
         has_text: (N,) bool, False where the text is empty.
+        image_files: the image files the images are decoded from (None: images given in memory).
     """
 
-    images: Tensor | None
-    has_image: Tensor
-    texts: list[str]
-    has_text: Tensor
+    def __init__(
+        self,
+        images: Tensor | None,
+        has_image: Tensor,
+        texts: list[str],
+        has_text: Tensor,
+        image_files: ImageFiles | None = None,
+    ) -> None:
+        self._images = images
+        self._has_image = has_image
+        self.texts = texts
+        self.has_text = has_text
+        self.image_files = image_files
+
+    @classmethod
+    def from_files(cls, files: ImageFiles, texts: list[str], has_text: Tensor) -> ItemContent:
+        """Content whose images are decoded from `files` when first read."""
+        return cls(None, None, texts, has_text, image_files=files)  # type: ignore[arg-type]
+
+    @property
+    def decoded(self) -> bool:
+        """Whether the pixels are in memory (always, for content built from tensors)."""
+        return self._has_image is not None
+
+    @property
+    def images(self) -> Tensor | None:
+        self._decode()
+        return self._images
+
+    @property
+    def has_image(self) -> Tensor:
+        self._decode()
+        return self._has_image
+
+    def pixels(self, idx: list[int]) -> Tensor | None:
+        """(n, 3, H, W) uint8 images of items `idx`: from memory once decoded, otherwise only their
+        files are decoded. None when there are no images."""
+        if self.image_files is not None and not self.decoded:
+            return self.image_files.load(idx)[0]
+        return None if self.images is None else self.images[idx]
+
+    def _decode(self) -> None:
+        if self._has_image is None:
+            assert self.image_files is not None
+            self._images, self._has_image = self.image_files.load_all()
 
     def __len__(self) -> int:
         return len(self.texts)

@@ -149,11 +149,12 @@ class RecDataModule(L.LightningDataModule):
 
     @property
     def content(self) -> ItemContent:
-        """Pixels and text of the whole catalogue (loaded once, on first use)."""
+        """Pixels and text of the whole catalogue. Images are decoded when first read, not here: a
+        run whose frozen image features are cached never decodes them (see `ItemContent`)."""
         if self._content is None:
             self._require()
             self._content = load_item_content(
-                self.dataset, self.image_size, self.on_bad_image, load_images=self.load_images
+                self.dataset, self.image_size, self.on_bad_image, load_images=self.load_images, decode=False
             )
         return self._content
 

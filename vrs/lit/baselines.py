@@ -63,12 +63,17 @@ class BaselineModule(RankingModule):
             self._scorer = PopularityRecommender(train_counts.float())
             return
         towers = build_towers(self.encoder_cfg)
-        if towers.image is None or content.images is None:
+        files = content.image_files
+        if towers.image is None or (files is None and content.images is None):
             raise ValueError("model=visual_profile needs item images and an encoder with an image tower")
         encoder = towers.image.eval()
-        if feature_cache is not None:
-            features = feature_cache.features("image", encoder, content.images).clone()  # (N, F)
+        if feature_cache is not None and files is not None:  # keyed by the files: no decoding on a hit
+            features, has_image = feature_cache.features_and_usable("image", encoder, files)
+        elif feature_cache is not None:
+            features, has_image = feature_cache.features("image", encoder, content.images), content.has_image
         else:
             features = torch.cat([encoder(chunk) for chunk in content.images.split(256)])  # (N, F)
-        features[~content.has_image] = 0.0
+            has_image = content.has_image
+        features = features.clone()  # (N, F), not the cache's tensor
+        features[~has_image] = 0.0
         self._scorer = VisualProfileRecommender(features)

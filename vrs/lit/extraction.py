@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,18 +10,26 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from vrs.encoders.cache import FeatureCache, key_of
+from vrs.encoders.cache import FeatureCache, InputSource, Progress, key_of, n_items
 
 
 @dataclass
 class ExtractionJob:
-    """One frozen encoder over one modality's inputs (N, ...)."""
+    """One frozen encoder over one modality's inputs: (N, ...) in memory, or a source (image files)
+    that loads only the items of the shards being encoded."""
 
     modality: str
     encoder: nn.Module
-    inputs: Tensor
+    inputs: Tensor | InputSource
     key: str = ""
     meta: dict[str, Any] = field(default_factory=dict)  # FeatureCache.describe(...), computed once
+    progress: Progress | None = None  # this rank's bars, created with its first shard
+    items: int = 0  # items encoded by this rank
+    seconds: float = 0.0  # wall time from this rank's first shard of the job to its last
+
+    @property
+    def n_items(self) -> int:
+        return n_items(self.inputs)
 
 
 class FeatureExtractionModule(L.LightningModule):
@@ -48,16 +55,22 @@ class FeatureExtractionModule(L.LightningModule):
             (j, shard)
             for j, job in enumerate(jobs)
             if cache.load(job.key) is None
-            for shard in cache.missing_shards(job.key, job.inputs.shape[0])
+            for shard in cache.missing_shards(job.key, job.n_items)
         ]
-        self.encoded = 0
-        self.seconds = 0.0
         self.stopped = False  # SIGTERM arrived: shards were left for a rerun
+
+    @property
+    def encoded(self) -> int:
+        """Items encoded by this process."""
+        return sum(job.items for job in self.jobs)
 
     def predict_dataloader(self) -> DataLoader:
         # One (job, shard) pair per step. Lightning's distributed sampler would pad the list by
         # repeating pairs, so ranks stride through it themselves.
-        return DataLoader(self.todo[self.global_rank :: self.trainer.world_size], batch_size=None)
+        return DataLoader(self._mine(), batch_size=None)
+
+    def _mine(self) -> list[tuple[int, int]]:
+        return self.todo[self.global_rank :: self.trainer.world_size]
 
     @torch.no_grad()
     def predict_step(self, batch: tuple[int, int], batch_idx: int) -> int:
@@ -65,14 +78,28 @@ class FeatureExtractionModule(L.LightningModule):
         # shard being encoded when it arrived is finished and written, later ones are left for a rerun.
         if self.trainer.received_sigterm:
             self.stopped = True
+            self._close()
             return 0
-        j, shard = batch
+        j, shard = int(batch[0]), int(batch[1])
         job = self.jobs[j]
-        start = time.perf_counter()
-        n = self.cache.encode_shards(job.key, job.encoder, job.inputs, shards=[int(shard)])
-        self.seconds += time.perf_counter() - start
-        self.encoded += n
+        mine = [s for i, s in self._mine() if i == j]
+        if job.progress is None:
+            # One set of bars per job over this rank's shards of it; rank 0 shows them.
+            total = sum(len(self.cache.shard_rows(s, job.n_items)) for s in mine)
+            source = not isinstance(job.inputs, Tensor)
+            show = self.cache.progress and self.global_rank == 0
+            job.progress = Progress(job.modality, total, decode=source, enabled=show)
+        n = self.cache.encode_shards(job.key, job.encoder, job.inputs, shards=[shard], progress=job.progress)
+        job.items += n
+        job.seconds = job.progress.seconds
+        if shard == mine[-1]:
+            job.progress.close()
         return n
+
+    def _close(self) -> None:
+        for job in self.jobs:
+            if job.progress is not None:
+                job.progress.close()
 
     def merge(self) -> None:
         """Rank 0 joins the shards of every job into complete entries (call on every rank after

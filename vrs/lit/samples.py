@@ -34,11 +34,12 @@ def capture(items: Tensor, mask: Tensor, topk: Tensor, targets: Tensor, ranks: T
 
 def strip(content: ItemContent, idx: list[int], highlight: int | None = None) -> Image.Image | None:
     """Images of `idx` side by side; the `highlight` item gets a red frame. None without images."""
-    if content.images is None or not idx:
+    pixels = content.pixels(idx) if idx else None  # (n, 3, H, W); only these items decoded
+    if pixels is None:
         return None
     tiles = []
-    for i in idx:
-        tile = Image.fromarray(content.images[i].permute(1, 2, 0).numpy().astype(np.uint8))
+    for i, image in zip(idx, pixels, strict=True):
+        tile = Image.fromarray(image.permute(1, 2, 0).numpy().astype(np.uint8))
         if i == highlight:
             ImageDraw.Draw(tile).rectangle(
                 [0, 0, tile.width - 1, tile.height - 1], outline=(230, 0, 0), width=3

@@ -151,14 +151,23 @@ class ItemTower(nn.Module):
         if len(content) != self.n_items:
             raise ValueError(f"content has {len(content)} items, the tower was built for {self.n_items}")
         device = self._device()
-        self.has_image = content.has_image.bool().to(device)
         self.has_text = content.has_text.bool().to(device)
         known = torch.ones(self.n_items, dtype=torch.bool) if known_items is None else known_items.bool()
         if known.shape != (self.n_items,):
             raise ValueError(f"known_items must have shape ({self.n_items},), got {tuple(known.shape)}")
         self.has_id = known.to(device)
         self.images = self.tokens = self.image_feats = self.text_feats = None
-        if self.image_encoder is not None:
+        if self.image_encoder is None:  # never read: no decoding for a tower without images
+            self.has_image = torch.zeros(self.n_items, dtype=torch.bool, device=device)
+        elif self.freeze_encoders and feature_cache is not None and content.image_files is not None:
+            # Keyed by the image files' bytes: features (and which items decoded) come from the
+            # cache, and only items missing from it are decoded.
+            feats, usable = feature_cache.features_and_usable(
+                "image", self.image_encoder, content.image_files
+            )
+            self.image_feats, self.has_image = feats.to(device), usable.to(device)
+        else:
+            self.has_image = content.has_image.bool().to(device)
             if content.images is None:  # no item has an image: every image is absent
                 self.has_image = torch.zeros_like(self.has_image)
                 images = torch.zeros(self.n_items, 3, 1, 1, dtype=torch.uint8, device=device)
