@@ -16,7 +16,8 @@ from torch import Tensor
 
 
 class RankingMetrics(torchmetrics.Metric):
-    """Recall@k (= HitRate@k), NDCG@k, MRR@k, top-K catalogue coverage and the seen-target share.
+    """Recall@k (= HitRate@k), NDCG@k, MRR@k (= MAP@k), precision@k, top-K catalogue coverage and the
+    seen-target share (list metrics beyond coverage: `vrs.list_metrics.ListMetrics`).
 
     Args:
         n_items: catalogue size N.
@@ -64,7 +65,8 @@ class RankingMetrics(torchmetrics.Metric):
             self.coverage += torch.bincount(top[top >= 0], minlength=self.n_items)
 
     def compute(self) -> dict[str, float]:
-        """Metrics as Python floats: ``recall_k``, ``ndcg_k``, ``mrr_k`` for each k,
+        """Metrics as Python floats: ``recall_k``, ``ndcg_k``, ``mrr_k``, ``precision_k``,
+        ``hit_rate_k`` and ``map_k`` for each k,
         ``coverage_{coverage_k}`` (distinct items in any top list / N; 0 if no lists were given),
         ``n_users`` and ``seen_target_share``. All are 0 before any update."""
         n = max(int(self.n), 1)
@@ -75,6 +77,11 @@ class RankingMetrics(torchmetrics.Metric):
             out[f"recall_{k}"] = float(hist[:k].sum()) / n
             out[f"ndcg_{k}"] = float((hist[:k] / torch.log2(pos[:k] + 2)).sum()) / n
             out[f"mrr_{k}"] = float((hist[:k] / (pos[:k] + 1)).sum()) / n
+            # One held-out target per query: precision@k = hits / k, HitRate@k = Recall@k and
+            # MAP@k = MRR@k (the average precision of a single relevant item is 1 / its rank).
+            out[f"precision_{k}"] = out[f"recall_{k}"] / k
+            out[f"hit_rate_{k}"] = out[f"recall_{k}"]
+            out[f"map_{k}"] = out[f"mrr_{k}"]
         out[f"coverage_{self.coverage_k}"] = float((self.coverage > 0).sum()) / max(self.n_items, 1)
         out["n_users"] = float(self.n)
         out["seen_target_share"] = float(self.n_seen) / n

@@ -18,7 +18,22 @@ from vrs.cli.train import TrainingStopped, train
 from vrs.lit.module import RecModule
 
 FAST = ["trainer.max_epochs=2", "data.image_size=32", "data.batch_size=64"]
-METRIC_KEYS = [f"test/{m}_{k}" for m in ("recall", "ndcg", "mrr") for k in (10, 20)] + ["test/coverage_10"]
+METRIC_KEYS = [
+    f"test/{m}_{k}"
+    for m in (
+        "recall",
+        "ndcg",
+        "mrr",
+        "precision",
+        "map",
+        "coverage",
+        "gini",
+        "novelty",
+        "arp",
+        "ild_category",
+    )
+    for k in (10, 20)
+]
 
 
 def run_train(tmp_path: Path, data: Path, overrides: list[str]) -> dict[str, float]:
@@ -71,12 +86,19 @@ def test_train_writes_run_files_and_reloads(tmp_path: Path, small_data: Path) ->
     eval_dir = tmp_path / "eval"
     cfg = compose_config(
         "eval",
-        [f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}", "data.image_size=32"],
+        [
+            f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}",
+            "data.image_size=32",
+            "encoder@diversity_encoder=toy",
+        ],
         eval_dir,
         small_data,
     )
     evaluated = evaluate(cfg)
     assert set(METRIC_KEYS) <= set(evaluated)
+    for k in (10, 20):  # mean cosine distance between the listed items' image features
+        assert 0.0 < evaluated[f"test/ild_visual_{k}"] <= 2.0
+        assert 0.0 < evaluated[f"test/ild_category_{k}"] <= 1.0 and 0.0 < evaluated[f"test/gini_{k}"] < 1.0
 
 
 def test_unknown_baseline_and_missing_checkpoint_errors(tmp_path: Path, small_data: Path) -> None:

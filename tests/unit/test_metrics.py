@@ -87,8 +87,11 @@ def test_metrics_match_brute_force():
     assert out["coverage_10"] == pytest.approx(len(set(top.flatten().tolist()) - {-1}) / 200)
     assert out["n_users"] == 40.0
     assert out["seen_target_share"] == pytest.approx(sum(ref_seen) / 40)
+    for k in (10, 20):  # one target per query
+        assert out[f"precision_{k}"] == pytest.approx(out[f"recall_{k}"] / k)
+        assert out[f"hit_rate_{k}"] == out[f"recall_{k}"] and out[f"map_{k}"] == out[f"mrr_{k}"]
     assert set(out) == {
-        *(f"{m}_{k}" for m in ("recall", "ndcg", "mrr") for k in (10, 20)),
+        *(f"{m}_{k}" for m in ("recall", "ndcg", "mrr", "precision", "hit_rate", "map") for k in (10, 20)),
         "coverage_10",
         "n_users",
         "seen_target_share",

@@ -48,9 +48,24 @@ def setup_run(cfg: DictConfig, build_module: Callable[[Any], Any]) -> tuple[Any,
     return datamodule, module, setup_trainer(cfg, module, datamodule)
 
 
+def item_stats(cfg: DictConfig, datamodule: Any) -> Any:
+    """Training counts, categories and (with `diversity_encoder` set) image features of the
+    catalogue, for the beyond-accuracy list metrics."""
+    from vrs.list_metrics import ItemStats
+
+    features = has_features = None
+    if cfg.get("diversity_encoder"):
+        from vrs.lit.baselines import image_features
+
+        features, has_features = image_features(cfg.diversity_encoder, datamodule.content, feature_cache(cfg))
+    return ItemStats(datamodule.train_counts, datamodule.item_categories, features, has_features)
+
+
 def setup_trainer(cfg: DictConfig, module: Any, datamodule: Any) -> Any:
     """The trainer of `module` (its callbacks and loggers instantiated); saves the resolved config."""
     module.test_stages = datamodule.test_stages()
+    if hasattr(module, "set_item_stats"):
+        module.set_item_stats(item_stats(cfg, datamodule))
     callbacks = instantiate_group(cfg.get("callbacks"))
     if cfg.trainer.get("fast_dev_run"):  # a debug run's weights are one batch's: no checkpoint of them
         callbacks = [c for c in callbacks if type(c).__name__ != "ModelCheckpoint"]

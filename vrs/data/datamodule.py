@@ -138,6 +138,16 @@ class RecDataModule(L.LightningDataModule):
         return torch.as_tensor(self._require().train_counts, dtype=torch.float32)
 
     @property
+    def item_categories(self) -> torch.Tensor | None:
+        """(N,) long category code of each item (-1: none), or None when items.parquet has no
+        category column."""
+        from vrs.list_metrics import category_codes
+
+        self._require()
+        items = self.dataset.items
+        return category_codes(items["category"]) if "category" in items.columns else None
+
+    @property
     def fingerprint(self) -> str:
         """Content hash of the tables read (`vrs.data.schema.fingerprint`, as in dataset.json)."""
         self._require()

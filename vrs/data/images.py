@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, features
 from tqdm.auto import tqdm
 
 from vrs.data.content import ItemContent
-from vrs.data.schema import Dataset, DatasetError, preview, check_image_links
+from vrs.data.schema import Dataset, DatasetError, check_image_links, preview
 
 BAD_IMAGE_MODES = ("error", "skip", "blank")
 _PROGRESS_MIN = 2000  # below this many images a progress bar is noise

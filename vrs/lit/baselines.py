@@ -62,18 +62,26 @@ class BaselineModule(RankingModule):
                 raise ValueError("the popularity baseline needs the training-split item counts")
             self._scorer = PopularityRecommender(train_counts.float())
             return
-        towers = build_towers(self.encoder_cfg)
-        files = content.image_files
-        if towers.image is None or (files is None and content.images is None):
-            raise ValueError("model=visual_profile needs item images and an encoder with an image tower")
-        encoder = towers.image.eval()
-        if feature_cache is not None and files is not None:  # keyed by the files: no decoding on a hit
-            features, has_image = feature_cache.features_and_usable("image", encoder, files)
-        elif feature_cache is not None:
-            features, has_image = feature_cache.features("image", encoder, content.images), content.has_image
-        else:
-            features = torch.cat([encoder(chunk) for chunk in content.images.split(256)])  # (N, F)
-            has_image = content.has_image
+        features, has_image = image_features(self.encoder_cfg, content, feature_cache)
         features = features.clone()  # (N, F), not the cache's tensor
         features[~has_image] = 0.0
         self._scorer = VisualProfileRecommender(features)
+
+
+@torch.no_grad()
+def image_features(
+    encoder_cfg: dict[str, Any], content: ItemContent, feature_cache: FeatureCache | None = None
+) -> tuple[Tensor, Tensor]:
+    """(N, F) frozen image features of the catalogue from `encoder_cfg`'s image tower and the (N,)
+    bool mask of items that have an image; read from `feature_cache` when given (keyed by the image
+    files: no decoding on a hit)."""
+    towers = build_towers(encoder_cfg)
+    files = content.image_files
+    if towers.image is None or (files is None and content.images is None):
+        raise ValueError("image features need item images and an encoder with an image tower")
+    encoder = towers.image.eval()
+    if feature_cache is not None and files is not None:
+        return feature_cache.features_and_usable("image", encoder, files)
+    if feature_cache is not None:
+        return feature_cache.features("image", encoder, content.images), content.has_image
+    return torch.cat([encoder(chunk) for chunk in content.images.split(256)]), content.has_image  # (N, F)

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from vrs.data.batch import RecBatch
 from vrs.data.content import ItemContent
+from vrs.list_metrics import ItemStats, ListMetrics
 from vrs.lit.samples import Samples, capture, log_to_wandb
 from vrs.metrics import RankingMetrics
 from vrs.retrieval.scoring import UserScorer, score_batch
@@ -35,10 +36,11 @@ class RankingModule(L.LightningModule):
         self.ks = [int(k) for k in cfg["ks"]]
         self.exclude_seen = bool(cfg["exclude_seen"])
         self.chunk_size = int(cfg["chunk_size"])
-        self.coverage_k = 10
-        self.metrics = nn.ModuleDict(
-            {s: RankingMetrics(n_items, ks=self.ks, coverage_k=self.coverage_k) for s in STAGES}
-        )
+        self.coverage_k = 10  # lists shown in W&B samples
+        self.list_k = max([*self.ks, self.coverage_k])  # length of the top-K lists scored
+        self.metrics = nn.ModuleDict({s: RankingMetrics(n_items, ks=self.ks) for s in STAGES})
+        # Coverage, exposure Gini, novelty, popularity, diversity of the lists (set_item_stats).
+        self.list_metrics = nn.ModuleDict({s: ListMetrics(n_items, ks=self.ks) for s in STAGES})
         self.test_stages: list[str] = ["test", "test_cold"]
         # Latest value of every "{stage}/{metric}" at full float64 precision (logged copies are
         # float32 tensors).
@@ -54,6 +56,11 @@ class RankingModule(L.LightningModule):
 
     def scorer(self) -> Scorer:
         raise NotImplementedError
+
+    def set_item_stats(self, stats: ItemStats | None) -> None:
+        """Per-item facts (training counts, categories, image features) the list metrics read."""
+        for metric in self.list_metrics.values():
+            metric.set_stats(stats)
 
     # Item vectors do not depend on the user: encode the catalogue once per evaluation epoch.
     def on_validation_epoch_start(self) -> None:
@@ -71,9 +78,10 @@ class RankingModule(L.LightningModule):
     def _evaluate(self, stage: str, batch: RecBatch) -> None:
         scorer, items = self.scorer(), self._item_vectors
         _, (ranks, target_seen, _, topk) = score_batch(
-            scorer, items, batch, self.coverage_k, self.exclude_seen, chunk_size=self.chunk_size
+            scorer, items, batch, self.list_k, self.exclude_seen, chunk_size=self.chunk_size
         )
-        self.metrics[stage].update(ranks, target_seen, topk)
+        self.metrics[stage].update(ranks, target_seen)
+        self.list_metrics[stage].update(topk)
         if stage != "val" and batch.users is not None and batch.index is not None:
             row = (batch.index, batch.users, batch.targets, ranks, target_seen)
             self._user_rows.setdefault(stage, []).append(tuple(t.detach().cpu() for t in row))
@@ -95,12 +103,15 @@ class RankingModule(L.LightningModule):
     def _log_stages(self, stages: list[str]) -> None:
         values: dict[str, float] = {}
         for stage in stages:
-            metric = self.metrics[stage]
             with warnings.catch_warnings():
                 # A rank may hold no sample of a small stage; the synced sums are still right.
                 warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
-                result = metric.compute()
-            metric.reset()
+                result = self.metrics[stage].compute()
+                # Coverage comes from the list metrics (at every k), not RankingMetrics' unfed state.
+                result = {n: v for n, v in result.items() if not n.startswith("coverage")}
+                result.update(self.list_metrics[stage].compute())
+            self.metrics[stage].reset()
+            self.list_metrics[stage].reset()
             if result["n_users"] > 0:
                 values.update({f"{stage}/{name}": float(v) for name, v in result.items()})
         self._item_vectors = None

@@ -15,9 +15,13 @@ from vrs.data.images import BAD_IMAGE_ERRORS
 from vrs.report.evaluation import UserCard
 
 STAGE_ORDER = ("test", "test_cold", "val")
-METRIC_ORDER = ("recall", "ndcg", "mrr", "coverage", "n_users", "seen_target_share")
+METRIC_ORDER = (
+    "recall", "ndcg", "mrr", "precision", "hit_rate", "map", "coverage", "gini", "novelty", "arp",
+    "ild_category", "ild_visual", "n_users", "seen_target_share",
+)  # fmt: skip
 COUNTS = ("n_users",)  # printed as integers, never "best"
-NEUTRAL = ("n_users", "seen_target_share")  # no better direction: not bolded
+NEUTRAL = ("n_users", "seen_target_share", "arp")  # no better direction: not bolded
+LOWER_IS_BETTER = ("gini",)  # exposure concentrated on few items
 
 
 def data_uri(data: bytes, mime: str) -> str:
@@ -95,8 +99,9 @@ def metrics_table(columns: Mapping[str, Mapping[str, float]]) -> str:
     for key in keys:
         values = [m.get(key) for m in columns.values()]
         known = [v for v in values if v is not None]
-        neutral = key.rpartition("/")[2] in NEUTRAL
-        best = max(known) if known and not neutral and len(columns) > 1 else None
+        base = _key_order(key)[3]
+        pick = min if base in LOWER_IS_BETTER else max
+        best = pick(known) if known and base not in NEUTRAL and len(columns) > 1 else None
         cells = []
         for v in values:
             if v is None:
