@@ -44,7 +44,9 @@ def setup_run(cfg: DictConfig, build_module: Callable[[Any], Any]) -> tuple[Any,
     the catalogue to the module and saves the resolved config. Returns (datamodule, module, trainer)."""
     datamodule = setup_data(cfg)
     module = build_module(datamodule)
-    module.attach_data(datamodule.content, datamodule.train_counts, feature_cache=feature_cache(cfg))
+    cache = feature_cache(cfg)
+    module.attach_data(datamodule.content, datamodule.train_counts, feature_cache=cache)
+    module.fit_catalogue(datamodule, cache)
     return datamodule, module, setup_trainer(cfg, module, datamodule)
 
 

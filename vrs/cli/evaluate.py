@@ -45,7 +45,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         trainer = setup_trainer(cfg, module, datamodule)
     else:
         datamodule, module, trainer = setup_run(cfg, lambda dm: _baseline(cfg, dm))
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = results(module, "classifier/")  # model=category_interest's stage (a)
     if "val" in stages:
         trainer.validate(module, datamodule=datamodule)
         metrics.update(results(module, "val/"))
@@ -62,7 +62,7 @@ def _baseline(cfg: DictConfig, datamodule) -> RankingModule:
     if cfg.model._target_.endswith("RecModule"):
         raise ValueError(
             "vrs-eval needs run_dir=DIR or ckpt_path=PATH to evaluate a trained model, or "
-            "model=popularity / model=visual_profile for a baseline"
+            "model=popularity / visual_profile / category_interest for a baseline"
         )
     with trusted_config():  # the user's own command line
         return instantiate(cfg.model, n_items=datamodule.n_items)

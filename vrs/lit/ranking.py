@@ -57,6 +57,10 @@ class RankingModule(L.LightningModule):
     def scorer(self) -> Scorer:
         raise NotImplementedError
 
+    def fit_catalogue(self, datamodule: Any, feature_cache: Any = None) -> None:
+        """Fits what a model builds from the training split before evaluation (nothing by default;
+        the commands call it after `attach_data`)."""
+
     def set_item_stats(self, stats: ItemStats | None) -> None:
         """Per-item facts (training counts, categories, image features) the list metrics read."""
         for metric in self.list_metrics.values():
