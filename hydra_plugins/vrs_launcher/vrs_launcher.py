@@ -113,9 +113,11 @@ class _Launcher:
         self.set_ranks()
         cfg = self._job_config(overrides, job_num, singleton_state)
         check_ranks(cfg.trainer, self.params.get("tasks_per_node", 1), self.params.get("nodes", 1))
-        overrides += continuation(
-            sweep_overrides, Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-        )
+        subdir = str(cfg.hydra.sweep.subdir)
+        # Pinned too: resume=last, once added, would rename a folder named after the overrides
+        # (hydra.job.override_dirname), and the job must continue in the folder it ran in.
+        overrides.append(f"hydra.sweep.subdir={_quoted(subdir)}")
+        overrides += continuation(sweep_overrides, Path(str(cfg.hydra.sweep.dir)) / subdir)
         return super().__call__(overrides, job_dir_key, job_num, job_id, singleton_state)  # type: ignore[misc]
 
     def _job_config(self, overrides: list[str], job_num: int, singleton_state: dict) -> DictConfig:
