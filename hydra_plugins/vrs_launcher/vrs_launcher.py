@@ -21,6 +21,7 @@ What these add to Hydra's submitit launchers:
 from __future__ import annotations
 
 import os
+import re
 import sys
 import zlib
 from pathlib import Path
@@ -41,8 +42,10 @@ def _key(override: str) -> str:
 
 
 def _quoted(value: str) -> str:
-    """`value` as a quoted Hydra override value (a path may hold characters the grammar reserves)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """`value` as a quoted Hydra override value (a path may hold characters the grammar reserves).
+    Hydra reads backslashes literally except before a quote or at the end, where they are doubled."""
+    doubled = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)
+    return "'" + doubled.replace("'", "\\'") + "'"
 
 
 def continuation(overrides: list[str], run_dir: Path) -> list[str]:

@@ -160,3 +160,11 @@ def test_a_trainer_asking_for_other_ranks_than_the_launcher_started_is_refused()
     vrs_launcher.check_ranks(trainer, tasks_per_node=4, nodes=2)
     with pytest.raises(ValueError, match=r"trainer.devices=4 .* started 8 task\(s\) per node on 2"):
         vrs_launcher.check_ranks(trainer, tasks_per_node=8, nodes=2)
+
+
+@pytest.mark.parametrize("path", ["/shared/runs/a b,c=[d]", "/shared/it's", "/shared/x\\y", "/shared/end\\"])
+def test_a_pinned_folder_reaches_the_job_as_it_is(path: str) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    override = OverridesParser.create().parse_override(f"hydra.sweep.dir={vrs_launcher._quoted(path)}")
+    assert override.value() == path
