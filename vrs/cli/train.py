@@ -4,6 +4,7 @@ vrs-train experiment=demo
 vrs-train data=canonical data.root=DIR encoder=tiny_clip fusion=gated loss=sampled_softmax
 vrs-train experiment=sasrec_amazon hydra.run.dir=RUN resume=last     # continue RUN where it stopped
 vrs-train -m hparams_search=sasrec_beauty data.root=data/amazon/Beauty   # Optuna search, validation only
+vrs-train -m hydra/launcher=slurm trainer=ddp trainer.devices=8 trainer.num_nodes=2 seed=0,1,2   # SLURM jobs
 """
 
 from __future__ import annotations
