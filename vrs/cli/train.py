@@ -4,6 +4,7 @@ vrs-train experiment=demo
 vrs-train data=canonical data.root=DIR encoder=tiny_clip fusion=gated loss=sampled_softmax
 vrs-train experiment=sasrec_amazon hydra.run.dir=RUN resume=last     # continue RUN where it stopped
 vrs-train -m hparams_search=sasrec_beauty data.root=data/amazon/Beauty   # Optuna search, validation only
+vrs-train -m hydra/launcher=slurm trainer=ddp trainer.devices=8 trainer.num_nodes=2 seed=0,1,2   # SLURM jobs
 """
 
 from __future__ import annotations
@@ -37,17 +38,21 @@ from vrs.io import atomic_write_text
 from vrs.lit.targets import trusted_config
 
 
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """What ``resume=last`` continues a run folder from: its state after its latest epoch
+    (checkpoints/resume.ckpt; last.ckpt, a copy of the best epoch, for runs without one), or None."""
+    folder = run_dir / "checkpoints"
+    return next((p for p in (folder / RESUME_CKPT, folder / "last.ckpt") if p.is_file()), None)
+
+
 def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """The checkpoint ``resume`` names, checked to exist. ``last``: this run's state after its latest
-    epoch (checkpoints/resume.ckpt; last.ckpt, a copy of the best epoch, for runs without one)."""
+    """The checkpoint ``resume`` names, checked to exist (``last``: see `last_checkpoint`)."""
     if not cfg.get("resume"):
         return None
     path = Path(cfg.resume)
     if cfg.resume == "last":
-        folder = Path(cfg.paths.output_dir) / "checkpoints"
-        path = next(
-            (p for p in (folder / RESUME_CKPT, folder / "last.ckpt") if p.is_file()), folder / RESUME_CKPT
-        )
+        run_dir = Path(cfg.paths.output_dir)
+        path = last_checkpoint(run_dir) or run_dir / "checkpoints" / RESUME_CKPT
     if not path.is_file():
         raise FileNotFoundError(
             f"resume={cfg.resume}: no checkpoint at {path} (pass a .ckpt path, or 'last' with the "

@@ -93,19 +93,22 @@ class RecDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         # The commands call this before building the model and Lightning calls it again in fit.
         if self.generate is not None and not self._prepared:
-            from vrs.data.synthetic import generate, generation_conflict
+            from vrs.data.synthetic import generate, generation_conflict, generation_lock
 
-            # Only the catalogue asked for may be written: `data.root=X` alone keeps data=synthetic
-            # and its default parameters, which must not silently replace what X holds.
-            conflict = generation_conflict(self.root, **self.generate)
-            if conflict is not None and not self.overwrite:
-                raise FileExistsError(
-                    f"{conflict}; the synthetic data config would generate another catalogue there. "
-                    f"To use the dataset as it is, pass data=canonical data.root={self.root}; to "
-                    "generate the requested one, pass data.overwrite=true (or another data.root); or "
-                    "pass the data.generate.* parameters it was generated with"
-                )
-            generate(self.root, **self.generate, overwrite=conflict is not None)
+            # Decided and done under the lock: ranks starting together with data.overwrite=true must
+            # not each replace the catalogue the first one generated (and may be reading).
+            with generation_lock(self.root):
+                # Only the catalogue asked for may be written: `data.root=X` alone keeps data=synthetic
+                # and its default parameters, which must not silently replace what X holds.
+                conflict = generation_conflict(self.root, **self.generate)
+                if conflict is not None and not self.overwrite:
+                    raise FileExistsError(
+                        f"{conflict}; the synthetic data config would generate another catalogue there. "
+                        f"To use the dataset as it is, pass data=canonical data.root={self.root}; to "
+                        "generate the requested one, pass data.overwrite=true (or another data.root); or "
+                        "pass the data.generate.* parameters it was generated with"
+                    )
+                generate(self.root, **self.generate, overwrite=conflict is not None)
             self._prepared = True
 
     def setup(self, stage: str | None = None) -> None:

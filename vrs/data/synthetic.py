@@ -33,6 +33,7 @@ ordered like ``ATTRIBUTES``).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -57,7 +58,7 @@ from vrs.data.synthetic_catalogue import (
 )
 from vrs.data.synthetic_render import item_texts, render_catalogue
 from vrs.data.synthetic_users import simulate, user_weights, users_table
-from vrs.io import atomic_write
+from vrs.io import atomic_write, file_lock
 
 __all__ = [
     "ATTRIBUTES",
@@ -71,6 +72,7 @@ __all__ = [
     "attribute_onehot",
     "generate",
     "generation_conflict",
+    "generation_lock",
 ]
 
 log = logging.getLogger(__name__)
@@ -251,21 +253,33 @@ def generate(
     if not overwrite and _holds(root, generator):
         log.info("Reusing the synthetic dataset in %s (generated with identical parameters)", root)
         return root
-    _mark_incomplete(root)
-    item_ss, user_ss, sim_ss, render_ss = np.random.SeedSequence(seed).spawn(4)
-    truth = sample_items(np.random.default_rng(item_ss), n_items, params)
-    weights = user_weights(np.random.default_rng(user_ss), n_users, n_periods, preference_strength, drift)
-    interactions = simulate(np.random.default_rng(sim_ss), truth, weights, params)
-    show = n_items >= _PROGRESS_MIN_ITEMS if progress is None else progress
-    _write_images(root, truth, image_size, np.random.default_rng(render_ss), show)
-    _write_truth(root, truth, weights)
-    extra = {"generator": {**generator, "attribute_values": {k: list(v) for k, v in ATTRIBUTES.items()}}}
-    write_dataset(
-        root, _items_table(truth), interactions, name="synthetic", source="vrs.data.synthetic (procedural)",
-        licence="CC0", extra_meta=extra,
-    )  # fmt: skip
-    (root / INCOMPLETE_MARKER).unlink()
+    with generation_lock(root):
+        # Another process (a DDP rank, a job of a sweep) may have generated it while this one waited.
+        if not overwrite and _holds(root, generator):
+            return root
+        _mark_incomplete(root)
+        item_ss, user_ss, sim_ss, render_ss = np.random.SeedSequence(seed).spawn(4)
+        truth = sample_items(np.random.default_rng(item_ss), n_items, params)
+        weights = user_weights(np.random.default_rng(user_ss), n_users, n_periods, preference_strength, drift)
+        interactions = simulate(np.random.default_rng(sim_ss), truth, weights, params)
+        show = n_items >= _PROGRESS_MIN_ITEMS if progress is None else progress
+        _write_images(root, truth, image_size, np.random.default_rng(render_ss), show)
+        _write_truth(root, truth, weights)
+        extra = {"generator": {**generator, "attribute_values": {k: list(v) for k, v in ATTRIBUTES.items()}}}
+        write_dataset(
+            root, _items_table(truth), interactions, name="synthetic", source="vrs.data.synthetic (procedural)",
+            licence="CC0", extra_meta=extra,
+        )  # fmt: skip
+        (root / INCOMPLETE_MARKER).unlink()
     return root
+
+
+def generation_lock(out_dir: str | Path) -> contextlib.AbstractContextManager[None]:
+    """Held while a process generates into ``out_dir`` (a lock file beside it): processes that start
+    together (the ranks of a cluster job, the jobs of a sweep) generate the catalogue once; the others
+    wait, then reuse it. Hold it around deciding to replace a folder and replacing it."""
+    root = Path(out_dir)
+    return file_lock(root.parent / f".{root.name}.lock", f"the synthetic catalogue in {root}")
 
 
 def _mark_incomplete(root: Path) -> None:

@@ -14,6 +14,8 @@ Layout under the cache root:
                            load: `unusable`); written last, it marks the entry complete
     <key>.partial/NNNNN.pt shards of an extraction in progress (each atomic); a restart skips the
                            shards already there, and the folder is removed once the entry is complete
+    <key>.lock             held by the process extracting the entry through `features`: the other
+                           processes asking for it (DDP ranks, jobs of a sweep) wait, then read it
 
 Shard i holds items [i * shard_size, (i + 1) * shard_size). Extraction can be split across processes
 (`shards=`): each writes its own shards and one process merges them with `merge`. Within a process,
@@ -42,7 +44,7 @@ from vrs.encoders.inference import (
     map_workers,
     resolve_precision,
 )
-from vrs.io import atomic_write, write_json
+from vrs.io import atomic_write, file_lock, write_json
 
 FEATURES_FILE = "features.pt"
 META_FILE = "meta.json"
@@ -340,6 +342,9 @@ class FeatureCache:
         """
         n = meta["n_items"]
         missing = self.missing_shards(key, n)
+        done = self.load(key) if missing else None
+        if done is not None:  # another process merged (and removed) these shards: file system without locks
+            return done
         if missing:
             raise RuntimeError(f"cannot merge {key}: shards {missing[:5]} of {self.n_shards(n)} are missing")
         part = self.root / f"{key}.partial"
@@ -373,8 +378,13 @@ class FeatureCache:
         key = key_of(meta)
         feats = self.load(key)
         if feats is None:
-            self.encode_shards(key, encoder, inputs)
-            feats = self.merge(key, meta)
+            # The ranks of a cluster job (and the jobs of a sweep) all start here at once: the first
+            # to take the lock extracts, the others wait and then read the complete entry.
+            with file_lock(self.root / f"{key}.lock", f"the extraction of {modality} features {key}"):
+                feats = self.load(key)
+                if feats is None:
+                    self.encode_shards(key, encoder, inputs)
+                    feats = self.merge(key, meta)
         usable = self.usable(key, meta["n_items"])
         if not isinstance(inputs, Tensor):
             inputs.check(usable)
