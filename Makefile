@@ -35,8 +35,8 @@ demo: $(STAMP)
 	$(BIN)/vrs-report run_dir=$(RUN_DIR)/fused
 
 lint: $(STAMP)
-	$(BIN)/ruff check vrs tests benchmarks
-	$(BIN)/ruff format --check vrs tests benchmarks
+	$(BIN)/ruff check vrs tests benchmarks hydra_plugins
+	$(BIN)/ruff format --check vrs tests benchmarks hydra_plugins
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix vrs tests benchmarks
