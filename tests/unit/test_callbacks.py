@@ -1,0 +1,48 @@
+"""CapWarning: a run that ends at trainer.max_epochs while still improving says so."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from vrs.lit.callbacks import CapWarning
+
+
+def fit(values: list[float], max_epochs: int, mode: str = "max") -> CapWarning:
+    cb = CapWarning(mode=mode)
+    trainer = SimpleNamespace(
+        sanity_checking=False, max_epochs=max_epochs, is_global_zero=True, callback_metrics={}
+    )
+    for epoch, v in enumerate(values):
+        trainer.current_epoch = epoch
+        trainer.callback_metrics = {"val/ndcg_10": torch.tensor(v)}
+        cb.on_validation_end(trainer, None)
+    cb.on_fit_end(trainer, None)
+    return cb
+
+
+def test_warns_at_the_cap_while_improving():
+    with pytest.warns(UserWarning, match=r"max_epochs=4 .* still improving \(best 0.4000 at epoch 3"):
+        fit([0.1, 0.2, 0.3, 0.4], max_epochs=4)
+
+
+@pytest.mark.parametrize(
+    ("values", "max_epochs", "mode"),
+    [
+        ([0.1, 0.4, 0.3, 0.2], 4, "max"),  # best two epochs before the end: converged
+        ([0.1, 0.2, 0.3], 10, "max"),  # stopped before the cap (early stopping)
+    ],
+)
+def test_no_warning_when_converged_or_stopped_early(values, max_epochs, mode, recwarn):
+    cb = fit(values, max_epochs, mode)
+    assert cb.message is None and not [w for w in recwarn if "still improving" in str(w.message)]
+
+
+def test_min_mode_and_resume_state():
+    with pytest.warns(UserWarning, match="best 0.1000 at epoch 3"):
+        fit([0.4, 0.3, 0.2, 0.1], max_epochs=4, mode="min")
+    cb = CapWarning()
+    cb.load_state_dict({"best": (0.5, 7)})
+    assert cb.state_dict() == {"best": (0.5, 7)}
+    with pytest.raises(ValueError, match="mode must be"):
+        CapWarning(mode="up")
