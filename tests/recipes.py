@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from vrs.data.adapters.common import SourceTables, parse_number, read_table, write_prepared
 from vrs.data.adapters.preprocess import PrepareReport
 from vrs.encoders.base import ImageEncoder, Towers
-from vrs.fusion.base import canonical_modalities, missing_vector, present_matrix, zero_absent
+from vrs.fusion.base import missing_vector, modality_order, present_matrix, zero_absent
 from vrs.losses import Loss
 
 
@@ -39,7 +39,7 @@ class MaxFusion(nn.Module):
 
     def __init__(self, in_dims: dict[str, int], out_dim: int) -> None:
         super().__init__()
-        self.modalities = canonical_modalities(in_dims)
+        self.modalities = modality_order(in_dims)
         self.proj = nn.ModuleDict({m: nn.Linear(in_dims[m], out_dim) for m in self.modalities})
         self.missing = missing_vector(out_dim)
         self.out_dim = out_dim
