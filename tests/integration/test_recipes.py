@@ -54,7 +54,7 @@ def _train_and_serve(tmp_path: Path, data: Path, configs: Path, choice: str, mon
 @pytest.mark.parametrize(
     "choice, check",
     [
-        ("encoder=mean_colour", lambda run: type(run.module.net.item_tower.image_encoder).__name__),
+        ("encoder=mean_colour", lambda run: type(run.module.net.item_tower.towers["image"]).__name__),
         ("fusion=max", lambda run: type(run.module.net.item_tower.fusion).__name__),
         ("user=decay", lambda run: type(run.module.net.user_encoder).__name__),
         ("loss=hinge", lambda run: type(run.module.loss_fn).__name__),

@@ -23,8 +23,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from vrs.cli.common import CONFIG_DIR, friendly_errors, setup_data
 
-MODALITIES = ("image", "text")
-
 
 class ExtractionStopped(RuntimeError):
     """SIGTERM (a scheduler's time limit, ``kill``) stopped the extraction after the shard in
@@ -43,8 +41,8 @@ def extract(cfg: DictConfig) -> dict[str, str]:
 
     check_config(cfg)
     wanted = list(cfg.modalities)
-    if not wanted or set(wanted) - set(MODALITIES):
-        raise ValueError(f"modalities={wanted}: expected a non-empty list of {list(MODALITIES)}")
+    if not wanted:
+        raise ValueError("modalities=[]: name the encoder towers to extract, e.g. [image, text]")
     if not cfg.feature_cache:
         raise ValueError("feature_cache=null: give the cache folder to extract into")
     precision = cfg.get("feature_precision", "fp32")
@@ -55,13 +53,19 @@ def extract(cfg: DictConfig) -> dict[str, str]:
     with trusted_config():  # the user's own command line
         towers = build_towers(OmegaConf.to_container(cfg.encoder, resolve=True))
     jobs = []
-    if "image" in wanted and towers.image is not None:
-        if content.image_files is None:
-            print("no item has an image file (or data.load_images=false): skipping the image tower")
-        else:  # decoded shard by shard, only where features are missing
-            jobs.append(ExtractionJob("image", towers.image, content.image_files))
-    if "text" in wanted and towers.text is not None:
-        jobs.append(ExtractionJob("text", towers.text, towers.text.tokenize(list(content.texts))))
+    for modality in [m for m in wanted if m in towers]:
+        encoder = towers[modality]
+        source = encoder.source(content)  # image files: decoded shard by shard, where features are missing
+        if source is not None:
+            jobs.append(ExtractionJob(modality, encoder, source))
+            continue
+        inputs, present = encoder.read(content)
+        if not present.any():
+            print(
+                f"no item has a {modality} input (or data.load_images=false): skipping the {modality} tower"
+            )
+        else:
+            jobs.append(ExtractionJob(modality, encoder, inputs))
     if not jobs:
         raise ValueError(f"encoder has no tower for modalities {wanted}")
 
