@@ -46,7 +46,8 @@ def test_image_text_category_and_id_train_evaluate_serve_report_and_reload(
     assert run.search(["red star"], k=3)["query"].tolist() == ["red star"] * 3  # modality dropout 0.1
 
     overrides = [f"run_dir={run_dir}", "data.image_size=32", "users=2", "k=5", "thumb_size=32"]
-    assert report(compose_config("report", overrides, tmp_path / "report", small_data)).exists()
+    page = report(compose_config("report", overrides, tmp_path / "report", small_data)).read_text()
+    assert "modalities=image+text+category+id" in page
 
     # The checkpoint alone rebuilds the category modality (no Hydra) and scores the same.
     module = RecModule.load_from_checkpoint(find_checkpoint(run_dir), map_location="cpu", weights_only=True)
