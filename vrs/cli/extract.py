@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import hydra
 import torch
@@ -35,7 +36,7 @@ def extract(cfg: DictConfig) -> dict[str, str]:
     """Fills the cache for the configured data and encoder; returns modality -> features path."""
     from vrs.cli.checks import check_config
     from vrs.encoders.cache import PRECISIONS, FeatureCache
-    from vrs.lit.extraction import ExtractionJob, FeatureExtractionModule
+    from vrs.lit.extraction import FeatureExtractionModule
     from vrs.lit.module import build_towers
     from vrs.lit.targets import trusted_config
 
@@ -52,20 +53,7 @@ def extract(cfg: DictConfig) -> dict[str, str]:
     content = datamodule.content
     with trusted_config():  # the user's own command line
         towers = build_towers(OmegaConf.to_container(cfg.encoder, resolve=True))
-    jobs = []
-    for modality in [m for m in wanted if m in towers]:
-        encoder = towers[modality]
-        source = encoder.source(content)  # image files: decoded shard by shard, where features are missing
-        if source is not None:
-            jobs.append(ExtractionJob(modality, encoder, source))
-            continue
-        inputs, present = encoder.read(content)
-        if not present.any():
-            print(
-                f"no item has a {modality} input (or data.load_images=false): skipping the {modality} tower"
-            )
-        else:
-            jobs.append(ExtractionJob(modality, encoder, inputs))
+    jobs = extraction_jobs(towers, wanted, content)
     if not jobs:
         raise ValueError(f"encoder has no tower for modalities {wanted}")
 
@@ -114,6 +102,27 @@ def extract(cfg: DictConfig) -> dict[str, str]:
         for modality, path in paths.items():
             print(f"{modality:>5}: {path}")
     return paths
+
+
+def extraction_jobs(towers: dict[str, Any], wanted: list[str], content: Any) -> list[Any]:
+    """One job per tower named in `wanted` (others are not the encoder's: skipped) with any input."""
+    from vrs.lit.extraction import ExtractionJob
+
+    jobs = []
+    for modality in [m for m in wanted if m in towers]:
+        encoder = towers[modality]
+        source = encoder.source(content)  # image files: decoded shard by shard, where features are missing
+        if source is not None:
+            jobs.append(ExtractionJob(modality, encoder, source))
+            continue
+        inputs, present = encoder.read(content)
+        if present.any():
+            jobs.append(ExtractionJob(modality, encoder, inputs))
+        else:
+            print(
+                f"no item has a {modality} input (or data.load_images=false): skipping the {modality} tower"
+            )
+    return jobs
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="extract")
