@@ -11,8 +11,9 @@ from torch import Tensor, nn
 
 from vrs.data.adapters.common import SourceTables, parse_number, read_table, write_prepared
 from vrs.data.adapters.preprocess import PrepareReport
-from vrs.encoders.base import ImageEncoder, Towers
-from vrs.fusion.base import canonical_modalities, missing_vector, present_matrix, zero_absent
+from vrs.data.content import ItemContent
+from vrs.encoders.base import ImageEncoder, ModalityEncoder, Towers
+from vrs.fusion.base import missing_vector, modality_order, present_matrix, zero_absent
 from vrs.losses import Loss
 
 
@@ -34,12 +35,31 @@ def build_mean_colour_towers(out_dim: int = 8) -> Towers:
     return Towers(image=MeanColourEncoder(out_dim), text=None)
 
 
+class TitleLengthEncoder(ModalityEncoder):
+    """Modality recipe: a number from the items table (the title's word count), embedded."""
+
+    def __init__(self, out_dim: int = 4) -> None:
+        super().__init__()
+        self.out_dim = out_dim
+        self.proj = nn.Linear(1, out_dim)
+
+    def read(self, content: ItemContent) -> tuple[Tensor, Tensor]:
+        titles = content.column("title")
+        words = torch.tensor(
+            [len(t.split()) if isinstance(t, str) else 0 for t in titles], dtype=torch.float32
+        )
+        return words[:, None].log1p(), words > 0  # (N, 1), (N,)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x)  # (n, 1) -> (n, out_dim)
+
+
 class MaxFusion(nn.Module):
     """Fusion recipe: element-wise maximum of the projected present modalities."""
 
     def __init__(self, in_dims: dict[str, int], out_dim: int) -> None:
         super().__init__()
-        self.modalities = canonical_modalities(in_dims)
+        self.modalities = modality_order(in_dims)
         self.proj = nn.ModuleDict({m: nn.Linear(in_dims[m], out_dim) for m in self.modalities})
         self.missing = missing_vector(out_dim)
         self.out_dim = out_dim

@@ -22,6 +22,7 @@ CONFIGS = {
     "finetune: {freeze: false, trainable_layers: null, lr: null, gradient_checkpointing: false, "
     "negatives: catalogue}\n",
     "fusion/max.yaml": "_target_: tests.recipes.MaxFusion\n_partial_: true\n",
+    "modalities/title_length.yaml": "title_length:\n  _target_: tests.recipes.TitleLengthEncoder\n  out_dim: 4\n",
     "user/decay.yaml": "_target_: tests.recipes.DecayUserEncoder\n_partial_: true\ndecay: 0.7\n",
     "loss/hinge.yaml": "_target_: tests.recipes.OneNegativeHingeLoss\nmargin: 0.5\n",
     "source/plain_csv.yaml": "_target_: tests.recipes.convert_plain_csv\nin_dir: ${in_dir}\nout_dir: ${out_dir}\n"
@@ -54,18 +55,22 @@ def _train_and_serve(tmp_path: Path, data: Path, configs: Path, choice: str, mon
 @pytest.mark.parametrize(
     "choice, check",
     [
-        ("encoder=mean_colour", lambda run: type(run.module.net.item_tower.image_encoder).__name__),
+        ("encoder=mean_colour", lambda run: type(run.module.net.item_tower.towers["image"]).__name__),
+        (
+            "modalities=[title_length]",
+            lambda run: type(run.module.net.item_tower.towers["title_length"]).__name__,
+        ),
         ("fusion=max", lambda run: type(run.module.net.item_tower.fusion).__name__),
         ("user=decay", lambda run: type(run.module.net.user_encoder).__name__),
         ("loss=hinge", lambda run: type(run.module.loss_fn).__name__),
     ],
-    ids=["encoder", "fusion", "user_encoder", "loss"],
+    ids=["encoder", "modality", "fusion", "user_encoder", "loss"],
 )
 def test_recipe(choice, check, tmp_path, small_data, user_configs, monkeypatch) -> None:
     metrics = _train_and_serve(tmp_path, small_data, user_configs, choice, monkeypatch)
     assert 0.0 <= metrics["test/ndcg_10"] <= 1.0
-    expected = {"encoder": "MeanColourEncoder", "fusion": "MaxFusion", "user": "DecayUserEncoder",
-                "loss": "OneNegativeHingeLoss"}[choice.split("=")[0]]  # fmt: skip
+    expected = {"encoder": "MeanColourEncoder", "modalities": "TitleLengthEncoder", "fusion": "MaxFusion",
+                "user": "DecayUserEncoder", "loss": "OneNegativeHingeLoss"}[choice.split("=")[0]]  # fmt: skip
     assert check(vrs.load_run(tmp_path)) == expected
 
 

@@ -109,10 +109,10 @@ def _step(module: RecModule) -> dict[str, torch.Tensor]:
 
 def test_trainable_blocks_change_and_frozen_ones_do_not() -> None:
     module = _module(finetune={"trainable_layers": 1, "lr": 0.05, "negatives": "catalogue"})
-    image = module.net.item_tower.image_encoder
+    image = module.net.item_tower.towers["image"]
     before = _step(module)
     after = module.state_dict()
-    prefix = "net.item_tower.image_encoder."
+    prefix = "net.item_tower.towers.image."
     trained = {prefix + n for n, p in image.named_parameters() if p.requires_grad}
     frozen = {prefix + n for n, p in image.named_parameters() if not p.requires_grad}
     assert trained and frozen
@@ -127,9 +127,7 @@ def test_frozen_encoders_do_not_change() -> None:
     module = _module(finetune={"freeze": True})
     before = _step(module)
     after = module.state_dict()
-    enc = [
-        k for k in after if k.startswith(("net.item_tower.image_encoder.", "net.item_tower.text_encoder."))
-    ]
+    enc = [k for k in after if k.startswith(("net.item_tower.towers.image.", "net.item_tower.towers.text."))]
     assert enc and all(torch.equal(before[k], after[k]) for k in enc)
     assert any(not torch.equal(before[k], after[k]) for k in after if k.startswith("net.item_tower.fusion."))
 
@@ -250,3 +248,26 @@ def test_a_checkpoint_in_the_old_layout_builds_the_same_model(tmp_path: Path, ol
     with torch.no_grad():
         assert torch.equal(module.net.encode_items(), loaded.net.encode_items())
         assert torch.equal(module.net.sequence_states(_batch()), loaded.net.sequence_states(_batch()))
+
+
+def test_checkpoints_naming_towers_by_attribute_still_load() -> None:
+    """Before modalities were keyed by name, the towers were `image_encoder` / `text_encoder`."""
+    saved = _module().state_dict()
+    renames = {"towers.image.": "image_encoder.", "towers.text.": "text_encoder."}
+    old = {}
+    for key, value in saved.items():
+        for new, legacy in renames.items():
+            key = key.replace(f"item_tower.{new}", f"item_tower.{legacy}")
+        old[key] = value + 1.0 if value.is_floating_point() else value
+    assert set(old) != set(saved)
+    checkpoint = {"state_dict": old, "vrs_rebuilt_prefixes": ["net.item_tower.image_encoder."]}
+    module = _module()
+    module.on_load_checkpoint(checkpoint)
+    assert checkpoint["vrs_rebuilt_prefixes"] == ["net.item_tower.towers.image."]
+    module.load_state_dict(checkpoint["state_dict"])
+    loaded = module.state_dict()
+    assert all(
+        torch.equal(loaded[k], v + 1.0)
+        for k, v in saved.items()
+        if k.startswith("net.item_tower.towers.text.")
+    )

@@ -16,7 +16,7 @@ from vrs.fusion import (
     SumFusion,
 )
 
-IN_DIMS = {"text": 6, "id": 12, "image": 5}  # deliberately not in canonical order
+IN_DIMS = {"text": 6, "category": 7, "id": 12, "image": 5}  # any names, in any order
 OUT = 12
 N = 16
 
@@ -88,14 +88,30 @@ def test_absent_modality_features_are_ignored(name):
     torch.testing.assert_close(fusion(changed, present), out)
 
 
-def test_modalities_canonical_order():
+def test_modalities_keep_the_declared_order():
     for name, cls in VARIANTS.items():
         fusion = cls(in_dims=IN_DIMS, out_dim=OUT)
         if name.endswith("_only"):
             assert fusion.modalities == (name.removesuffix("_only"),)
         else:
-            assert fusion.modalities == ("image", "text", "id")
-    assert SumFusion(in_dims={"id": 4, "text": 3}, out_dim=4).modalities == ("text", "id")
+            assert fusion.modalities == ("text", "category", "id", "image")
+    assert SumFusion(in_dims={"id": 4, "text": 3}, out_dim=4).modalities == ("id", "text")
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_a_new_modality_needs_no_fusion_change(name: str) -> None:
+    """A dict entry under any name is fused like the others, and moves the output where present."""
+    in_dims = {"image": 5, "brand": 3, "id": 12}
+    cls = functools.partial(SingleModalityFusion, modality="brand") if name == "text_only" else VARIANTS[name]
+    fusion = cls(in_dims=in_dims, out_dim=OUT).eval()
+    feats, present = _inputs(in_dims)
+    out = fusion(feats, present)  # (N, D)
+    assert out.shape == (N, OUT) and torch.isfinite(out).all()
+    if "brand" in fusion.modalities:
+        moved = fusion({**feats, "brand": feats["brand"] + 1.0}, present)
+        rows = present["brand"]
+        assert not torch.allclose(moved[rows], out[rows])
+        torch.testing.assert_close(moved[~rows], out[~rows])
 
 
 def test_single_modality_missing_input_raises():
@@ -105,9 +121,9 @@ def test_single_modality_missing_input_raises():
         SingleModalityFusion(in_dims={"text": 4}, out_dim=8, modality="audio")
 
 
-def test_unknown_modality_and_bad_sizes_raise():
+def test_no_modality_and_bad_sizes_raise():
     with pytest.raises(ValueError):
-        SumFusion(in_dims={"audio": 3}, out_dim=4)
+        SumFusion(in_dims={}, out_dim=4)
     with pytest.raises(ValueError):
         LateFusion(in_dims=IN_DIMS, out_dim=2)  # fewer dims than modalities
     with pytest.raises(ValueError):
@@ -117,8 +133,8 @@ def test_unknown_modality_and_bad_sizes_raise():
 def test_late_fusion_uneven_blocks_cover_the_vector():
     fusion = LateFusion(in_dims=IN_DIMS, out_dim=64)
     widths = [s.stop - s.start for s in fusion.slices.values()]
-    assert widths == [22, 21, 21]
-    assert fusion.slices["image"].start == 0 and max(s.stop for s in fusion.slices.values()) == 64
+    assert widths == [16, 16, 16, 16]
+    assert fusion.slices["text"].start == 0 and max(s.stop for s in fusion.slices.values()) == 64
     feats, present = _inputs(IN_DIMS)
     assert fusion(feats, present).shape[-1] == 64
 
@@ -128,7 +144,7 @@ def test_late_fusion_score_is_sum_of_block_scores():
     feats, present = _inputs(IN_DIMS)
     items = fusion(feats, present).detach()  # (N, D)
     users = torch.randn(3, OUT)
-    assert set(fusion.slices) == {"image", "text", "id"}
+    assert set(fusion.slices) == {"image", "text", "category", "id"}
     assert sum(s.stop - s.start for s in fusion.slices.values()) == OUT
     blockwise = sum(users[:, s] @ items[:, s].T for s in fusion.slices.values())
     torch.testing.assert_close(users @ items.T, blockwise)

@@ -158,8 +158,8 @@ def test_frozen_tower_reads_cached_features_without_decoding(root: Path, tmp_pat
     cached.set_content(second, feature_cache=FeatureCache(tmp_path))
     assert first.image_files.decoded == N - 1 and second.image_files.decoded == 0
     assert not second.decoded  # the pixels were never read
-    assert cached.has_image.tolist() == [i != 7 for i in range(N)] == plain.has_image.tolist()
-    torch.testing.assert_close(cached.image_feats, plain.image_feats, atol=1e-5, rtol=1e-4)
+    assert cached.present["image"].tolist() == [i != 7 for i in range(N)] == plain.present["image"].tolist()
+    torch.testing.assert_close(cached.inputs_image, plain.inputs_image, atol=1e-5, rtol=1e-4)
     assert torch.equal(second.pixels([3, 7])[1], torch.zeros(3, SIZE, SIZE, dtype=torch.uint8))
 
 

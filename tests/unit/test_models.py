@@ -116,14 +116,12 @@ def test_forward_before_set_content_raises():
 def test_content_is_not_in_state_dict():
     for frozen in (False, True):
         keys = _tower(freeze_encoders=frozen).state_dict().keys()
-        assert not any(
-            k.split(".")[-1] in {"images", "tokens", "image_feats", "text_feats", "has_image"} for k in keys
-        )
+        assert not any(k.split(".")[-1].startswith(("inputs_", "present_")) for k in keys)
 
 
 def test_frozen_encoders_cache_features_once():
     tower = _tower(freeze_encoders=True, chunk_size=4)
-    img, txt = tower.image_encoder, tower.text_encoder
+    img, txt = tower.towers["image"], tower.towers["text"]
     assert img.calls == 3 and txt.calls == 3  # ceil(10 / 4) chunks each, at set_content time
     assert not any(p.requires_grad for p in img.parameters())
     tower.train()
@@ -133,7 +131,7 @@ def test_frozen_encoders_cache_features_once():
     assert img.calls == 3 and txt.calls == 3
     # cached features equal a fresh eval-mode encode
     with torch.no_grad():
-        torch.testing.assert_close(tower.image_feats, img(_content().images))
+        torch.testing.assert_close(tower.inputs_image, img(_content().images))
     tower().sum().backward()
     assert tower.id_emb.weight.grad is not None
     assert all(p.grad is None for p in img.parameters())
@@ -141,7 +139,7 @@ def test_frozen_encoders_cache_features_once():
 
 def test_trainable_encoders_get_gradients_and_encode_in_chunks():
     tower = _tower(chunk_size=4)
-    img, txt = tower.image_encoder, tower.text_encoder
+    img, txt = tower.towers["image"], tower.towers["text"]
     assert img.calls == 0 and txt.calls == 0
     tower().square().sum().backward()
     assert img.calls == 3 and txt.calls == 3
@@ -161,7 +159,7 @@ def test_presence_flags():
 def test_only_consumed_modalities_are_built():
     tower = _tower(functools.partial(SingleModalityFusion, modality="text"))
     assert tower.modalities == ("text",)
-    assert tower.image_encoder is None and tower.id_emb is None
+    assert "image" not in tower.towers and tower.id_emb is None
     feats, present = tower.modality_features(None)
     assert set(feats) == {"text"}
     tower_no_id = _tower(SumFusion, use_id=False)
@@ -181,7 +179,7 @@ def test_no_images_at_all():
     )
     tower = ItemTower(N, D, _towers(), ConcatFusion)
     tower.set_content(content)
-    assert not tower.has_image.any()
+    assert not tower.present["image"].any()
     assert torch.isfinite(tower()).all()
 
 
@@ -234,7 +232,7 @@ def test_recommender_end_to_end(user_cls):
     torch.testing.assert_close(scores, users @ items.T)
     model.train()
     model.sequence_states(batch).square().sum().backward()
-    assert tower.image_encoder.conv.weight.grad is not None
+    assert tower.towers["image"].conv.weight.grad is not None
 
 
 def test_popularity_baseline():

@@ -163,7 +163,7 @@ def test_similar_matches_brute_force_cosine_and_serves_cold_items(
 ) -> None:
     ids = list(dm.data.item_index)
     cold = int(np.flatnonzero(dm.data.train_counts == 0)[0])  # never in training: ID absent
-    assert not bool(model.net.item_tower.has_id[cold])
+    assert not bool(model.net.item_tower.present["id"][cold])
     queries = [ids[0], ids[cold]]
     table = similar(model.net, ids, queries, k=6)
     with torch.no_grad():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import hydra
 import torch
@@ -22,8 +23,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vrs.cli.common import CONFIG_DIR, friendly_errors, setup_data
-
-MODALITIES = ("image", "text")
 
 
 class ExtractionStopped(RuntimeError):
@@ -37,14 +36,14 @@ def extract(cfg: DictConfig) -> dict[str, str]:
     """Fills the cache for the configured data and encoder; returns modality -> features path."""
     from vrs.cli.checks import check_config
     from vrs.encoders.cache import PRECISIONS, FeatureCache
-    from vrs.lit.extraction import ExtractionJob, FeatureExtractionModule
+    from vrs.lit.extraction import FeatureExtractionModule
     from vrs.lit.module import build_towers
     from vrs.lit.targets import trusted_config
 
     check_config(cfg)
     wanted = list(cfg.modalities)
-    if not wanted or set(wanted) - set(MODALITIES):
-        raise ValueError(f"modalities={wanted}: expected a non-empty list of {list(MODALITIES)}")
+    if not wanted:
+        raise ValueError("modalities=[]: name the encoder towers to extract, e.g. [image, text]")
     if not cfg.feature_cache:
         raise ValueError("feature_cache=null: give the cache folder to extract into")
     precision = cfg.get("feature_precision", "fp32")
@@ -54,14 +53,7 @@ def extract(cfg: DictConfig) -> dict[str, str]:
     content = datamodule.content
     with trusted_config():  # the user's own command line
         towers = build_towers(OmegaConf.to_container(cfg.encoder, resolve=True))
-    jobs = []
-    if "image" in wanted and towers.image is not None:
-        if content.image_files is None:
-            print("no item has an image file (or data.load_images=false): skipping the image tower")
-        else:  # decoded shard by shard, only where features are missing
-            jobs.append(ExtractionJob("image", towers.image, content.image_files))
-    if "text" in wanted and towers.text is not None:
-        jobs.append(ExtractionJob("text", towers.text, towers.text.tokenize(list(content.texts))))
+    jobs = extraction_jobs(towers, wanted, content)
     if not jobs:
         raise ValueError(f"encoder has no tower for modalities {wanted}")
 
@@ -110,6 +102,27 @@ def extract(cfg: DictConfig) -> dict[str, str]:
         for modality, path in paths.items():
             print(f"{modality:>5}: {path}")
     return paths
+
+
+def extraction_jobs(towers: dict[str, Any], wanted: list[str], content: Any) -> list[Any]:
+    """One job per tower named in `wanted` (others are not the encoder's: skipped) with any input."""
+    from vrs.lit.extraction import ExtractionJob
+
+    jobs = []
+    for modality in [m for m in wanted if m in towers]:
+        encoder = towers[modality]
+        source = encoder.source(content)  # image files: decoded shard by shard, where features are missing
+        if source is not None:
+            jobs.append(ExtractionJob(modality, encoder, source))
+            continue
+        inputs, present = encoder.read(content)
+        if present.any():
+            jobs.append(ExtractionJob(modality, encoder, inputs))
+        else:
+            print(
+                f"no item has a {modality} input (or data.load_images=false): skipping the {modality} tower"
+            )
+    return jobs
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="extract")

@@ -50,7 +50,7 @@ def report(cfg: DictConfig) -> Path:
             f"{part}={_short((hp.get(part) or {}).get('_target_', 'none'))}"
             for part in ("encoder", "fusion", "user")
         )
-        + f", dim={hp.dim}, max_len={hp.max_len}",
+        + f", modalities={'+'.join(run.module.net.item_tower.modalities)}, dim={hp.dim}, max_len={hp.max_len}",
     }
     path = build_report(
         Path(cfg.out) if cfg.out else run_dir / "report.html",

@@ -1,7 +1,12 @@
-"""Item content (pixels and text) in the form the item tower consumes."""
+"""Item content (pixels, text and the catalogue's other columns) in the form the item tower consumes.
+
+Each modality encoder reads what it needs (`vrs.encoders.base.ModalityEncoder.read`): images, the
+item texts, or a column of the items table by name.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from torch import Tensor
@@ -23,6 +28,8 @@ class ItemContent:
         texts: N strings ("title. category. description").
         has_text: (N,) bool, False where the text is empty.
         image_files: the image files the images are decoded from (None: images given in memory).
+        columns: the items table's other columns by name (title, description, category, extras),
+            N values each in catalogue order; read with `column`.
     """
 
     def __init__(
@@ -32,17 +39,35 @@ class ItemContent:
         texts: list[str],
         has_text: Tensor,
         image_files: ImageFiles | None = None,
+        columns: Mapping[str, Sequence[object]] | None = None,
     ) -> None:
         self._images = images
         self._has_image = has_image
         self.texts = texts
         self.has_text = has_text
         self.image_files = image_files
+        self.columns = dict(columns or {})
 
     @classmethod
-    def from_files(cls, files: ImageFiles, texts: list[str], has_text: Tensor) -> ItemContent:
+    def from_files(
+        cls,
+        files: ImageFiles,
+        texts: list[str],
+        has_text: Tensor,
+        columns: Mapping[str, Sequence[object]] | None = None,
+    ) -> ItemContent:
         """Content whose images are decoded from `files` when first read."""
-        return cls(None, None, texts, has_text, image_files=files)  # type: ignore[arg-type]
+        return cls(None, None, texts, has_text, image_files=files, columns=columns)  # type: ignore[arg-type]
+
+    def column(self, name: str) -> Sequence[object]:
+        """The N values of the items table's column `name`, in catalogue order.
+
+        Raises:
+            KeyError: the catalogue has no such column.
+        """
+        if name not in self.columns:
+            raise KeyError(f"the items table has no column {name!r}; it has {sorted(self.columns)}")
+        return self.columns[name]
 
     @property
     def decoded(self) -> bool:

@@ -280,7 +280,8 @@ def load_item_content(
 
     Returns:
         ItemContent with images (N, 3, image_size, image_size) uint8 (None when no item has a usable
-        image), has_image (N,), texts "title. category. description" (empty parts skipped), has_text (N,).
+        image), has_image (N,), texts "title. category. description" (empty parts skipped), has_text (N,)
+        and the items table's other columns (`columns`).
 
     Raises:
         ValueError: for an unknown ``on_bad_image``.
@@ -295,15 +296,20 @@ def load_item_content(
         for t, c, d in zip(items["title"], items["category"], items["description"], strict=True)
     ]
     has_text = torch.tensor([bool(t) for t in texts], dtype=torch.bool)  # (N,)
+    columns = {c: items[c].tolist() for c in items.columns if c not in ("item_id", "image")}
     present = items["image"].notna().to_numpy()
     if not load_images or not present.any():
         return ItemContent(
-            images=None, has_image=torch.zeros(n, dtype=torch.bool), texts=texts, has_text=has_text
+            images=None,
+            has_image=torch.zeros(n, dtype=torch.bool),
+            texts=texts,
+            has_text=has_text,
+            columns=columns,
         )
     check_image_links(ds)  # also when load_dataset skipped it: no reads outside the dataset
     paths = [str(p) if ok else None for p, ok in zip(items["image"], present, strict=True)]
     files = ImageFiles(ds.root, paths, image_size, on_bad_image)
-    content = ItemContent.from_files(files, texts, has_text)
+    content = ItemContent.from_files(files, texts, has_text, columns)
     if decode:
         content.images  # noqa: B018 (decodes now, reporting bad files here)
     return content

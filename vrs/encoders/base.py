@@ -7,10 +7,15 @@ import importlib
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import ModuleType
+from typing import TYPE_CHECKING
 
+import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from vrs.data.content import ItemContent
+    from vrs.encoders.cache import InputSource
 
 
 class EncoderWeightsError(RuntimeError):
@@ -46,30 +51,59 @@ def broken_weights_package(package: str, problem: str) -> EncoderWeightsError:
     )
 
 
-class ImageEncoder(nn.Module):
-    """(n, 3, H, W) uint8 in 0..255 or float in [0, 1] -> (n, out_dim).
+class ModalityEncoder(nn.Module):
+    """One modality of an item -> (n, out_dim): what every tower of the item tower is.
 
-    Subclasses resize to their own input size and normalise themselves. `fixed_weights` is True when
-    the weights were loaded from a fixed source (a package or a checkpoint file), so building the
-    encoder again from its config reproduces them and a checkpoint need not store them while frozen.
+    `read` takes the modality's inputs out of the catalogue content; `forward` encodes rows of them.
+    A new modality is a subclass plus one config entry (`configs/modalities/`). `fixed_weights` is
+    True when the weights were loaded from a fixed source (a package or a checkpoint file), so
+    building the encoder again from its config reproduces them and a checkpoint need not store them
+    while frozen.
     """
 
     out_dim: int
     fixed_weights: bool = False
 
-    def forward(self, images: Tensor) -> Tensor:
+    def read(self, content: ItemContent) -> tuple[Tensor, Tensor]:
+        """Inputs (N, ...) of the whole catalogue, in catalogue order, and (N,) bool: which items
+        have this modality (the others get a placeholder input and count as absent)."""
         raise NotImplementedError
+
+    def source(self, content: ItemContent) -> InputSource | None:
+        """Inputs produced on demand (image files) that key the feature cache without being loaded;
+        None: the cache is keyed by the tensor `read` returns."""
+        return None
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute activations in the backward pass instead of storing them (less memory)."""
         raise ValueError(f"{type(self).__name__} does not support gradient checkpointing")
 
 
-class TextEncoder(nn.Module):
-    """Strings -> (n, L) token ids -> (n, out_dim). `fixed_weights`: as for ImageEncoder."""
+class ImageEncoder(ModalityEncoder):
+    """(n, 3, H, W) uint8 in 0..255 or float in [0, 1] -> (n, out_dim).
 
-    out_dim: int
-    fixed_weights: bool = False
+    Subclasses resize to their own input size and normalise themselves.
+    """
+
+    def read(self, content: ItemContent) -> tuple[Tensor, Tensor]:
+        if content.images is None:  # no item has an image: every image is absent (1x1 placeholders)
+            return torch.zeros(len(content), 3, 1, 1, dtype=torch.uint8), torch.zeros(
+                len(content), dtype=torch.bool
+            )
+        return content.images, content.has_image.bool()
+
+    def source(self, content: ItemContent) -> InputSource | None:
+        return content.image_files
+
+    def forward(self, images: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class TextEncoder(ModalityEncoder):
+    """Strings -> (n, L) token ids -> (n, out_dim); reads the item texts ("title. category. description")."""
+
+    def read(self, content: ItemContent) -> tuple[Tensor, Tensor]:
+        return self.tokenize(list(content.texts)), content.has_text.bool()
 
     def tokenize(self, texts: list[str]) -> Tensor:
         raise NotImplementedError
@@ -77,17 +111,24 @@ class TextEncoder(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute activations in the backward pass instead of storing them (less memory)."""
-        raise ValueError(f"{type(self).__name__} does not support gradient checkpointing")
 
+class Towers(dict[str, ModalityEncoder]):
+    """The towers an encoder config builds, keyed by modality name in declaration order.
 
-@dataclass
-class Towers:
-    """The image and text towers an encoder config builds; either may be absent."""
+    `Towers(image=..., text=...)` drops the members given as None; `towers.image` / `towers.text`
+    read a member or None.
+    """
 
-    image: ImageEncoder | None
-    text: TextEncoder | None
+    def __init__(self, **towers: ModalityEncoder | None) -> None:
+        super().__init__({name: enc for name, enc in towers.items() if enc is not None})
+
+    @property
+    def image(self) -> ImageEncoder | None:
+        return self.get("image")  # type: ignore[return-value]
+
+    @property
+    def text(self) -> TextEncoder | None:
+        return self.get("text")  # type: ignore[return-value]
 
 
 # Numbered stages of the architectures vrs wraps: timm `blocks.i`, open_clip `resblocks.i`, Hugging

@@ -14,6 +14,11 @@ from vrs.encoders.pixels import resize_normalize
 _WORD = re.compile(r"[^\W_]+")  # runs of unicode letters/digits; everything else separates words
 
 
+def hashed_id(token: str, vocab_size: int) -> int:
+    """Id in 1..vocab_size-1 of a token (0 is padding): crc32, the same in every process."""
+    return 1 + zlib.crc32(token.encode("utf-8")) % (vocab_size - 1)
+
+
 class ToyImageEncoder(ImageEncoder):
     """Three strided conv blocks, global average pool and a linear head.
 
@@ -76,7 +81,7 @@ class ToyTextEncoder(TextEncoder):
 
     def word_id(self, word: str) -> int:
         """Id in 1..vocab_size-1 of one (already lower-cased) word."""
-        return 1 + zlib.crc32(word.encode("utf-8")) % (self.vocab_size - 1)
+        return hashed_id(word, self.vocab_size)
 
     def tokenize(self, texts: list[str]) -> Tensor:
         """Strings -> (n, L) long ids, right-padded with 0 and truncated to L words."""

@@ -1,6 +1,6 @@
 """Fusion modules: per-modality item vectors (+ ID embedding) -> one item vector."""
 
-from vrs.fusion.base import MODALITY_ORDER, canonical_modalities
+from vrs.fusion.base import modality_order
 from vrs.fusion.concat import ConcatFusion
 from vrs.fusion.cross_attention import CrossAttentionFusion
 from vrs.fusion.gated import GatedFusion
@@ -9,12 +9,11 @@ from vrs.fusion.single_modality import SingleModalityFusion
 from vrs.fusion.sum import SumFusion
 
 __all__ = [
-    "MODALITY_ORDER",
     "ConcatFusion",
     "CrossAttentionFusion",
     "GatedFusion",
     "LateFusion",
     "SingleModalityFusion",
     "SumFusion",
-    "canonical_modalities",
+    "modality_order",
 ]

@@ -5,21 +5,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-MODALITY_ORDER: tuple[str, ...] = ("image", "text", "id")
 
+def modality_order(in_dims: dict[str, int]) -> tuple[str, ...]:
+    """The modalities of `in_dims` in the order given: the order the config declares them in.
 
-def canonical_modalities(in_dims: dict[str, int]) -> tuple[str, ...]:
-    """The modalities of `in_dims` in the fixed order image, text, id.
-
-    A fixed order keeps parameter names and concatenation layouts identical however the caller
-    ordered its dict, so checkpoints reload regardless.
+    The item tower hands its encoders' modalities in declaration order, with "id" last; concatenation
+    layouts follow that order, and parameters are keyed by modality name.
     """
-    unknown = set(in_dims) - set(MODALITY_ORDER)
-    if unknown:
-        raise ValueError(f"unknown modalities {sorted(unknown)}; expected a subset of {MODALITY_ORDER}")
     if not in_dims:
         raise ValueError("a fusion needs at least one input modality, got in_dims={}")
-    return tuple(m for m in MODALITY_ORDER if m in in_dims)
+    return tuple(in_dims)
 
 
 def missing_vector(dim: int) -> nn.Parameter:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vrs.fusion.base import canonical_modalities, missing_vector
+from vrs.fusion.base import missing_vector, modality_order
 
 
 class ConcatFusion(nn.Module):
@@ -20,7 +20,7 @@ class ConcatFusion(nn.Module):
     therefore maps to a learned vector too.
 
     Args:
-        in_dims: input width of each modality, keys a subset of {"image", "text", "id"}.
+        in_dims: input width of each modality, keyed by modality name ("image", "text", "category", "id", ...).
         out_dim: item vector width D.
         hidden: MLP hidden width; defaults to `out_dim`.
         dropout: dropout after the hidden activation.
@@ -30,7 +30,7 @@ class ConcatFusion(nn.Module):
         self, in_dims: dict[str, int], out_dim: int, hidden: int | None = None, dropout: float = 0.1
     ):
         super().__init__()
-        self.modalities = canonical_modalities(in_dims)
+        self.modalities = modality_order(in_dims)
         self.in_dims = {m: in_dims[m] for m in self.modalities}
         self.out_dim = out_dim
         self.missing = nn.ParameterDict({m: missing_vector(d) for m, d in self.in_dims.items()})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vrs.fusion.base import canonical_modalities, missing_vector, present_matrix, zero_absent
+from vrs.fusion.base import missing_vector, modality_order, present_matrix, zero_absent
 
 
 class CrossAttentionFusion(nn.Module):
@@ -15,7 +15,7 @@ class CrossAttentionFusion(nn.Module):
     absent modalities are excluded through the key-padding mask and from the final mean-pool.
 
     Args:
-        in_dims: input width of each modality, keys a subset of {"image", "text", "id"}.
+        in_dims: input width of each modality, keyed by modality name ("image", "text", "category", "id", ...).
         out_dim: item vector width D (must be divisible by `n_heads`).
         n_heads: attention heads.
         n_layers: transformer layers.
@@ -28,7 +28,7 @@ class CrossAttentionFusion(nn.Module):
         super().__init__()
         if out_dim % n_heads:
             raise ValueError(f"out_dim={out_dim} must be divisible by n_heads={n_heads}")
-        self.modalities = canonical_modalities(in_dims)
+        self.modalities = modality_order(in_dims)
         self.out_dim = out_dim
         self.proj = nn.ModuleDict({m: nn.Linear(in_dims[m], out_dim) for m in self.modalities})
         self.type_emb = nn.Parameter(torch.randn(len(self.modalities), out_dim) * 0.02)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vrs.fusion.base import canonical_modalities, missing_vector, present_matrix, zero_absent
+from vrs.fusion.base import missing_vector, modality_order, present_matrix, zero_absent
 
 
 class GatedFusion(nn.Module):
@@ -16,14 +16,14 @@ class GatedFusion(nn.Module):
     modality at all get a learned "missing" vector.
 
     Args:
-        in_dims: input width of each modality, keys a subset of {"image", "text", "id"}.
+        in_dims: input width of each modality, keyed by modality name ("image", "text", "category", "id", ...).
         out_dim: item vector width D.
         dropout: dropout on the gate network's input.
     """
 
     def __init__(self, in_dims: dict[str, int], out_dim: int, dropout: float = 0.1):
         super().__init__()
-        self.modalities = canonical_modalities(in_dims)
+        self.modalities = modality_order(in_dims)
         self.out_dim = out_dim
         self.proj = nn.ModuleDict({m: nn.Linear(in_dims[m], out_dim) for m in self.modalities})
         self.gate = nn.Sequential(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vrs.fusion.base import canonical_modalities, missing_vector, zero_absent
+from vrs.fusion.base import missing_vector, modality_order, zero_absent
 
 
 class LateFusion(nn.Module):
@@ -17,14 +17,14 @@ class LateFusion(nn.Module):
     present gets a learned vector.
 
     Args:
-        in_dims: input width of each modality, keys a subset of {"image", "text", "id"}.
+        in_dims: input width of each modality, keyed by modality name ("image", "text", "category", "id", ...).
         out_dim: item vector width D (≥ the number of modalities); when it does not divide evenly,
             the first blocks are one wider.
     """
 
     def __init__(self, in_dims: dict[str, int], out_dim: int):
         super().__init__()
-        self.modalities = canonical_modalities(in_dims)
+        self.modalities = modality_order(in_dims)
         n = len(self.modalities)
         if out_dim < n:
             raise ValueError(f"LateFusion needs out_dim ({out_dim}) >= the number of modalities ({n})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vrs.fusion.base import MODALITY_ORDER, missing_vector, zero_absent
+from vrs.fusion.base import missing_vector, zero_absent
 
 
 class SingleModalityFusion(nn.Module):
@@ -14,19 +14,17 @@ class SingleModalityFusion(nn.Module):
     Args:
         in_dims: input width of each available modality; only `modality` is used.
         out_dim: item vector width D.
-        modality: "image", "text" or "id".
+        modality: the modality's name ("image", "text", "category", "id", ...).
         project: False passes the modality through unchanged (its width must be D): an ID-only
             model is then a plain embedding table, as in SASRec.
     """
 
     def __init__(self, in_dims: dict[str, int], out_dim: int, modality: str, project: bool = True):
         super().__init__()
-        if modality not in MODALITY_ORDER:
-            raise ValueError(f"modality must be one of {MODALITY_ORDER}, got {modality!r}")
         if modality not in in_dims:
             raise ValueError(
                 f"{modality}_only fusion needs a {modality!r} input, but the item tower only provides "
-                f"{sorted(in_dims)} (no {modality} tower configured, or use_id=False for 'id')"
+                f"{list(in_dims)} (no {modality} tower configured, or use_id=False for 'id')"
             )
         self.modality = modality
         self.modalities: tuple[str, ...] = (modality,)

@@ -5,20 +5,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vrs.fusion.base import canonical_modalities, missing_vector, present_matrix, zero_absent
+from vrs.fusion.base import missing_vector, modality_order, present_matrix, zero_absent
 
 
 class SumFusion(nn.Module):
     """Sum of per-modality linear projections over the present modalities.
 
     Args:
-        in_dims: input width of each modality, keys a subset of {"image", "text", "id"}.
+        in_dims: input width of each modality, keyed by modality name ("image", "text", "category", "id", ...).
         out_dim: item vector width D.
     """
 
     def __init__(self, in_dims: dict[str, int], out_dim: int):
         super().__init__()
-        self.modalities = canonical_modalities(in_dims)
+        self.modalities = modality_order(in_dims)
         self.out_dim = out_dim
         self.proj = nn.ModuleDict({m: nn.Linear(in_dims[m], out_dim) for m in self.modalities})
         self.missing = missing_vector(out_dim)

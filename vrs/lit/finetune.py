@@ -77,8 +77,8 @@ class FineTuning:
         """
         from vrs.encoders.base import set_trainable_layers
 
-        for enc in (towers.image, towers.text):
-            if enc is None or self.freeze:
+        for enc in towers.values():
+            if self.freeze:
                 continue
             if self.trainable_layers is not None:
                 set_trainable_layers(enc, self.trainable_layers)

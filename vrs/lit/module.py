@@ -12,11 +12,11 @@ from torch import Tensor
 
 from vrs.data.batch import RecBatch
 from vrs.data.content import ItemContent
-from vrs.encoders.base import Towers
+from vrs.encoders.base import ModalityEncoder, Towers
 from vrs.encoders.cache import FeatureCache
 from vrs.lit.finetune import FineTuning, upgrade_legacy
 from vrs.lit.ranking import RankingModule, Scorer
-from vrs.lit.targets import build, check_targets, is_trusted, moved_targets
+from vrs.lit.targets import build, check_targets, is_trusted, moved_state_keys, moved_targets
 from vrs.models.item_tower import ItemTower
 from vrs.models.recommender import Recommender
 
@@ -45,6 +45,8 @@ class RecModule(RankingModule):
             outside the encoders re-drawn Xavier-normal, as RecTools' transformers do).
         encoder: `_target_` dict building a `Towers` (None: no content towers); its `finetune`
             entry, if any, is ignored (the config passes it as `finetune`).
+        modalities: more modalities, name -> `_target_` dict building a `ModalityEncoder` trained
+            with the model (`configs/modalities/`); fused after the encoder's towers, in this order.
         fusion: `_partial_` `_target_` dict of the fusion module.
         user: `_partial_` `_target_` dict of the user encoder.
         loss: `_target_` dict of the loss.
@@ -69,6 +71,7 @@ class RecModule(RankingModule):
         id_init_std: float = 0.02,
         init: str = "default",
         encoder: dict[str, Any] | None = None,
+        modalities: dict[str, Any] | None = None,
         fusion: dict[str, Any] | None = None,
         user: dict[str, Any] | None = None,
         loss: dict[str, Any] | None = None,
@@ -82,8 +85,8 @@ class RecModule(RankingModule):
         # save_hyperparameters() reads these locals: an old checkpoint is saved again in the new layout.
         finetune, encoder = upgrade_legacy(finetune, encoder, legacy)
         legacy = {}
-        encoder, fusion, user, loss, optimizer, scheduler = (
-            moved_targets(node) for node in (encoder, fusion, user, loss, optimizer, scheduler)
+        encoder, modalities, fusion, user, loss, optimizer, scheduler = (
+            moved_targets(node) for node in (encoder, modalities, fusion, user, loss, optimizer, scheduler)
         )
         self.save_hyperparameters()
         self.finetune = FineTuning.from_dict(finetune)  # plain values only, from a file too
@@ -91,12 +94,13 @@ class RecModule(RankingModule):
         # go through the allow-list, all of them checked before anything is built.
         self._trusted_config = is_trusted()
         if not self._trusted_config:
-            for name in ("encoder", "fusion", "user", "loss", "optimizer", "scheduler"):
+            for name in ("encoder", "modalities", "fusion", "user", "loss", "optimizer", "scheduler"):
                 check_targets(self.hparams.get(name), f"hyper_parameters.{name}")
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         towers = build_towers(encoder, self._trusted_config)
         self.finetune.apply(towers)
+        extra = build_modalities(modalities, towers, self._trusted_config)
         fusion_factory = build(
             fusion or {"_target_": "vrs.fusion.concat.ConcatFusion", "_partial_": True},
             "fusion",
@@ -110,13 +114,14 @@ class RecModule(RankingModule):
         tower = ItemTower(
             n_items,
             dim,
-            towers,
+            {**towers, **extra},
             fusion_factory,
             use_id,
             self.finetune.freeze,
             modality_dropout,
             feature_norm=feature_norm,
             id_init_std=id_init_std,
+            trained=tuple(extra),
         )
         self.net = Recommender(tower, user_factory(dim=dim, max_len=max_len, n_events=n_events))
         if init == "xavier_normal":
@@ -194,10 +199,7 @@ class RecModule(RankingModule):
     def _fixed_frozen_prefixes(self) -> list[str]:
         """State-dict prefixes of frozen encoders whose weights the config reproduces."""
         tower = self.net.item_tower
-        if not tower.freeze_encoders:
-            return []
-        named = {"image_encoder": tower.image_encoder, "text_encoder": tower.text_encoder}
-        return [f"net.item_tower.{n}." for n, e in named.items() if e is not None and e.fixed_weights]
+        return [f"net.item_tower.towers.{m}." for m in tower.frozen if tower.towers[m].fixed_weights]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Frozen pretrained weights rebuild from the config (package or file): storing them would
@@ -209,6 +211,12 @@ class RecModule(RankingModule):
         checkpoint["vrs_rebuilt_prefixes"] = prefixes
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Checkpoints of towers named by attribute (image_encoder, text_encoder) name them by modality.
+        checkpoint["state_dict"] = moved_state_keys(checkpoint["state_dict"])
+        if "vrs_rebuilt_prefixes" in checkpoint:
+            checkpoint["vrs_rebuilt_prefixes"] = list(
+                moved_state_keys(dict.fromkeys(checkpoint["vrs_rebuilt_prefixes"]))
+            )
         # Put back the weights on_save_checkpoint left out: this module was just built with them.
         prefixes = tuple(checkpoint.get("vrs_rebuilt_prefixes", []))
         if prefixes:
@@ -258,6 +266,30 @@ def build_towers(node: dict[str, Any] | None, trusted: bool | None = None) -> To
     `trusted` (default: inside `vrs.lit.targets.trusted_config()`) lets the node name any target.
     """
     if not node:
-        return Towers(image=None, text=None)
+        return Towers()
     node = {k: v for k, v in node.items() if k != "finetune"}
     return build(node, "encoder", is_trusted() if trusted is None else trusted)
+
+
+def build_modalities(
+    nodes: dict[str, Any] | None, towers: Towers, trusted: bool | None = None
+) -> dict[str, ModalityEncoder]:
+    """The encoders of a `modalities` node (name -> `_target_` dict), in its order.
+
+    Raises:
+        ValueError: a name the encoder's towers already use, or a node that builds no encoder.
+    """
+    trusted = is_trusted() if trusted is None else trusted
+    built: dict[str, ModalityEncoder] = {}
+    for name, node in (nodes or {}).items():
+        if name in towers:
+            raise ValueError(
+                f"modalities.{name}: the encoder already has a {name!r} tower; pick another name"
+            )
+        encoder = build(node, f"modalities.{name}", trusted)
+        if not isinstance(encoder, ModalityEncoder):
+            raise ValueError(
+                f"modalities.{name}: {type(encoder).__name__} is not a vrs.encoders.base.ModalityEncoder"
+            )
+        built[name] = encoder
+    return built

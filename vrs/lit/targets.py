@@ -46,6 +46,11 @@ TRUST_ENV = "VRS_TRUSTED_TARGETS"
 # Old module prefix -> new one, for checkpoints saved before the move. Only whole prefixes of vrs's
 # own packages belong here: the rewritten target still has to pass the allow-list.
 MOVED_PREFIXES = {"vrs.sequence.": "vrs.user."}
+# Old state-dict key prefix -> new one, for checkpoints saved before the towers were keyed by modality.
+MOVED_STATE_PREFIXES = {
+    "net.item_tower.image_encoder.": "net.item_tower.towers.image.",
+    "net.item_tower.text_encoder.": "net.item_tower.towers.text.",
+}
 
 _trusted: contextvars.ContextVar[bool] = contextvars.ContextVar("vrs_trusted_config", default=False)
 
@@ -95,6 +100,18 @@ def moved_targets(node: Any) -> Any:
     if isinstance(node, list | tuple):
         return type(node)(moved_targets(value) for value in node)
     return node
+
+
+def moved_state_keys(state: dict[str, Any]) -> dict[str, Any]:
+    """`state` (a state dict) with keys under an old prefix (`MOVED_STATE_PREFIXES`) renamed, in order."""
+    renamed = {}
+    for key, value in state.items():
+        for old, new in MOVED_STATE_PREFIXES.items():
+            if key.startswith(old):
+                key = new + key.removeprefix(old)
+                break
+        renamed[key] = value
+    return renamed
 
 
 def _moved(target: Any) -> Any:

@@ -1,14 +1,14 @@
-"""Item tower: pixels, text and ID of an item -> one item vector."""
+"""Item tower: an item's modalities (image, text, category, ..., ID), keyed by name -> one item vector."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 
 import torch
 from torch import Tensor, nn
 
 from vrs.data.content import ItemContent
-from vrs.encoders.base import Towers
+from vrs.encoders.base import ModalityEncoder
 from vrs.encoders.cache import FeatureCache
 
 
@@ -43,17 +43,20 @@ def drop_modalities(
 
 
 class ItemTower(nn.Module):
-    """Encodes catalogue items from their image, text and ID, fused into one D-wide vector.
+    """Encodes catalogue items from their modalities, keyed by name, fused into one D-wide vector.
 
-    Only the modalities the fusion consumes (`fusion.modalities`) are kept and computed. Content is
-    attached once with `set_content`; it lives in non-persistent buffers (not in checkpoints, which
-    hold only weights). With `freeze_encoders` the encoders are frozen, kept in eval mode, and run
-    once over the whole catalogue at `set_content` time; `forward` then only reads the cache.
+    The modalities are the towers' (in the order given: the order the config declares them) and the
+    learned ID embedding "id", last. Only those the fusion consumes (`fusion.modalities`) are kept
+    and computed. Content is attached once with `set_content`: each tower reads its inputs from it
+    (`ModalityEncoder.read`), held in non-persistent buffers (not in checkpoints, which hold only
+    weights). With `freeze_encoders` the towers not listed in `trained` are frozen, kept in eval
+    mode, and run once over the whole catalogue at `set_content` time; `forward` then only reads
+    their cached features.
 
     Args:
         n_items: catalogue size N.
         dim: item vector width D.
-        towers: image / text encoders (either may be None).
+        towers: modality name -> encoder (`Towers`, a plain dict works too).
         fusion: partial building the fusion module as `fusion(in_dims=..., out_dim=dim)`.
         use_id: offer a learned ID embedding nn.Embedding(N, D) as the "id" modality.
         freeze_encoders: freeze the encoders and cache their features.
@@ -63,13 +66,16 @@ class ItemTower(nn.Module):
             (e.g. non-negative CNN activations with a large shared mean) otherwise leave nonlinear
             fusions (concat MLP, gates) to learn the scaling first, and they train far slower.
         id_init_std: standard deviation of the ID embedding's normal initialisation.
+        trained: modalities whose encoders train whatever `freeze_encoders` says, and which the
+            encoder fine-tuning settings leave alone (embeddings learned with the model, such as
+            `configs/modalities/category.yaml`).
     """
 
     def __init__(
         self,
         n_items: int,
         dim: int,
-        towers: Towers,
+        towers: Mapping[str, ModalityEncoder],
         fusion: Callable[..., nn.Module],
         use_id: bool = True,
         freeze_encoders: bool = False,
@@ -77,50 +83,57 @@ class ItemTower(nn.Module):
         chunk_size: int = 256,
         feature_norm: bool = True,
         id_init_std: float = 0.02,
+        trained: Collection[str] = (),
     ):
         super().__init__()
+        for name in [*towers, *trained]:
+            if not name.isidentifier() or name == "id":
+                raise ValueError(f"modality name {name!r}: expected a Python identifier other than 'id'")
         self.n_items = n_items
         self.dim = dim
         self.freeze_encoders = freeze_encoders
         self.modality_dropout = modality_dropout
         self.chunk_size = chunk_size
-        in_dims: dict[str, int] = {}
-        if towers.image is not None:
-            in_dims["image"] = towers.image.out_dim
-        if towers.text is not None:
-            in_dims["text"] = towers.text.out_dim
-        if use_id:
-            in_dims["id"] = dim
+        in_dims = {m: enc.out_dim for m, enc in towers.items()} | ({"id": dim} if use_id else {})
         self.fusion = fusion(in_dims=in_dims, out_dim=dim)
         self.modalities: tuple[str, ...] = tuple(self.fusion.modalities)
+        self.in_dims = {m: in_dims[m] for m in self.modalities}
         # Unused encoders are not registered: no dead weights in checkpoints, no unused-parameter
         # errors under DDP.
-        self.image_encoder = towers.image if "image" in self.modalities else None
-        self.text_encoder = towers.text if "text" in self.modalities else None
+        self.towers = nn.ModuleDict({m: enc for m, enc in towers.items() if m in self.modalities})
+        self.frozen: tuple[str, ...] = tuple(m for m in self.towers if freeze_encoders and m not in trained)
         self.id_emb = nn.Embedding(n_items, dim) if "id" in self.modalities else None
-        self.norms = nn.ModuleDict(
-            {m: nn.LayerNorm(in_dims[m]) for m in ("image", "text") if feature_norm and m in self.modalities}
-        )
+        self.norms = nn.ModuleDict({m: nn.LayerNorm(in_dims[m]) for m in self.towers if feature_norm})
         if self.id_emb is not None:
             nn.init.normal_(self.id_emb.weight, std=id_init_std)
-        if freeze_encoders:
-            for enc in self.encoders():
-                enc.requires_grad_(False)
-                enc.eval()
-        for name in ("has_image", "has_text", "has_id", "images", "tokens", "image_feats", "text_feats"):
-            self.register_buffer(name, None, persistent=False)
+        for m in self.frozen:
+            self.towers[m].requires_grad_(False)
+            self.towers[m].eval()
+        self._trained = tuple(m for m in self.towers if m in trained)
+        # Per modality: presence flags (N,), and the inputs (N, ...) of a trained encoder or the
+        # features (N, F) of a frozen one; buffers, so they follow the module's device.
+        for m in self.modalities:
+            self.register_buffer(f"present_{m}", None, persistent=False)
+        for m in self.towers:
+            self.register_buffer(f"inputs_{m}", None, persistent=False)
         self._has_content = False
 
     def encoders(self) -> list[nn.Module]:
-        """The encoders this tower actually uses."""
-        return [e for e in (self.image_encoder, self.text_encoder) if e is not None]
+        """The encoders `freeze_encoders` and the fine-tuning settings apply to (not `trained`)."""
+        return [enc for m, enc in self.towers.items() if m not in self._trained]
 
     def train(self, mode: bool = True) -> ItemTower:
         super().train(mode)
-        if self.freeze_encoders:  # frozen encoders stay in eval mode (dropout / BN statistics off)
-            for enc in self.encoders():
-                enc.eval()
+        for m in self.frozen:  # frozen encoders stay in eval mode (dropout / BN statistics off)
+            self.towers[m].eval()
         return self
+
+    @property
+    def present(self) -> dict[str, Tensor]:
+        """Modality -> (N,) bool: which items have it (before modality dropout); "id": trained IDs."""
+        if not self._has_content:
+            raise RuntimeError("ItemTower.set_content(content) must be called before encoding items")
+        return {m: getattr(self, f"present_{m}") for m in self.modalities}
 
     def _device(self) -> torch.device:
         for t in self.parameters():
@@ -138,10 +151,10 @@ class ItemTower(nn.Module):
         known_items: Tensor | None = None,
         feature_cache: FeatureCache | None = None,
     ) -> None:
-        """Attach the catalogue's content (and, with frozen encoders, cache its features).
+        """Attach the catalogue's content (and, for frozen encoders, cache their features).
 
         Args:
-            content: images and texts of all N items, in catalogue order.
+            content: the content of all N items, in catalogue order; each tower reads its own inputs.
             known_items: (N,) bool, items seen in training. The ID embedding of any other item was
                 never trained, so its "id" modality counts as absent (cold items are scored from
                 their content). None: every ID is present.
@@ -151,47 +164,34 @@ class ItemTower(nn.Module):
         if len(content) != self.n_items:
             raise ValueError(f"content has {len(content)} items, the tower was built for {self.n_items}")
         device = self._device()
-        self.has_text = content.has_text.bool().to(device)
         known = torch.ones(self.n_items, dtype=torch.bool) if known_items is None else known_items.bool()
         if known.shape != (self.n_items,):
             raise ValueError(f"known_items must have shape ({self.n_items},), got {tuple(known.shape)}")
-        self.has_id = known.to(device)
-        self.images = self.tokens = self.image_feats = self.text_feats = None
-        if self.image_encoder is None:  # never read: no decoding for a tower without images
-            self.has_image = torch.zeros(self.n_items, dtype=torch.bool, device=device)
-        elif self.freeze_encoders and feature_cache is not None and content.image_files is not None:
-            # Keyed by the image files' bytes: features (and which items decoded) come from the
-            # cache, and only items missing from it are decoded.
-            feats, usable = feature_cache.features_and_usable(
-                "image", self.image_encoder, content.image_files
-            )
-            self.image_feats, self.has_image = feats.to(device), usable.to(device)
-        else:
-            self.has_image = content.has_image.bool().to(device)
-            if content.images is None:  # no item has an image: every image is absent
-                self.has_image = torch.zeros_like(self.has_image)
-                images = torch.zeros(self.n_items, 3, 1, 1, dtype=torch.uint8, device=device)
-            else:
-                images = content.images.to(device)
-            if self.freeze_encoders:
-                self.image_feats = self._frozen_features("image", self.image_encoder, images, feature_cache)
-            else:
-                self.images = images
-        if self.text_encoder is not None:
-            tokens = self.text_encoder.tokenize(list(content.texts)).to(device)  # (N, L)
-            if self.freeze_encoders:
-                self.text_feats = self._frozen_features("text", self.text_encoder, tokens, feature_cache)
-            else:
-                self.tokens = tokens
+        if "id" in self.modalities:
+            self.present_id = known.to(device)
+        for m, encoder in self.towers.items():
+            inputs, present = self._read(m, encoder, content, feature_cache)
+            setattr(self, f"inputs_{m}", inputs.to(device))
+            setattr(self, f"present_{m}", present.bool().to(device))
         self._has_content = True
 
-    def _frozen_features(
-        self, modality: str, encoder: nn.Module, inputs: Tensor, cache: FeatureCache | None
-    ) -> Tensor:
-        """(N, F) features of a frozen encoder, from the on-disk cache when there is one."""
+    def _read(
+        self, modality: str, encoder: ModalityEncoder, content: ItemContent, cache: FeatureCache | None
+    ) -> tuple[Tensor, Tensor]:
+        """(N, ...) inputs of a trained encoder, or (N, F) features of a frozen one; (N,) presence."""
+        frozen = modality in self.frozen
+        source = encoder.source(content) if frozen and cache is not None else None
+        if source is not None:
+            # Keyed by the source (image files' bytes): features, and which items have a usable
+            # input, come from the cache, and only items missing from it are loaded.
+            return cache.features_and_usable(modality, encoder, source)
+        inputs, present = encoder.read(content)
+        if not frozen:
+            return inputs, present
+        device = self._device()
         if cache is None:
-            return self._encode(encoder, inputs)
-        return cache.features(modality, encoder, inputs).to(inputs.device)
+            return self._encode(encoder, inputs.to(device)), present
+        return cache.features(modality, encoder, inputs.to(device)), present
 
     def modality_features(self, idx: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Per-modality features and presence flags of items `idx` (all N when None).
@@ -199,35 +199,22 @@ class ItemTower(nn.Module):
         Returns:
             feats: modality -> (n, F_m); present: modality -> (n,) bool (before modality dropout).
         """
-        if not self._has_content:
-            raise RuntimeError("ItemTower.set_content(content) must be called before encoding items")
-        device = self.has_image.device
+        present_all = self.present
         every = idx is None  # the whole catalogue: cached tensors are used as they are, not copied
+        device = next(iter(present_all.values())).device
         idx = torch.arange(self.n_items, device=device) if every else idx.to(device)
 
         def rows(t: Tensor) -> Tensor:
             return t if every else t[idx]
 
         feats: dict[str, Tensor] = {}
-        present: dict[str, Tensor] = {}
-        if self.image_encoder is not None:
-            feats["image"] = (
-                rows(self.image_feats)
-                if self.freeze_encoders
-                else self._encode(self.image_encoder, rows(self.images))
-            )
-            present["image"] = rows(self.has_image)
-        if self.text_encoder is not None:
-            feats["text"] = (
-                rows(self.text_feats)
-                if self.freeze_encoders
-                else self._encode(self.text_encoder, rows(self.tokens))
-            )
-            present["text"] = rows(self.has_text)
+        for m, encoder in self.towers.items():
+            inputs = rows(getattr(self, f"inputs_{m}"))
+            feats[m] = inputs if m in self.frozen else self._encode(encoder, inputs)
         if self.id_emb is not None:
             feats["id"] = self.id_emb.weight if every else self.id_emb(idx)
-            present["id"] = rows(self.has_id)
-        return feats, present
+        present = {m: rows(p) for m, p in present_all.items()}
+        return {m: feats[m] for m in self.modalities}, present
 
     def forward(self, idx: Tensor | None = None) -> Tensor:
         """Item vectors: idx (n,) long -> (n, D); idx None -> the whole catalogue (N, D)."""

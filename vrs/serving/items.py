@@ -117,7 +117,7 @@ def text_search_problem(tower: ItemTower) -> str | None:
     alone), or when it was trained with modality dropout (so text-only items were part of training).
     """
     mods = ", ".join(tower.modalities)
-    if tower.text_encoder is None:
+    if "text" not in tower.towers:
         return (
             f"this model has no text input (its item tower uses: {mods}), so it cannot embed a "
             "query text; text search needs a model trained with a text tower (e.g. encoder=toy or "
@@ -136,19 +136,19 @@ def text_search_problem(tower: ItemTower) -> str | None:
 
 def encode_text_queries(tower: ItemTower, texts: list[str]) -> Tensor:
     """Item vectors (Q, D) of one-"item" inputs holding only `texts`: every other modality absent."""
-    if tower.text_encoder is None:
+    if "text" not in tower.towers:
         raise ValueError("the item tower has no text encoder")
     device = device_of(tower)
-    tokens = tower.text_encoder.tokenize(texts).to(device)  # (Q, L)
+    encoder = tower.towers["text"]
+    tokens = encoder.tokenize(texts).to(device)  # (Q, L)
     n = len(texts)
     feats: dict[str, Tensor] = {}
     present: dict[str, Tensor] = {}
-    for m in tower.modalities:
+    for m, width in tower.in_dims.items():
         if m == "text":
-            x = tower.text_encoder(tokens)  # (Q, F_text)
+            x = encoder(tokens)  # (Q, F_text)
             feats[m] = tower.norms[m](x) if m in tower.norms else x
         else:
-            width = tower.dim if m == "id" else tower.image_encoder.out_dim
             feats[m] = torch.zeros(n, width, device=device)  # (Q, F_m), never read: absent
         present[m] = torch.full((n,), m == "text", dtype=torch.bool, device=device)
     return tower.fusion(feats, present)  # (Q, D)
@@ -156,10 +156,11 @@ def encode_text_queries(tower: ItemTower, texts: list[str]) -> Tensor:
 
 def _embeddable(tower: ItemTower) -> Tensor:
     """(N,) bool: items with at least one input the tower uses (trained IDs count)."""
-    flags = {"image": tower.has_image, "text": tower.has_text, "id": tower.has_id}
-    if any(flags[m] is None for m in tower.modalities):
-        raise RuntimeError("attach the catalogue content (RecModule.attach_data) before serving")
-    return torch.stack([flags[m] for m in tower.modalities]).any(0).cpu()
+    try:
+        present = tower.present
+    except RuntimeError:
+        raise RuntimeError("attach the catalogue content (RecModule.attach_data) before serving") from None
+    return torch.stack(list(present.values())).any(0).cpu()
 
 
 def _check_k(k: int) -> None:
