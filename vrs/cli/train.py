@@ -14,12 +14,10 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from vrs.cli.checks import check_config
@@ -35,6 +33,9 @@ from vrs.cli.common import (
 from vrs.cli.sweeps import check_search, sweep_job
 from vrs.io import atomic_write_text
 from vrs.lit.targets import trusted_config
+
+if TYPE_CHECKING:  # Lightning is imported where a job needs it: --help and tab completion stay fast
+    import lightning as L
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
@@ -117,6 +118,8 @@ class TrainingStopped(RuntimeError):
 
 def _unless_stopped(trainer: L.Trainer, run: Callable[[], object], message: Callable[[], str]) -> None:
     """Runs a trainer call; raises TrainingStopped(message()) if SIGTERM arrived during it."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     try:
         run()
     except SIGTERMException:  # a SystemExit with code 0: a stopped run must not look finished
