@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from vrs.cli import tracking
+from vrs.cli.console import ignore_irrelevant_warnings
 from vrs.io import atomic_write_text, write_json
 from vrs.run import RESUME_CKPT as RESUME_CKPT  # resume=last continues from it
 
@@ -187,10 +188,12 @@ def _user_error(err: BaseException) -> BaseException | None:
 
 def friendly_errors(main: Callable[..., Any]) -> Callable[..., Any]:
     """Bad input (a dataset, a path, a value) ends the command with its message and exit code 1
-    instead of a traceback; anything else still raises. HYDRA_FULL_ERROR=1 shows tracebacks."""
+    instead of a traceback; anything else still raises. HYDRA_FULL_ERROR=1 shows tracebacks.
+    Every Hydra command's job starts here: warnings about dependencies' own internals are ignored."""
 
     @functools.wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ignore_irrelevant_warnings()
         try:
             return main(*args, **kwargs)
         except Exception as err:

@@ -49,12 +49,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         trainer = setup_trainer(cfg, module, datamodule)
     else:
         datamodule, module, trainer = setup_run(cfg, lambda dm: _baseline(cfg, dm))
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = {}  # verbose=False: finish_run prints them, not Lightning's table too
     if "val" in stages:
-        trainer.validate(module, datamodule=datamodule)
+        trainer.validate(module, datamodule=datamodule, verbose=False)
         metrics.update(results(module, "val/"))
     if "test" in stages:
-        trainer.test(module, datamodule=datamodule)
+        trainer.test(module, datamodule=datamodule, verbose=False)
         metrics.update(results(module, "test/", "test_cold/"))
         if trainer.is_global_zero and not trainer.fast_dev_run:
             write_user_results(Path(cfg.paths.output_dir), module, datamodule)

@@ -167,11 +167,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics["val/ndcg_10"] = float(checkpoint.best_model_score)
     else:
         metrics.update(results(module, "val/ndcg_10"))
-    if cfg.test:
+    if cfg.test:  # verbose=False: finish_run prints the results, Lightning's table would repeat them
         best = checkpoint.best_model_path if checkpoint is not None else ""
         _unless_stopped(
             trainer,
-            lambda: trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True),
+            lambda: trainer.test(
+                module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False
+            ),
             lambda: (
                 "training finished, then SIGTERM stopped the test; test the checkpoint with: "
                 f"vrs-eval ckpt_path={best or Path(cfg.paths.output_dir) / 'checkpoints' / 'last.ckpt'}"
