@@ -54,6 +54,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help"):
+        print(f"{USAGE}\nvrs-index build --help lists the options")
+        return
     if len(sys.argv) < 2 or sys.argv[1] != "build":
         print(USAGE, file=sys.stderr)
         sys.exit(2)
