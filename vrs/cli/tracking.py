@@ -58,9 +58,10 @@ def _short(override: str) -> str:
 
 
 def _settings() -> list[str]:
-    """What the command line set, shortened (_short), in its order but the seed last: runs of one
-    arm read alike up to their seed."""
-    return sorted((_short(o).lstrip("+~") for o in _overrides()), key=lambda o: o.startswith("seed="))
+    """What the command line set, shortened (_short), by key whatever the order it was typed in, the
+    seed last: the runs of one arm read alike up to their seed."""
+    settings = [_short(o).lstrip("+~") for o in _overrides()]
+    return sorted(settings, key=lambda o: (o.startswith("seed="), o.partition("=")[0]))
 
 
 def run_title(task_name: str) -> str:
@@ -77,7 +78,7 @@ MAX_SUBDIR = 120
 
 def job_subdir(num: int) -> str:
     """A multirun job's folder: its number (unique, in launch order), then what its command line set
-    as key-value pairs joined by "+", the seed last: ``3_loss-bpr+seed-1``. Paths are cut to their
+    as key-value pairs joined by "+" (by key, the seed last): ``3_loss-bpr+seed-1``. Paths are cut to their
     last part (data.root=/x/Beauty -> data.root-Beauty); the number alone past MAX_SUBDIR characters."""
     pairs = [o.partition("=")[::2] for o in _settings()]
     safe = "+".join(f"{_UNSAFE.sub('_', k)}-{_UNSAFE.sub('_', v).strip('_')}" for k, v in pairs)
