@@ -1,5 +1,6 @@
 """Experiment tracking as W&B users expect it: online when logged in, runs named by what differs,
 seeds of one configuration grouped, the whole resolved config and the best validation in the summary.
+The same settings name multirun folders and head the printed results (``job_subdir``, ``run_title``).
 
 The run name and group come from the job's command-line overrides (Hydra's ``overrides.task``): a
 multirun's arms differ by their swept values, its seeds by ``seed`` alone, so ``group`` (the overrides
@@ -77,9 +78,10 @@ MAX_SUBDIR = 120
 
 
 def job_subdir(num: int) -> str:
-    """A multirun job's folder: its number (unique, in launch order), then what its command line set
-    as key-value pairs joined by "+" (by key, the seed last): ``3_loss-bpr+seed-1``. Paths are cut to their
-    last part (data.root=/x/Beauty -> data.root-Beauty); the number alone past MAX_SUBDIR characters."""
+    """A multirun job's folder (hydra.sweep.subdir): its number (unique, in launch order), then what
+    its command line set as key-value pairs joined by "+", by key, the seed last: ``3_loss-bpr+seed-1``.
+    Paths are cut to their last part (data.root=/x/Beauty -> data.root-Beauty); the number alone past
+    MAX_SUBDIR characters."""
     pairs = [o.partition("=")[::2] for o in _settings()]
     safe = "+".join(f"{_UNSAFE.sub('_', k)}-{_UNSAFE.sub('_', v).strip('_')}" for k, v in pairs)
     name = f"{num}_{safe}" if safe else str(num)
