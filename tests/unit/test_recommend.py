@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
 
@@ -96,6 +97,20 @@ def test_recommend_equals_brute_force_with_seen_items_excluded(model: RecModule,
         for because, weights in zip(rows["because_item_ids"], rows["because_weights"], strict=True):
             assert 1 <= len(because) <= 3 and set(because) <= window
             assert len(set(because)) == len(because) and weights == sorted(weights, reverse=True)
+
+
+def test_recommend_shows_progress_for_many_users_only(
+    model: RecModule, dm: RecDataModule, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serving = importlib.import_module("vrs.serving.recommend")  # the module, not the function
+    users = [str(u) for u in dm.data.user_ids[:12]]
+    quiet = recommend(model.net, dm.data, MAX_LEN, users=users, k=5, batch_size=5)
+    assert "recommend" not in capsys.readouterr().err
+    monkeypatch.setattr(serving, "_PROGRESS_MIN_USERS", len(users))
+    shown = recommend(model.net, dm.data, MAX_LEN, users=users, k=5, batch_size=5)
+    err = capsys.readouterr().err
+    assert "recommend: 100%" in err and "3/3" in err  # 12 users in batches of 5
+    assert quiet.equals(shown)  # the bar changes nothing
 
 
 def test_exclude_seen_false_ranks_the_whole_catalogue(model: RecModule, dm: RecDataModule) -> None:

@@ -206,3 +206,21 @@ def test_visual_profile_beats_popularity(tmp_path: Path) -> None:
     visual = np.mean([hit(onehot @ onehot[s[:-1]].mean(0), s[-1]) for s in seqs])
     popular = np.mean([hit(counts, s[-1]) for s in seqs])
     assert visual > 1.5 * popular and visual > 0.1, (visual, popular)
+
+
+def test_generation_shows_progress_for_large_sizes_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vrs.data.synthetic as synthetic
+
+    small = {"n_users": 20, "n_items": 15, "image_size": 16}
+    generate(tmp_path / "quiet", **small)
+    assert "simulate" not in capsys.readouterr().err  # a tiny dataset: no bar
+    monkeypatch.setattr(synthetic, "_PROGRESS_MIN_PAIRS", 20 * 15)  # as large as counts
+    generate(tmp_path / "shown", **small)
+    assert "simulate: 100%" in capsys.readouterr().err
+    # The bar changes nothing generated.
+    for name in ("interactions.parquet", "items.parquet"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "quiet" / name), pd.read_parquet(tmp_path / "shown" / name)
+        )

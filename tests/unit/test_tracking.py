@@ -61,3 +61,29 @@ def test_seeds_of_one_arm_share_a_group_and_arms_do_not(monkeypatch: pytest.Monk
     assert groups[("concat", 0)] != groups[("gated", 0)]
     _job([], monkeypatch)
     assert tracking.run_name("train") == "train" and tracking.run_group("train") == "train"
+
+
+def test_multirun_folders_say_what_each_job_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    _job(["seed=1", "loss=bpr", "data.root=/data/amazon/Beauty", "hydra.run.dir=/x", "+user.ks=[10,20]"],
+         monkeypatch)  # fmt: skip
+    name = tracking.job_subdir(3)
+    assert name == "3_data.root-Beauty+loss-bpr+user.ks-10_20+seed-1"  # by key, the seed last
+    assert tracking.run_title("train") == "train data.root=Beauty loss=bpr user.ks=[10,20] seed=1"
+    # The folder can be given back on a command line as it is (hydra.run.dir=..., run_dir=...).
+    parsed = OverridesParser.create().parse_override(f"hydra.run.dir=runs/multirun_x/{name}")
+    assert parsed.value() == f"runs/multirun_x/{name}"
+    _job(["seed=1", "loss=full_softmax"], monkeypatch)
+    assert tracking.job_subdir(4) == "4_loss-full_softmax+seed-1"  # another job, another folder
+    _job([], monkeypatch)
+    assert tracking.job_subdir(0) == "0" and tracking.run_title("train") == "train"
+    _job([f"model.dim={'8' * tracking.MAX_SUBDIR}"], monkeypatch)
+    assert tracking.job_subdir(7) == "7"  # too long for a folder name: the number alone
+
+
+def test_multirun_folder_config_resolves(tmp_path: Path) -> None:
+    from tests.conftest import compose_config
+
+    cfg = compose_config("train", ["fusion=gated", "seed=2"], tmp_path)
+    assert cfg.hydra.sweep.subdir == "0_fusion-gated+seed-2"

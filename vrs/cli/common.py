@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from vrs.cli import tracking
+from vrs.cli.console import ignore_irrelevant_warnings
 from vrs.io import atomic_write_text, write_json
 from vrs.run import RESUME_CKPT as RESUME_CKPT  # resume=last continues from it
 
@@ -116,12 +117,12 @@ def finish_run(cfg: DictConfig, trainer: Any, metrics: dict[str, float]) -> None
     run_dir = Path(cfg.paths.output_dir)
     if trainer.fast_dev_run:
         # One batch per stage checks that a composition runs; its numbers must not pass for a result.
-        print(format_metrics({f"{cfg.task_name} (debug)": metrics}))
+        print(format_metrics({f"{tracking.run_title(cfg.task_name)} (debug)": metrics}))
         print(f"debug run (fast_dev_run: one batch per stage): no metrics.json written in {run_dir}")
         return
     write_metrics(run_dir, metrics)
     tracking.finish(trainer, metrics)
-    print(format_metrics({cfg.task_name: metrics}))
+    print(format_metrics({tracking.run_title(cfg.task_name): metrics}))
     print(f"run directory: {run_dir}")
 
 
@@ -183,10 +184,14 @@ def format_metrics(columns: dict[str, dict[str, float]], keys: list[str] | None 
     if keys is None:
         keys = sorted({k for m in columns.values() for k in m if not k.endswith(("n_users", "share"))})
     width = max([len(k) for k in keys] + [6])
-    head = " " * width + "".join(f"  {n:>14}" for n in names)
+    cols = [max(14, len(n)) for n in names]  # a long run name widens its column
+    head = " " * width + "".join(f"  {n:>{w}}" for n, w in zip(names, cols, strict=True))
     rows = [head]
     for key in keys:
-        cells = "".join(f"  {columns[n][key]:>14.4f}" if key in columns[n] else f"  {'-':>14}" for n in names)
+        cells = "".join(
+            f"  {columns[n][key]:>{w}.4f}" if key in columns[n] else f"  {'-':>{w}}"
+            for n, w in zip(names, cols, strict=True)
+        )
         rows.append(f"{key:<{width}}{cells}")
     return "\n".join(rows)
 
@@ -204,10 +209,12 @@ def _user_error(err: BaseException) -> BaseException | None:
 
 def friendly_errors(main: Callable[..., Any]) -> Callable[..., Any]:
     """Bad input (a dataset, a path, a value) ends the command with its message and exit code 1
-    instead of a traceback; anything else still raises. HYDRA_FULL_ERROR=1 shows tracebacks."""
+    instead of a traceback; anything else still raises. HYDRA_FULL_ERROR=1 shows tracebacks.
+    Every Hydra command's job starts here: warnings about dependencies' own internals are ignored."""
 
     @functools.wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ignore_irrelevant_warnings()
         try:
             return main(*args, **kwargs)
         except Exception as err:

@@ -9,9 +9,9 @@ vrs-eval ckpt_path=... trainer=ddp_cpu trainer.devices=2
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
@@ -26,8 +26,10 @@ from vrs.cli.common import (
     write_user_results,
 )
 from vrs.cli.runs import load_run
-from vrs.lit.ranking import RankingModule
 from vrs.lit.targets import trusted_config
+
+if TYPE_CHECKING:  # Lightning is imported where a job needs it: --help and tab completion stay fast
+    from vrs.lit.ranking import RankingModule
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -37,6 +39,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if not stages or set(stages) - {"val", "test"}:
         raise ValueError(f"stages={stages}: expected a list of 'val' and/or 'test'")
     if cfg.get("run_dir") or cfg.ckpt_path:
+        import lightning as L
+
         L.seed_everything(cfg.seed, workers=True)
         run = load_run(cfg)
         with open_dict(cfg):  # this evaluation's config.yaml records the data it read
@@ -45,12 +49,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         trainer = setup_trainer(cfg, module, datamodule)
     else:
         datamodule, module, trainer = setup_run(cfg, lambda dm: _baseline(cfg, dm))
-    metrics: dict[str, float] = results(module, "classifier/")  # model=category_interest's stage (a)
+    # model=category_interest's stage (a); verbose=False: finish_run prints the metrics, not Lightning's table too
+    metrics: dict[str, float] = results(module, "classifier/")
     if "val" in stages:
-        trainer.validate(module, datamodule=datamodule)
+        trainer.validate(module, datamodule=datamodule, verbose=False)
         metrics.update(results(module, "val/"))
     if "test" in stages:
-        trainer.test(module, datamodule=datamodule)
+        trainer.test(module, datamodule=datamodule, verbose=False)
         metrics.update(results(module, "test/", "test_cold/"))
         if trainer.is_global_zero and not trainer.fast_dev_run:
             write_user_results(Path(cfg.paths.output_dir), module, datamodule)

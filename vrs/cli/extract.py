@@ -18,7 +18,6 @@ import time
 from typing import Any
 
 import hydra
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,6 +33,8 @@ class ExtractionStopped(RuntimeError):
 
 def extract(cfg: DictConfig) -> dict[str, str]:
     """Fills the cache for the configured data and encoder; returns modality -> features path."""
+    import torch
+
     from vrs.cli.checks import check_config
     from vrs.encoders.cache import PRECISIONS, FeatureCache
     from vrs.lit.extraction import FeatureExtractionModule

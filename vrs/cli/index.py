@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import hydra
-import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from vrs.cli.common import CONFIG_DIR, friendly_errors
@@ -27,6 +26,8 @@ USAGE = "usage: vrs-index build run_dir=DIR|ckpt_path=PATH [backend=flat|ivf|hns
 
 def build(cfg: DictConfig) -> list[Path]:
     """Builds and saves the configured backend over the checkpoint's item vectors."""
+    import torch.nn.functional as F
+
     from vrs.retrieval.index import build_index, saved_index_path
     from vrs.serving.base import item_vectors
 
@@ -53,6 +54,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help"):
+        print(f"{USAGE}\nvrs-index build --help lists the options")
+        return
     if len(sys.argv) < 2 or sys.argv[1] != "build":
         print(USAGE, file=sys.stderr)
         sys.exit(2)

@@ -7,12 +7,16 @@ vrs-recommend run_dir=... 'users=[]' 'histories={alice:[i00003,i00017]}'
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hydra
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from vrs.cli.common import CONFIG_DIR, as_list, friendly_errors
 from vrs.cli.runs import format_table, load_run, with_titles, write_table
+
+if TYPE_CHECKING:  # pandas is imported where a command needs it: --help stays fast
+    import pandas as pd
 
 
 def recommend(cfg: DictConfig) -> pd.DataFrame:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from vrs.cli.checks import check_config
 from vrs.io import atomic_write
 from vrs.run import CONFIG_FILE, Run, find_run
+
+if TYPE_CHECKING:  # pandas is imported where a command needs it: --help stays fast
+    import pandas as pd
 
 
 def load_run(cfg: DictConfig) -> Run:

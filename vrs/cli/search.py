@@ -9,13 +9,17 @@ or training with model.modality_dropout > 0; any other model is refused with the
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hydra
-import pandas as pd
 from omegaconf import DictConfig
 
 from vrs.cli.common import CONFIG_DIR, as_list, friendly_errors
 from vrs.cli.runs import serve_items
 from vrs.run import Run
+
+if TYPE_CHECKING:  # pandas is imported where a command needs it: --help stays fast
+    import pandas as pd
 
 
 def search(cfg: DictConfig) -> pd.DataFrame:

@@ -5,13 +5,17 @@ vrs-similar run_dir=runs/demo/fused 'item_ids=[i00003,i00017]' k=10
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hydra
-import pandas as pd
 from omegaconf import DictConfig
 
 from vrs.cli.common import CONFIG_DIR, as_list, friendly_errors
 from vrs.cli.runs import serve_items
 from vrs.run import Run
+
+if TYPE_CHECKING:  # pandas is imported where a command needs it: --help stays fast
+    import pandas as pd
 
 
 def similar(cfg: DictConfig) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 """Experiment tracking as W&B users expect it: online when logged in, runs named by what differs,
 seeds of one configuration grouped, the whole resolved config and the best validation in the summary.
+The same settings name multirun folders and head the printed results (``job_subdir``, ``run_title``).
 
 The run name and group come from the job's command-line overrides (Hydra's ``overrides.task``): a
 multirun's arms differ by their swept values, its seeds by ``seed`` alone, so ``group`` (the overrides
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -56,6 +58,36 @@ def _short(override: str) -> str:
     return f"{key}={Path(value).name}" if "/" in value else override
 
 
+def _settings() -> list[str]:
+    """What the command line set, shortened (_short), by key whatever the order it was typed in, the
+    seed last: the runs of one arm read alike up to their seed."""
+    settings = [_short(o).lstrip("+~") for o in _overrides()]
+    return sorted(settings, key=lambda o: (o.startswith("seed="), o.partition("=")[0]))
+
+
+def run_title(task_name: str) -> str:
+    """The task and what the command line set, as printed above a run's results
+    ("train loss=bpr seed=1"; "train" when nothing was set)."""
+    return " ".join([task_name, *_settings()])
+
+
+# A multirun job's folder name keeps these characters: safe in file systems, in a shell, and in a
+# Hydra override value (hydra.run.dir=..., run_dir=...), where "=" and "," are syntax.
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_SUBDIR = 120
+
+
+def job_subdir(num: int) -> str:
+    """A multirun job's folder (hydra.sweep.subdir): its number (unique, in launch order), then what
+    its command line set as key-value pairs joined by "+", by key, the seed last: ``3_loss-bpr+seed-1``.
+    Paths are cut to their last part (data.root=/x/Beauty -> data.root-Beauty); the number alone past
+    MAX_SUBDIR characters."""
+    pairs = [o.partition("=")[::2] for o in _settings()]
+    safe = "+".join(f"{_UNSAFE.sub('_', k)}-{_UNSAFE.sub('_', v).strip('_')}" for k, v in pairs)
+    name = f"{num}_{safe}" if safe else str(num)
+    return name if len(name) <= MAX_SUBDIR else str(num)
+
+
 def run_name(task_name: str) -> str:
     """What distinguishes this run: its overrides (seed included), or the task name when none."""
     return " ".join(_short(o) for o in _overrides()) or task_name
@@ -81,6 +113,7 @@ OmegaConf.register_new_resolver("vrs.wandb_offline", wandb_offline, replace=True
 OmegaConf.register_new_resolver("vrs.run_name", run_name, replace=True)
 OmegaConf.register_new_resolver("vrs.run_group", run_group, replace=True)
 OmegaConf.register_new_resolver("vrs.run_tags", run_tags, replace=True)
+OmegaConf.register_new_resolver("vrs.job_subdir", job_subdir, replace=True)
 
 
 def _wandb_loggers(trainer: Any) -> list[Any]:

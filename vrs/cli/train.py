@@ -15,12 +15,10 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from vrs.cli.checks import check_config
@@ -36,6 +34,9 @@ from vrs.cli.common import (
 from vrs.cli.sweeps import check_search, sweep_job
 from vrs.io import atomic_write_text
 from vrs.lit.targets import trusted_config
+
+if TYPE_CHECKING:  # Lightning is imported where a job needs it: --help and tab completion stay fast
+    import lightning as L
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -122,6 +123,8 @@ class TrainingStopped(RuntimeError):
 
 def _unless_stopped(trainer: L.Trainer, run: Callable[[], object], message: Callable[[], str]) -> None:
     """Runs a trainer call; raises TrainingStopped(message()) if SIGTERM arrived during it."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     try:
         run()
     except SIGTERMException:  # a SystemExit with code 0: a stopped run must not look finished
@@ -169,11 +172,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics["val/ndcg_10"] = float(checkpoint.best_model_score)
     else:
         metrics.update(results(module, "val/ndcg_10"))
-    if cfg.test:
+    if cfg.test:  # verbose=False: finish_run prints the results, Lightning's table would repeat them
         best = checkpoint.best_model_path if checkpoint is not None else ""
         _unless_stopped(
             trainer,
-            lambda: trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True),
+            lambda: trainer.test(
+                module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False
+            ),
             lambda: (
                 "training finished, then SIGTERM stopped the test; test the checkpoint with: "
                 f"vrs-eval ckpt_path={best or Path(cfg.paths.output_dir) / 'checkpoints' / 'last.ckpt'}"

@@ -84,6 +84,7 @@ TRUTH_DIR = "truth"
 INCOMPLETE_MARKER = ".vrs-synthetic-incomplete"
 
 _PROGRESS_MIN_ITEMS = 2000
+_PROGRESS_MIN_PAIRS = 1_000_000  # users x items simulated
 
 
 def _validate(a: dict[str, Any]) -> None:
@@ -236,7 +237,8 @@ def generate(
             fall in the final period.
         repeat_penalty: factor on the probability of items the user has seen before.
         overwrite: regenerate even when ``out_dir`` already holds this exact dataset.
-        progress: show a rendering progress bar; None = only for catalogues of 2,000 items or more.
+        progress: show progress bars (simulation, rendering); None = the simulation's for 1,000,000
+            users x items or more, the rendering's for catalogues of 2,000 items or more.
 
     Returns:
         ``out_dir`` as a Path.
@@ -261,7 +263,9 @@ def generate(
         item_ss, user_ss, sim_ss, render_ss = np.random.SeedSequence(seed).spawn(4)
         truth = sample_items(np.random.default_rng(item_ss), n_items, params)
         weights = user_weights(np.random.default_rng(user_ss), n_users, n_periods, preference_strength, drift)
-        interactions = simulate(np.random.default_rng(sim_ss), truth, weights, params)
+        # The simulation's work grows with users x items: a minute at a few thousand of each.
+        show = n_users * n_items >= _PROGRESS_MIN_PAIRS if progress is None else progress
+        interactions = simulate(np.random.default_rng(sim_ss), truth, weights, params, progress=show)
         show = n_items >= _PROGRESS_MIN_ITEMS if progress is None else progress
         _write_images(root, truth, image_size, np.random.default_rng(render_ss), show)
         _write_truth(root, truth, weights)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from vrs.data.synthetic_catalogue import ATTRIBUTES, EVENTS, PERIOD_SECONDS, START_TIME, attribute_onehot, ids
 
@@ -73,11 +74,16 @@ def timestamps(
 
 
 def simulate(
-    rng: np.random.Generator, truth: pd.DataFrame, weights: np.ndarray, a: dict[str, Any]
+    rng: np.random.Generator,
+    truth: pd.DataFrame,
+    weights: np.ndarray,
+    a: dict[str, Any],
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Step-by-step histories of all users; returns the interactions table.
 
-    `a` holds `generate`'s parameters (history lengths, periods, mixture and its settings).
+    `a` holds `generate`'s parameters (history lengths, periods, mixture and its settings);
+    `progress` shows a bar of the users simulated.
     """
     n_users = weights.shape[0]
     lengths = rng.integers(a["min_history"], a["max_history"] + 1, size=n_users)
@@ -85,7 +91,7 @@ def simulate(
     # All randomness is drawn up front, so the result does not depend on the user chunk size.
     choice_u = 1.0 - rng.random(ts.shape)  # in (0, 1]: never picks a zero-probability item
     event_u = rng.random(ts.shape)
-    items, quality = _choose_items(_Choice.of(truth, a), weights, lengths, ts, choice_u)
+    items, quality = _choose_items(_Choice.of(truth, a), weights, lengths, ts, choice_u, progress)
     event = _event_types(quality, event_u)
     valid = np.arange(ts.shape[1])[None] < lengths[:, None]
     uid = np.broadcast_to(np.arange(n_users)[:, None], ts.shape)[valid]
@@ -127,7 +133,12 @@ class _Choice:
 
 
 def _choose_items(
-    choice: _Choice, weights: np.ndarray, lengths: np.ndarray, ts: np.ndarray, choice_u: np.ndarray
+    choice: _Choice,
+    weights: np.ndarray,
+    lengths: np.ndarray,
+    ts: np.ndarray,
+    choice_u: np.ndarray,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(U, T) picked items (-1 pads) and the affinity percentile of each pick among what was available.
 
@@ -138,6 +149,7 @@ def _choose_items(
     items = np.full(ts.shape, -1, dtype=np.int64)
     quality = np.zeros(ts.shape)
     chunk = max(8, min(512, 4_000_000 // n_items))
+    bar = tqdm(total=n_users, desc="simulate", unit="user", disable=not progress)
     for lo in range(0, n_users, chunk):
         rows = np.arange(lo, min(lo + chunk, n_users))
         seen = np.zeros((len(rows), n_items), dtype=bool)
@@ -158,6 +170,8 @@ def _choose_items(
             items[users, t] = pick
             seen[active, pick] = True
             last[active] = pick
+        bar.update(len(rows))
+    bar.close()
     return items, quality
 
 

@@ -127,11 +127,9 @@ class RankingModule(L.LightningModule):
             if samples is not None and self.content is not None:
                 log_to_wandb(self.trainer.loggers, stage, samples, self.content, self.coverage_k)
         self.results.update(values)
-        # Values are already global (metric states are summed across ranks): no sync_dist, whose
-        # mean over ranks could also change the last bit.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
-            self.log_dict(values, add_dataloader_idx=False, batch_size=1)
+        # Values are already global (metric states are summed across ranks), the same on every rank:
+        # synced with max, which returns them unchanged (a mean over ranks could change the last bit).
+        self.log_dict(values, add_dataloader_idx=False, batch_size=1, sync_dist=True, reduce_fx="max")
 
 
 USER_COLUMNS = ("index", "user", "target", "rank", "seen")

@@ -12,12 +12,15 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from vrs.data.sequences import SequenceData, collate_eval
 from vrs.models.recommender import Recommender
 from vrs.retrieval.index import build_index
 from vrs.retrieval.scoring import score_batch
 from vrs.serving.base import describe_ids, device_of, inference, lookup, require_known
+
+_PROGRESS_MIN_USERS = 20_000  # below this many users the lists take seconds: no bar
 
 COLD_USER_POLICIES = ("error", "popular", "skip")
 COLUMNS = ["user_id", "rank", "item_id", "score", "because_item_ids", "because_weights"]
@@ -200,7 +203,8 @@ def _model_rows(
     with inference(net):
         items = net.encode_items()  # (N, D)
         searcher = build_index(items, index, index_dir)
-        for start in range(0, len(samples), batch_size):
+        quiet = len(samples) < _PROGRESS_MIN_USERS
+        for start in tqdm(range(0, len(samples), batch_size), desc="recommend", unit="batch", disable=quiet):
             batch = collate_eval(samples[start : start + batch_size]).to(device)
             _, (_, _, scores, top) = score_batch(net, items, batch, k, exclude_seen, searcher)  # (B, K)
             because, weights = explain(items, batch.items, batch.mask, top.to(device), n_explain)
