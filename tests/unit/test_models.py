@@ -274,3 +274,16 @@ def test_xavier_normal_init_redraws_the_network() -> None:
     assert abs(emb.std().item() - math.sqrt(2 / (2000 + 64))) < 0.003  # not the default 0.02
     with pytest.raises(ValueError, match="init must be one of"):
         RecModule(n_items=20, n_events=1, max_len=5, dim=8, init="orthogonal")
+
+
+def test_catalogue_encoding_shows_progress_outside_training_only(monkeypatch, capsys):
+    import vrs.models.item_tower as item_tower
+
+    monkeypatch.setattr(item_tower, "_PROGRESS_MIN_CHUNKS", 2)
+    tower = _tower(chunk_size=4)  # N=10 items: 3 chunks
+    tower()  # gradients on: a training step's catalogue encoding stays quiet
+    assert "encoding image" not in capsys.readouterr().err
+    with torch.no_grad():
+        tower()
+    err = capsys.readouterr().err
+    assert "encoding image" in err and "encoding text" in err

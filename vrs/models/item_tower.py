@@ -6,10 +6,13 @@ from collections.abc import Callable, Collection, Mapping
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from vrs.data.content import ItemContent
 from vrs.encoders.base import ModalityEncoder
 from vrs.encoders.cache import FeatureCache
+
+_PROGRESS_MIN_CHUNKS = 16  # 4,096 items at the default chunk size
 
 
 def drop_modalities(
@@ -140,9 +143,15 @@ class ItemTower(nn.Module):
             return t.device
         return torch.device("cpu")
 
-    def _encode(self, encoder: nn.Module, inputs: Tensor) -> Tensor:
-        """Run `encoder` over `inputs` in chunks of `chunk_size` rows: (n, ...) -> (n, F)."""
-        return torch.cat([encoder(chunk) for chunk in inputs.split(self.chunk_size)], dim=0)
+    def _encode(self, encoder: nn.Module, inputs: Tensor, name: str = "items") -> Tensor:
+        """Run `encoder` over `inputs` in chunks of `chunk_size` rows: (n, ...) -> (n, F).
+
+        Encoding the catalogue outside training (before an evaluation, with a trained encoder) can
+        take minutes: a progress bar from _PROGRESS_MIN_CHUNKS chunks on."""
+        chunks = inputs.split(self.chunk_size)
+        quiet = torch.is_grad_enabled() or len(chunks) < _PROGRESS_MIN_CHUNKS
+        bar = tqdm(chunks, desc=f"encoding {name}", unit="chunk", leave=False, disable=quiet)
+        return torch.cat([encoder(chunk) for chunk in bar], dim=0)
 
     @torch.no_grad()
     def set_content(
@@ -190,7 +199,7 @@ class ItemTower(nn.Module):
             return inputs, present
         device = self._device()
         if cache is None:
-            return self._encode(encoder, inputs.to(device)), present
+            return self._encode(encoder, inputs.to(device), modality), present
         return cache.features(modality, encoder, inputs.to(device)), present
 
     def modality_features(self, idx: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -210,7 +219,7 @@ class ItemTower(nn.Module):
         feats: dict[str, Tensor] = {}
         for m, encoder in self.towers.items():
             inputs = rows(getattr(self, f"inputs_{m}"))
-            feats[m] = inputs if m in self.frozen else self._encode(encoder, inputs)
+            feats[m] = inputs if m in self.frozen else self._encode(encoder, inputs, m)
         if self.id_emb is not None:
             feats["id"] = self.id_emb.weight if every else self.id_emb(idx)
         present = {m: rows(p) for m, p in present_all.items()}
