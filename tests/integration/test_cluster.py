@@ -88,7 +88,9 @@ def test_ddp_job_ranks_share_one_folder_and_one_feature_extraction(tmp_path: Pat
     sweep, cache = tmp_path / "sweep", tmp_path / "cache"
     overrides = ["seed=0", "trainer=ddp_cpu", "trainer.max_epochs=1", "data.batch_size=8", "test=false"]
     _multirun(tmp_path, small_data, *overrides, "encoder.finetune.freeze=true", f"feature_cache={cache}")
-    logs = _job_logs(sweep)
+    # Both ranks joined one process group and logged into the one run folder (the console shows
+    # rank zero's lines only).
+    logs = _job_logs(sweep) + (sweep / "0" / "train.log").read_text()
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in logs and "GLOBAL_RANK: 1, MEMBER: 2/2" in logs
     assert sorted(p.name for p in sweep.iterdir() if not p.name.startswith(".")) == ["0", "multirun.yaml"]
     assert "val/ndcg_10" in json.loads((sweep / "0" / "metrics.json").read_text())
