@@ -34,7 +34,12 @@ def run_split(sweep: Callable[[range], None], n_blocks: int, dev: torch.device) 
         except BaseException as e:  # re-raised in the caller
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(range(w, n_blocks, n),)) for w in range(n)]
+    join_all([threading.Thread(target=work, args=(range(w, n_blocks, n),)) for w in range(n)], errors)
+
+
+def join_all(threads: list[threading.Thread], errors: list[BaseException]) -> None:
+    """Starts every thread, waits for all of them, then raises the first exception one recorded in
+    `errors` (a worker's exception would otherwise end only its thread)."""
     for t in threads:
         t.start()
     for t in threads:

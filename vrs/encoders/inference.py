@@ -25,6 +25,8 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
+from vrs.threads import join_all
+
 T = TypeVar("T")
 PRECISIONS = ("fp32", "bf16")
 
@@ -255,11 +257,5 @@ def map_workers(fn: Callable[[int], T], n: int, workers: int, cpu: bool = True) 
                 except BaseException as err:  # re-raised in the caller
                     errors.append(err)
 
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    join_all([threading.Thread(target=work, daemon=True) for _ in range(workers)], errors)
     return results  # type: ignore[return-value]
