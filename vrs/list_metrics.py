@@ -110,22 +110,21 @@ class ListMetrics(torchmetrics.Metric):
         for k in self.ks:
             lists = top[:, :k]  # (B, k)
             valid = lists >= 0
-            exposure = getattr(self, f"exposure_{k}")
-            exposure += torch.bincount(lists[valid], minlength=self.n_items)
+            getattr(self, f"exposure_{k}").add_(torch.bincount(lists[valid], minlength=self.n_items))
             if stats is not None and stats.categories is not None:
                 cats = stats.categories.to(lists.device)[lists.clamp(min=0)]  # (B, k)
                 has = valid & (cats >= 0)
                 diff, pairs = _pair_counts(cats, has)
-                setattr(self, f"cat_diff_{k}", getattr(self, f"cat_diff_{k}") + diff)
-                setattr(self, f"cat_pairs_{k}", getattr(self, f"cat_pairs_{k}") + pairs)
+                getattr(self, f"cat_diff_{k}").add_(diff)
+                getattr(self, f"cat_pairs_{k}").add_(pairs)
             if stats is not None and stats.features is not None:
                 idx = lists.clamp(min=0)
                 feats = stats.features.to(lists.device)[idx]  # (B, k, F)
                 has = valid & stats.has_features.to(lists.device)[idx]
                 dist = 1.0 - feats @ feats.transpose(1, 2)  # (B, k, k)
                 both = _upper_pairs(has)  # (B, k, k)
-                setattr(self, f"vis_sum_{k}", getattr(self, f"vis_sum_{k}") + dist[both].double().sum())
-                setattr(self, f"vis_pairs_{k}", getattr(self, f"vis_pairs_{k}") + both.sum())
+                getattr(self, f"vis_sum_{k}").add_(dist[both].double().sum())
+                getattr(self, f"vis_pairs_{k}").add_(both.sum())
 
     def compute(self) -> dict[str, float]:
         out: dict[str, float] = {}

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from vrs.data.content import ItemContent
 from vrs.encoders.cache import FeatureCache
 from vrs.lit.ranking import RankingModule, Scorer
 from vrs.models.category_interest import CategoryInterestRecommender
@@ -70,14 +69,6 @@ class CategoryInterestModule(RankingModule):
         if self._scorer is None:
             raise RuntimeError("call fit_catalogue(datamodule) before evaluating model=category_interest")
         return self._scorer
-
-    def attach_data(
-        self,
-        content: ItemContent,
-        train_counts: Tensor | None = None,
-        feature_cache: FeatureCache | None = None,
-    ) -> None:
-        self.content = content
 
     def fit_catalogue(self, datamodule: Any, feature_cache: FeatureCache | None = None) -> None:
         """Trains the classifier on the items' categories and builds the recommender."""

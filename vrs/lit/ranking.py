@@ -57,6 +57,12 @@ class RankingModule(L.LightningModule):
     def scorer(self) -> Scorer:
         raise NotImplementedError
 
+    def attach_data(
+        self, content: ItemContent, train_counts: Tensor | None = None, feature_cache: Any = None
+    ) -> None:
+        """Hands the catalogue content to the module (subclasses also build what they score with)."""
+        self.content = content
+
     def fit_catalogue(self, datamodule: Any, feature_cache: Any = None) -> None:
         """Fits what a model builds from the training split before evaluation (nothing by default;
         the commands call it after `attach_data`)."""
