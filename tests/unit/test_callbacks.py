@@ -17,13 +17,16 @@ def fit(values: list[float], max_epochs: int, mode: str = "max") -> CapWarning:
         trainer.current_epoch = epoch
         trainer.callback_metrics = {"val/ndcg_10": torch.tensor(v)}
         cb.on_validation_end(trainer, None)
+    trainer.current_epoch = len(values)  # Lightning counts the last epoch as completed at fit end
     cb.on_fit_end(trainer, None)
     return cb
 
 
 def test_warns_at_the_cap_while_improving():
-    with pytest.warns(UserWarning, match=r"max_epochs=4 .* still improving \(best 0.4000 at epoch 3"):
+    with pytest.warns(UserWarning, match=r"max_epochs=4 .* \(best 0.4000 at epoch 3, the last epoch was 3\)"):
         fit([0.1, 0.2, 0.3, 0.4], max_epochs=4)
+    with pytest.warns(UserWarning, match=r"best 0.4000 at epoch 2, the last epoch was 3"):
+        fit([0.1, 0.2, 0.4, 0.3], max_epochs=4)  # within=2: the second-to-last epoch is recent
 
 
 @pytest.mark.parametrize(
@@ -43,6 +46,6 @@ def test_min_mode_and_resume_state():
         fit([0.4, 0.3, 0.2, 0.1], max_epochs=4, mode="min")
     cb = CapWarning()
     cb.load_state_dict({"best": (0.5, 7)})
-    assert cb.state_dict() == {"best": (0.5, 7)}
+    assert cb.state_dict() == {"best": (0.5, 7), "last": None}
     with pytest.raises(ValueError, match="mode must be"):
         CapWarning(mode="up")

@@ -159,7 +159,9 @@ def test_frozen_tower_reads_cached_features_without_decoding(root: Path, tmp_pat
     assert first.image_files.decoded == N - 1 and second.image_files.decoded == 0
     assert not second.decoded  # the pixels were never read
     assert cached.present["image"].tolist() == [i != 7 for i in range(N)] == plain.present["image"].tolist()
-    torch.testing.assert_close(cached.inputs_image, plain.inputs_image, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        cached.catalogue.inputs["image"], plain.catalogue.inputs["image"], atol=1e-5, rtol=1e-4
+    )
     assert torch.equal(second.pixels([3, 7])[1], torch.zeros(3, SIZE, SIZE, dtype=torch.uint8))
 
 

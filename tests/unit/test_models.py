@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from vrs.data.batch import RecBatch
 from vrs.data.content import ItemContent
 from vrs.encoders.base import ImageEncoder, TextEncoder, Towers
+from vrs.encoders.catalogue import CatalogueFeatures
 from vrs.fusion import ConcatFusion, GatedFusion, LateFusion, SingleModalityFusion, SumFusion
 from vrs.models import (
     ItemTower,
@@ -115,8 +116,30 @@ def test_forward_before_set_content_raises():
 
 def test_content_is_not_in_state_dict():
     for frozen in (False, True):
-        keys = _tower(freeze_encoders=frozen).state_dict().keys()
-        assert not any(k.split(".")[-1].startswith(("inputs_", "present_")) for k in keys)
+        tower = _tower(freeze_encoders=frozen)
+        assert tower.catalogue.encoded == ({"image", "text"} if frozen else set())
+        held = {t.data_ptr() for t in (*tower.catalogue.inputs.values(), *tower.catalogue.present.values())}
+        state = tower.state_dict()
+        assert not held & {t.data_ptr() for t in state.values()}
+        assert all(k.startswith(("towers.", "norms.", "fusion.", "id_emb.")) for k in state)
+
+
+def test_catalogue_follows_the_module_device_and_must_fit_the_tower():
+    tower = _tower(freeze_encoders=True)
+    first = tower.catalogue
+    assert tower.catalogue is first  # same device: no copy
+    tower.to("meta")  # a device move of the parameters: the catalogue follows on next use, once
+    moved = tower.catalogue
+    assert moved.device.type == "meta" and tower.catalogue is moved
+    assert first.device.type == "cpu" and set(moved.inputs) == set(first.inputs)
+    tower = _tower(freeze_encoders=True)
+    other = _tower()  # trained encoders: raw inputs, nothing encoded
+    with pytest.raises(ValueError, match="frozen"):
+        tower.attach(other.catalogue)
+    with pytest.raises(ValueError, match="disagree on the number of items"):
+        CatalogueFeatures(
+            inputs={"image": torch.zeros(3, 2)}, present={"image": torch.ones(4, dtype=torch.bool)}
+        )
 
 
 def test_frozen_encoders_cache_features_once():
@@ -131,7 +154,7 @@ def test_frozen_encoders_cache_features_once():
     assert img.calls == 3 and txt.calls == 3
     # cached features equal a fresh eval-mode encode
     with torch.no_grad():
-        torch.testing.assert_close(tower.inputs_image, img(_content().images))
+        torch.testing.assert_close(tower.catalogue.inputs["image"], img(_content().images))
     tower().sum().backward()
     assert tower.id_emb.weight.grad is not None
     assert all(p.grad is None for p in img.parameters())
@@ -277,9 +300,9 @@ def test_xavier_normal_init_redraws_the_network() -> None:
 
 
 def test_catalogue_encoding_shows_progress_outside_training_only(monkeypatch, capsys):
-    import vrs.models.item_tower as item_tower
+    import vrs.encoders.catalogue as catalogue
 
-    monkeypatch.setattr(item_tower, "_PROGRESS_MIN_CHUNKS", 2)
+    monkeypatch.setattr(catalogue, "_PROGRESS_MIN_CHUNKS", 2)
     tower = _tower(chunk_size=4)  # N=10 items: 3 chunks
     tower()  # gradients on: a training step's catalogue encoding stays quiet
     assert "encoding image" not in capsys.readouterr().err

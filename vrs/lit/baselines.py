@@ -9,6 +9,7 @@ from torch import Tensor
 
 from vrs.data.content import ItemContent
 from vrs.encoders.cache import FeatureCache
+from vrs.encoders.catalogue import CatalogueFeatures
 from vrs.lit.module import build_towers
 from vrs.lit.ranking import RankingModule, Scorer
 from vrs.models.baselines import PopularityRecommender, VisualProfileRecommender
@@ -76,12 +77,9 @@ def image_features(
     bool mask of items that have an image; read from `feature_cache` when given (keyed by the image
     files: no decoding on a hit)."""
     towers = build_towers(encoder_cfg)
-    files = content.image_files
-    if towers.image is None or (files is None and content.images is None):
+    if towers.image is None or (content.image_files is None and content.images is None):
         raise ValueError("image features need item images and an encoder with an image tower")
-    encoder = towers.image.eval()
-    if feature_cache is not None and files is not None:
-        return feature_cache.features_and_usable("image", encoder, files)
-    if feature_cache is not None:
-        return feature_cache.features("image", encoder, content.images), content.has_image
-    return torch.cat([encoder(chunk) for chunk in content.images.split(256)]), content.has_image  # (N, F)
+    catalogue = CatalogueFeatures.build(
+        content, {"image": towers.image.eval()}, frozen=["image"], feature_cache=feature_cache
+    )
+    return catalogue.inputs["image"], catalogue.present["image"]  # (N, F), (N,)

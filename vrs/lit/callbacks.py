@@ -25,6 +25,7 @@ class CapWarning(L.Callback):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         self.monitor, self.mode, self.within = monitor, mode, int(within)
         self.best: tuple[float, int] | None = None  # (value, epoch)
+        self.last: int | None = None  # the last validated epoch
         self.message: str | None = None
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -33,26 +34,30 @@ class CapWarning(L.Callback):
         value = float(trainer.callback_metrics[self.monitor])
         if math.isnan(value):
             return
+        self.last = trainer.current_epoch
         better = self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])
         if better:
             self.best = (value, trainer.current_epoch)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # At fit end trainer.current_epoch already counts the last epoch as completed: the epochs
+        # validated are what tell where training stopped.
         cap = trainer.max_epochs
-        if self.best is None or cap is None or cap < 0 or trainer.current_epoch < cap - 1:
+        if self.best is None or self.last is None or cap is None or cap < 0 or self.last < cap - 1:
             return
-        if trainer.current_epoch - self.best[1] >= self.within:
+        if self.last - self.best[1] >= self.within:
             return
         self.message = (
             f"training ended at the cap trainer.max_epochs={cap} with {self.monitor} still improving "
-            f"(best {self.best[0]:.4f} at epoch {self.best[1]}, the last epoch was {trainer.current_epoch}): "
+            f"(best {self.best[0]:.4f} at epoch {self.best[1]}, the last epoch was {self.last}): "
             "the run is probably under-trained; raise trainer.max_epochs (continue it with resume=last)"
         )
         if trainer.is_global_zero:
             warnings.warn(self.message, stacklevel=1)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best}
+        return {"best": self.best, "last": self.last}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = state_dict.get("best")
+        self.last = state_dict.get("last")

@@ -6,13 +6,11 @@ from collections.abc import Callable, Collection, Mapping
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from vrs.data.content import ItemContent
 from vrs.encoders.base import ModalityEncoder
 from vrs.encoders.cache import FeatureCache
-
-_PROGRESS_MIN_CHUNKS = 16  # 4,096 items at the default chunk size
+from vrs.encoders.catalogue import CatalogueFeatures, encode_in_chunks
 
 
 def drop_modalities(
@@ -50,11 +48,11 @@ class ItemTower(nn.Module):
 
     The modalities are the towers' (in the order given: the order the config declares them) and the
     learned ID embedding "id", last. Only those the fusion consumes (`fusion.modalities`) are kept
-    and computed. Content is attached once with `set_content`: each tower reads its inputs from it
-    (`ModalityEncoder.read`), held in non-persistent buffers (not in checkpoints, which hold only
-    weights). With `freeze_encoders` the towers not listed in `trained` are frozen, kept in eval
-    mode, and run once over the whole catalogue at `set_content` time; `forward` then only reads
-    their cached features.
+    and computed. The catalogue is attached once (`attach`, or `set_content` to build it from the
+    content): a data-side `CatalogueFeatures` holding each tower's inputs, which the tower only
+    references (the module holds parameters alone; the catalogue follows the module's device lazily).
+    With `freeze_encoders` the towers not listed in `trained` are frozen, kept in eval mode, and run
+    once over the whole catalogue when it is built; `forward` then only reads their features.
 
     Args:
         n_items: catalogue size N.
@@ -113,13 +111,7 @@ class ItemTower(nn.Module):
             self.towers[m].requires_grad_(False)
             self.towers[m].eval()
         self._trained = tuple(m for m in self.towers if m in trained)
-        # Per modality: presence flags (N,), and the inputs (N, ...) of a trained encoder or the
-        # features (N, F) of a frozen one; buffers, so they follow the module's device.
-        for m in self.modalities:
-            self.register_buffer(f"present_{m}", None, persistent=False)
-        for m in self.towers:
-            self.register_buffer(f"inputs_{m}", None, persistent=False)
-        self._has_content = False
+        self._catalogue: CatalogueFeatures | None = None
 
     def encoders(self) -> list[nn.Module]:
         """The encoders `freeze_encoders` and the fine-tuning settings apply to (not `trained`)."""
@@ -132,35 +124,46 @@ class ItemTower(nn.Module):
         return self
 
     @property
+    def catalogue(self) -> CatalogueFeatures:
+        """The attached catalogue, on the module's device (moved there once, on first use)."""
+        if self._catalogue is None:
+            raise RuntimeError("ItemTower.set_content(content) must be called before encoding items")
+        device = self._device()
+        if self._catalogue.device != device:
+            self._catalogue = self._catalogue.to(device)
+        return self._catalogue
+
+    @property
     def present(self) -> dict[str, Tensor]:
         """Modality -> (N,) bool: which items have it (before modality dropout); "id": trained IDs."""
-        if not self._has_content:
-            raise RuntimeError("ItemTower.set_content(content) must be called before encoding items")
-        return {m: getattr(self, f"present_{m}") for m in self.modalities}
+        return {m: self.catalogue.present[m] for m in self.modalities}
 
     def _device(self) -> torch.device:
         for t in self.parameters():
             return t.device
         return torch.device("cpu")
 
-    def _encode(self, encoder: nn.Module, inputs: Tensor, name: str = "items") -> Tensor:
-        """Run `encoder` over `inputs` in chunks of `chunk_size` rows: (n, ...) -> (n, F).
+    def attach(self, catalogue: CatalogueFeatures) -> None:
+        """Use `catalogue` (built for this tower: its modalities, frozen ones as features)."""
+        if catalogue.n_items != self.n_items:
+            raise ValueError(f"content has {catalogue.n_items} items, the tower was built for {self.n_items}")
+        missing = [m for m in self.modalities if m not in catalogue.present] + [
+            m for m in self.towers if m not in catalogue.inputs
+        ]
+        if missing or set(self.frozen) != set(catalogue.encoded):
+            raise ValueError(
+                f"the catalogue features hold {sorted(catalogue.inputs)} (encoded: {sorted(catalogue.encoded)}), "
+                f"the tower needs {list(self.modalities)} (frozen: {list(self.frozen)})"
+            )
+        self._catalogue = catalogue
 
-        Encoding the catalogue outside training (before an evaluation, with a trained encoder) can
-        take minutes: a progress bar from _PROGRESS_MIN_CHUNKS chunks on."""
-        chunks = inputs.split(self.chunk_size)
-        quiet = torch.is_grad_enabled() or len(chunks) < _PROGRESS_MIN_CHUNKS
-        bar = tqdm(chunks, desc=f"encoding {name}", unit="chunk", leave=False, disable=quiet)
-        return torch.cat([encoder(chunk) for chunk in bar], dim=0)
-
-    @torch.no_grad()
     def set_content(
         self,
         content: ItemContent,
         known_items: Tensor | None = None,
         feature_cache: FeatureCache | None = None,
     ) -> None:
-        """Attach the catalogue's content (and, for frozen encoders, cache their features).
+        """Build the catalogue's features from its content (`CatalogueFeatures.build`) and attach them.
 
         Args:
             content: the content of all N items, in catalogue order; each tower reads its own inputs.
@@ -172,35 +175,16 @@ class ItemTower(nn.Module):
         """
         if len(content) != self.n_items:
             raise ValueError(f"content has {len(content)} items, the tower was built for {self.n_items}")
-        device = self._device()
-        known = torch.ones(self.n_items, dtype=torch.bool) if known_items is None else known_items.bool()
-        if known.shape != (self.n_items,):
-            raise ValueError(f"known_items must have shape ({self.n_items},), got {tuple(known.shape)}")
-        if "id" in self.modalities:
-            self.present_id = known.to(device)
-        for m, encoder in self.towers.items():
-            inputs, present = self._read(m, encoder, content, feature_cache)
-            setattr(self, f"inputs_{m}", inputs.to(device))
-            setattr(self, f"present_{m}", present.bool().to(device))
-        self._has_content = True
-
-    def _read(
-        self, modality: str, encoder: ModalityEncoder, content: ItemContent, cache: FeatureCache | None
-    ) -> tuple[Tensor, Tensor]:
-        """(N, ...) inputs of a trained encoder, or (N, F) features of a frozen one; (N,) presence."""
-        frozen = modality in self.frozen
-        source = encoder.source(content) if frozen and cache is not None else None
-        if source is not None:
-            # Keyed by the source (image files' bytes): features, and which items have a usable
-            # input, come from the cache, and only items missing from it are loaded.
-            return cache.features_and_usable(modality, encoder, source)
-        inputs, present = encoder.read(content)
-        if not frozen:
-            return inputs, present
-        device = self._device()
-        if cache is None:
-            return self._encode(encoder, inputs.to(device), modality), present
-        return cache.features(modality, encoder, inputs.to(device)), present
+        catalogue = CatalogueFeatures.build(
+            content,
+            self.towers,
+            frozen=self.frozen,
+            known_items=known_items,
+            use_id="id" in self.modalities,
+            feature_cache=feature_cache,
+            chunk_size=self.chunk_size,
+        )
+        self.attach(catalogue)
 
     def modality_features(self, idx: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Per-modality features and presence flags of items `idx` (all N when None).
@@ -208,7 +192,8 @@ class ItemTower(nn.Module):
         Returns:
             feats: modality -> (n, F_m); present: modality -> (n,) bool (before modality dropout).
         """
-        present_all = self.present
+        catalogue = self.catalogue
+        present_all = {m: catalogue.present[m] for m in self.modalities}
         every = idx is None  # the whole catalogue: cached tensors are used as they are, not copied
         device = next(iter(present_all.values())).device
         idx = torch.arange(self.n_items, device=device) if every else idx.to(device)
@@ -218,8 +203,8 @@ class ItemTower(nn.Module):
 
         feats: dict[str, Tensor] = {}
         for m, encoder in self.towers.items():
-            inputs = rows(getattr(self, f"inputs_{m}"))
-            feats[m] = inputs if m in self.frozen else self._encode(encoder, inputs, m)
+            inputs = rows(catalogue.inputs[m])
+            feats[m] = inputs if m in self.frozen else encode_in_chunks(encoder, inputs, self.chunk_size, m)
         if self.id_emb is not None:
             feats["id"] = self.id_emb.weight if every else self.id_emb(idx)
         present = {m: rows(p) for m, p in present_all.items()}
