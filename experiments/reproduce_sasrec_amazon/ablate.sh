@@ -14,7 +14,7 @@ SEED=${SEED:-0}
 DATA=${DATA:-data/amazon/Beauty}
 # shellcheck source=train_run.sh
 source "$(dirname "$0")/train_run.sh"
-ORDER=(base wd0 len_shuffle rectools rectools_grouped rectools_pt rectools_s1024 rectools_s4096 rectools_full)
+ORDER=(base wd0 len_shuffle rectools rectools_grouped rectools_pt rectools_s1024 rectools_s4096 rectools_full attr_concat attr_sum)
 # Screening arms: their peak comes within 10 epochs, so patience 8 instead of 50.
 SCREEN="callbacks.early_stopping.patience=8"
 declare -A GRID=(
@@ -31,6 +31,10 @@ declare -A GRID=(
   [rectools_s1024]="experiment=sasrec_amazon_rectools loss.n_negatives=1024 $SCREEN"
   [rectools_s4096]="experiment=sasrec_amazon_rectools loss.n_negatives=4096 $SCREEN"
   [rectools_full]="experiment=sasrec_amazon_rectools loss=full_softmax ~loss.n_negatives ~loss.sampler $SCREEN"
+  # Content on the chosen ID-only settings (sasrec_amazon_v2): the attribute tokens as a learned
+  # modality, concatenated (MLP) or summed (one projection per modality) with the ID embedding.
+  [attr_concat]="experiment=sasrec_amazon_attr_v2 $SCREEN"
+  [attr_sum]="experiment=sasrec_amazon_attr_v2 fusion=sum $SCREEN"
 )
 ARMS=${ARMS:-"${ORDER[*]}"}
 for arm in $ARMS; do

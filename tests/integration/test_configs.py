@@ -30,7 +30,10 @@ def _content(n: int = N_ITEMS) -> ItemContent:
         has_image=torch.ones(n, dtype=torch.bool),
         texts=[f"item {i} red striped" for i in range(n)],
         has_text=torch.ones(n, dtype=torch.bool),
-        columns={"category": [["Tops", "Shoes", ""][i % 3] for i in range(n)]},
+        columns={
+            "category": [["Tops", "Shoes", ""][i % 3] for i in range(n)],
+            "description": [f"attr{i % 4} attr{i % 5}" for i in range(n)],  # Amazon attribute tokens
+        },
     )
 
 
@@ -64,7 +67,7 @@ def test_every_experiment_composes_and_instantiates(tmp_path: Path, experiment: 
     + [f"user={p.stem}" for p in sorted((CONFIGS / "user").glob("*.yaml"))]
     + [f"loss={p.stem}" for p in sorted((CONFIGS / "loss").glob("*.yaml"))]
     + [f"modalities=[{p.stem}]" for p in sorted((CONFIGS / "modalities").glob("*.yaml"))]
-    + ["encoder=tiny_clip", "encoder=lenet", "encoder.finetune.freeze=true"],
+    + ["encoder=tiny_clip", "encoder=lenet", "encoder.finetune.freeze=true", "~encoder"],
 )
 def test_each_axis_is_one_word(tmp_path: Path, override: str) -> None:
     cfg = compose_config(
