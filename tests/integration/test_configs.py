@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,36 @@ def test_clip_b32_without_offline_weights_fails_clearly(tmp_path: Path) -> None:
     err = info.value if isinstance(info.value, EncoderWeightsError) else info.value.__cause__
     assert isinstance(err, EncoderWeightsError)
     assert "ViT-B-32" in str(err) and "encoder.pretrained" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "size"),
+    [
+        (["encoder=effnet"], 224),
+        (["encoder=tiny_clip"], 32),
+        (["encoder=minilm"], 64),  # no image tower: the data default
+        (["encoder=effnet", "data.image_size=96"], 96),  # set by hand: kept
+        (["experiment=demo"], 128),  # the demo reads EfficientNet at 128 pixels
+    ],
+)
+def test_images_load_at_the_encoders_input_size(tmp_path: Path, overrides: list[str], size: int) -> None:
+    for data in ("synthetic", "canonical"):
+        cfg = compose_config("train", [f"data={data}", *overrides], tmp_path)
+        assert cfg.data.image_size == size
+
+
+def test_a_declared_image_size_is_checked_and_enlarging_warns(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from vrs.cli.common import warn_if_upsampled
+
+    cfg = compose_config("train", ["encoder=tiny_clip", "encoder.image_size=48"], tmp_path)
+    with pytest.raises(InstantiationException, match=r"reads 32-pixel images .* set encoder.image_size=32"):
+        build_towers(OmegaConf.to_container(cfg.encoder, resolve=True), trusted=True)
+    towers = build_towers(OmegaConf.to_container(compose_config("train", ["encoder=toy"], tmp_path).encoder))
+    with pytest.warns(UserWarning, match=r"data.image_size=16 and enlarged to the 32 pixels"):
+        warn_if_upsampled(SimpleNamespace(image_size=16, load_images=True), towers["image"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_upsampled(SimpleNamespace(image_size=64, load_images=True), towers["image"])  # shrinking
+        warn_if_upsampled(SimpleNamespace(image_size=16, load_images=False), towers["image"])  # no images

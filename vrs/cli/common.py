@@ -45,10 +45,28 @@ def setup_run(cfg: DictConfig, build_module: Callable[[Any], Any]) -> tuple[Any,
     the catalogue to the module and saves the resolved config. Returns (datamodule, module, trainer)."""
     datamodule = setup_data(cfg)
     module = build_module(datamodule)
+    towers = getattr(getattr(getattr(module, "net", None), "item_tower", None), "towers", {})
+    warn_if_upsampled(datamodule, towers["image"] if "image" in towers else None)
     cache = feature_cache(cfg)
     module.attach_data(datamodule.content, datamodule.train_counts, feature_cache=cache)
     module.fit_catalogue(datamodule, cache)
     return datamodule, module, setup_trainer(cfg, module, datamodule)
+
+
+def warn_if_upsampled(datamodule: Any, image_encoder: Any) -> None:
+    """Warns when images are loaded smaller than the image encoder reads them (enlarged: detail lost)."""
+    loaded, reads = getattr(datamodule, "image_size", None), getattr(image_encoder, "image_size", None)
+    if not (isinstance(loaded, int) and isinstance(reads, int)) or loaded >= reads:
+        return
+    if getattr(datamodule, "load_images", True) is False:
+        return
+    import warnings
+
+    warnings.warn(
+        f"images are loaded at data.image_size={loaded} and enlarged to the {reads} pixels the image "
+        f"encoder reads: leave data.image_size unset (it follows encoder.image_size) or set it to {reads}",
+        stacklevel=2,
+    )
 
 
 def item_stats(cfg: DictConfig, datamodule: Any) -> Any:

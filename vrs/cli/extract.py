@@ -1,6 +1,6 @@
 """vrs-extract: encode every item image and text once into the on-disk feature cache.
 
-vrs-extract encoder=effnet_minilm data.image_size=128
+vrs-extract encoder=effnet_minilm encoder.image_size=128   # images loaded at the encoder's size
 vrs-extract data=canonical data.root=DIR encoder=clip_b32 trainer=ddp trainer.devices=8
 
 Training with `encoder.finetune.freeze=true` and the same data/encoder settings (and
@@ -21,7 +21,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vrs.cli.common import CONFIG_DIR, friendly_errors, setup_data
+from vrs.cli.common import CONFIG_DIR, friendly_errors, setup_data, warn_if_upsampled
 
 
 class ExtractionStopped(RuntimeError):
@@ -54,6 +54,7 @@ def extract(cfg: DictConfig) -> dict[str, str]:
     content = datamodule.content
     with trusted_config():  # the user's own command line
         towers = build_towers(OmegaConf.to_container(cfg.encoder, resolve=True))
+    warn_if_upsampled(datamodule, towers.get("image") if "image" in wanted else None)
     jobs = extraction_jobs(towers, wanted, content)
     if not jobs:
         raise ValueError(f"encoder has no tower for modalities {wanted}")

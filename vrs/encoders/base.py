@@ -99,6 +99,18 @@ class ImageEncoder(ModalityEncoder):
         raise NotImplementedError
 
 
+def check_image_size(tower: ImageEncoder | None, image_size: int | None, what: str) -> None:
+    """Checks the `image_size` an encoder config declares (what `data.image_size` follows) against
+    the side `tower` actually reads; None: nothing declared."""
+    actual = getattr(tower, "image_size", None)
+    if tower is None or image_size is None or actual == image_size:
+        return
+    raise ValueError(
+        f"{what} reads {actual}-pixel images but the encoder config says image_size={image_size}: "
+        f"set encoder.image_size={actual} (the images are loaded at that size)"
+    )
+
+
 class TextEncoder(ModalityEncoder):
     """Strings -> (n, L) token ids -> (n, out_dim); reads the item texts ("title. category. description")."""
 

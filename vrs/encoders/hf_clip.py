@@ -17,7 +17,14 @@ from typing import Any
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
-from vrs.encoders.base import EncoderWeightsError, ImageEncoder, TextEncoder, Towers, hf_offline
+from vrs.encoders.base import (
+    EncoderWeightsError,
+    ImageEncoder,
+    TextEncoder,
+    Towers,
+    check_image_size,
+    hf_offline,
+)
 from vrs.encoders.hf import hf_tokenize, resolve_hf_folder, set_hf_grad_checkpointing
 from vrs.encoders.pixels import resize_normalize
 
@@ -169,6 +176,7 @@ def build_hf_clip_towers(
     max_length: int | None = None,
     config: dict[str, Any] | None = None,
     cache_dir: str | None = None,
+    image_size: int | None = None,
 ) -> Towers:
     """Image and/or text towers sharing one transformers ``CLIPModel`` / ``SiglipModel``, built offline.
 
@@ -183,6 +191,8 @@ def build_hf_clip_towers(
         config: A ``CLIPConfig`` / ``SiglipConfig`` dict with a ``"model_type"`` key; builds the model
             with random weights instead of loading it (tiny test models).
         cache_dir: Hugging Face hub cache to look names up in; default: the hub's own (``HF_HOME``).
+        image_size: the image side the model reads, as the config declares it (images are loaded
+            at that size); checked against the model's. None: not checked.
 
     Returns:
         Towers whose absent members are ``None``.
@@ -214,4 +224,5 @@ def build_hf_clip_towers(
     for tower in (image_tower, text_tower):
         if tower is not None:
             tower.fixed_weights = config is None  # loaded from a folder
+    check_image_size(image_tower, image_size, f"Hugging Face model {path or 'from config'}")
     return Towers(image=image_tower, text=text_tower)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from vrs.encoders.base import ImageEncoder, Towers
+from vrs.encoders.base import ImageEncoder, Towers, check_image_size
 from vrs.encoders.pixels import resize_normalize
 from vrs.encoders.toy import ToyTextEncoder
 
@@ -48,14 +48,17 @@ class LeNetImageEncoder(ImageEncoder):
         return self.head(self.features(x))  # (n, out_dim)
 
 
-def build_lenet_towers(image_dim: int = 84, text_dim: int = 32) -> Towers:
+def build_lenet_towers(image_dim: int = 84, text_dim: int = 32, image_size: int | None = None) -> Towers:
     """Build a LeNet-5 image tower and a toy hashed bag-of-words text tower.
 
     Args:
         image_dim: Output size of the LeNet image tower.
         text_dim: Output size of the text tower.
+        image_size: the declared input side (LeNet reads 32); None: not checked.
 
     Returns:
         Towers with both towers set.
     """
-    return Towers(image=LeNetImageEncoder(out_dim=image_dim), text=ToyTextEncoder(out_dim=text_dim))
+    image = LeNetImageEncoder(out_dim=image_dim)
+    check_image_size(image, image_size, "LeNet")
+    return Towers(image=image, text=ToyTextEncoder(out_dim=text_dim))

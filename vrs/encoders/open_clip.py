@@ -21,7 +21,14 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.transformer import text_global_pool
 from torch import Tensor, nn
 
-from vrs.encoders.base import EncoderWeightsError, ImageEncoder, TextEncoder, Towers, hf_offline
+from vrs.encoders.base import (
+    EncoderWeightsError,
+    ImageEncoder,
+    TextEncoder,
+    Towers,
+    check_image_size,
+    hf_offline,
+)
 from vrs.encoders.pixels import resize_normalize
 
 _CHECKPOINT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".npz", ".ckpt")
@@ -265,6 +272,7 @@ def build_open_clip_towers(
     image: bool = True,
     text: bool = True,
     cache_dir: str | None = None,
+    image_size: int | None = None,
 ) -> Towers:
     """Build open_clip image and/or text towers sharing one CLIP model, without network access.
 
@@ -278,12 +286,15 @@ def build_open_clip_towers(
         image: Build the image tower.
         text: Build the text tower.
         cache_dir: Hugging Face hub cache to look tags up in; default: the hub's own (``HF_HOME``).
+        image_size: the image side the model reads, as the config declares it (images are loaded
+            at that size); checked against the model's preprocessing. None: not checked.
 
     Returns:
         Towers whose absent members are ``None``.
 
     Raises:
         EncoderWeightsError: ``pretrained`` is set but its weights are not available locally.
+        ValueError: ``image_size`` is not the model's.
     """
     if not (image or text):
         raise ValueError("build_open_clip_towers needs image=True or text=True")
@@ -321,4 +332,5 @@ def build_open_clip_towers(
         for tower in (image_tower, text_tower):
             if tower is not None:
                 tower.fixed_weights = checkpoint is not None
+    check_image_size(image_tower, image_size, f"open_clip model '{model_name}'")
     return Towers(image=image_tower, text=text_tower)
