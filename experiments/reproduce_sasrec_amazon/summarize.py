@@ -3,6 +3,7 @@
     python experiments/reproduce_sasrec_amazon/summarize.py runs/reproduce_sasrec_amazon
     python experiments/reproduce_sasrec_amazon/summarize.py --tune runs/reproduce_sasrec_amazon
     python experiments/reproduce_sasrec_amazon/summarize.py --csv results.csv OUT [OUT ...]
+    python experiments/reproduce_sasrec_amazon/summarize.py --help
 
 Reads <out>/<config>/<dataset>/seed<k>/{metrics.json, wall_seconds, csv/metrics.csv, stopped, commit};
 prints a Markdown table, then which published targets the mean over seeds meets, and writes
@@ -18,10 +19,10 @@ writes <out>/val_ndcg10_tune_Beauty.svg.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import statistics
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,16 +30,35 @@ import yaml
 
 from vrs.cli.compare import mean_std
 
-# Published full-ranking test numbers on exactly these files (HR@10, NDCG@10): the data README.
+# Published full-ranking test numbers on exactly these files (HR@10, NDCG@10): the data README (the
+# S3-Rec / ICLRec papers) and the eSASRec benchmark's leave-one-out table (RecSys 2025; RecTools 0.19's
+# SASRecModel with 256 sampled negatives, and eSASRec).
+RECTOOLS = "RecTools SASRec+SS"
 PUBLISHED = {
-    "Beauty": {"PopRec": (0.0152, 0.0068), "SASRec": (0.0605, 0.0318), "ICLRec": (0.0744, 0.0403)},
+    "Beauty": {
+        "PopRec": (0.0152, 0.0068),
+        "SASRec": (0.0605, 0.0318),
+        "ICLRec": (0.0744, 0.0403),
+        RECTOOLS: (0.0921, 0.0531),
+        "eSASRec": (0.0928, 0.0523),
+    },
     "Sports_and_Outdoors": {
         "PopRec": (0.0094, 0.0053),
         "SASRec": (0.0350, 0.0192),
         "ICLRec": (0.0437, 0.0238),
+        RECTOOLS: (0.0569, 0.0314),
+        "eSASRec": (0.0560, 0.0323),
     },
-    "Toys_and_Games": {"PopRec": (0.0113, 0.0061), "SASRec": (0.0675, 0.0374), "ICLRec": (0.0834, 0.0480)},
+    "Toys_and_Games": {
+        "PopRec": (0.0113, 0.0061),
+        "SASRec": (0.0675, 0.0374),
+        "ICLRec": (0.0834, 0.0480),
+        RECTOOLS: (0.0970, 0.0580),
+        "eSASRec": (0.0939, 0.0538),
+    },
 }
+BARS = ("SASRec", "ICLRec", RECTOOLS)  # the rows each configuration is checked against
+CONTENT_GAIN = 0.05  # a content configuration's NDCG@10 over its ID-only sibling (<name> without "_attr")
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -182,12 +202,23 @@ def targets(out: Path) -> str:
             stopped = sum((p.parent / "stopped").is_file() for p in runs)
             ours = [statistics.mean(m[k] for m in metrics) for k in ("test/recall_10", "test/ndcg_10")]
             verdicts = []
-            for name in ("SASRec", "ICLRec"):
+            for name in BARS:
                 parts = [
                     f"{label} {'met' if mine >= theirs else 'NOT met'} ({mine / theirs - 1:+.1%})"
                     for label, mine, theirs in zip(("HR@10", "NDCG@10"), ours, published[name], strict=True)
                 ]
                 verdicts.append(f"{name}: {', '.join(parts)}")
+            sibling = config.replace("_attr", "")
+            if sibling != config:
+                id_only = [
+                    m["test/ndcg_10"] for c, _, ms in _configs(out, dataset) if c == sibling for m in ms
+                ]
+                if id_only:
+                    gain = ours[1] / statistics.mean(id_only) - 1
+                    verdict = "met" if gain >= CONTENT_GAIN else "NOT met"
+                    verdicts.append(
+                        f"content over {sibling} NDCG@10 {gain:+.1%} ({verdict}: +{CONTENT_GAIN:.0%})"
+                    )
             note = f", {stopped} stopped for time" if stopped else ""
             lines.append(
                 f"- {dataset} {config} ({len(metrics)} seed(s){note}): {ours[0]:.4f} / {ours[1]:.4f}; "
@@ -294,8 +325,15 @@ def main(out: Path, tune: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--tune"]
-    if args and args[0] == "--csv":  # --csv PATH OUT [OUT ...]: the rows of several run folders
-        print(write_results(Path(args[2]), Path(args[1]), tuple(Path(a) for a in args[3:])))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "out", nargs="*", type=Path, help="run folder(s) (default runs/reproduce_sasrec_amazon)"
+    )
+    parser.add_argument("--tune", action="store_true", help="rank the Beauty tuning arms of tune.sh")
+    parser.add_argument("--csv", type=Path, help="only write the rows of the run folders to this file")
+    args = parser.parse_args()
+    outs = args.out or [Path("runs/reproduce_sasrec_amazon")]
+    if args.csv:
+        print(write_results(outs[0], args.csv, tuple(outs[1:])))
     else:
-        main(Path(args[0] if args else "runs/reproduce_sasrec_amazon"), tune="--tune" in sys.argv[1:])
+        main(outs[0], tune=args.tune)
