@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vrs.user import BidirectionalUserEncoder, MeanUserEncoder, SASRecUserEncoder
+from vrs.user import BidirectionalUserEncoder, GRUUserEncoder, MeanUserEncoder, SASRecUserEncoder
 
 B, T, D, E = 3, 7, 8, 3
 
@@ -23,10 +23,12 @@ def _build(cls, **kw):
     torch.manual_seed(0)
     if cls is MeanUserEncoder:
         return cls(D, 16, E)
+    if cls is GRUUserEncoder:
+        return cls(D, 16, E, hidden=6, n_layers=2, dropout=0.1, **kw).eval()
     return cls(D, 16, E, n_layers=2, n_heads=2, dropout=0.1, **kw).eval()
 
 
-ALL = [SASRecUserEncoder, BidirectionalUserEncoder, MeanUserEncoder]
+ALL = [SASRecUserEncoder, BidirectionalUserEncoder, MeanUserEncoder, GRUUserEncoder]
 
 
 @pytest.mark.parametrize("cls", ALL)
@@ -47,7 +49,7 @@ def test_shapes_no_nan_zero_padding(cls):
     assert (h.grad[~mask] == 0).all()
 
 
-@pytest.mark.parametrize("cls", [SASRecUserEncoder, MeanUserEncoder])
+@pytest.mark.parametrize("cls", [SASRecUserEncoder, MeanUserEncoder, GRUUserEncoder])
 def test_causal_encoders_ignore_the_future(cls):
     enc = _build(cls)
     assert enc.causal is True
@@ -168,3 +170,20 @@ def test_bad_variant_names_raise():
         SASRecUserEncoder(D, 16, E, positions="backward")
     with pytest.raises(ValueError, match="block"):
         SASRecUserEncoder(D, 16, E, block="postnorm")
+
+
+def test_gru_equals_a_step_by_step_recurrence_over_the_real_events():
+    enc = _build(GRUUserEncoder, event_embedding=False)
+    h, mask, events = _batch()
+    out = enc(h, mask, events)
+    cells = [torch.nn.GRUCell(D if i == 0 else 6, 6) for i in range(2)]
+    for i, cell in enumerate(cells):
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(cell, name).data.copy_(getattr(enc.gru, f"{name}_l{i}"))
+    for b in range(B):
+        state = [torch.zeros(1, 6), torch.zeros(1, 6)]
+        for t in mask[b].nonzero().flatten().tolist():  # the real events, oldest first
+            x = h[b, t][None]
+            for i, cell in enumerate(cells):
+                state[i] = x = cell(x, state[i])
+            torch.testing.assert_close(out[b, t], enc.out(x)[0], atol=1e-5, rtol=1e-5)
