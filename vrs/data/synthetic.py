@@ -260,22 +260,34 @@ def generate(
         if not overwrite and _holds(root, generator):
             return root
         _mark_incomplete(root)
-        item_ss, user_ss, sim_ss, render_ss = np.random.SeedSequence(seed).spawn(4)
-        truth = sample_items(np.random.default_rng(item_ss), n_items, params)
-        weights = user_weights(np.random.default_rng(user_ss), n_users, n_periods, preference_strength, drift)
-        # The simulation's work grows with users x items: a minute at a few thousand of each.
-        show = n_users * n_items >= _PROGRESS_MIN_PAIRS if progress is None else progress
-        interactions = simulate(np.random.default_rng(sim_ss), truth, weights, params, progress=show)
-        show = n_items >= _PROGRESS_MIN_ITEMS if progress is None else progress
-        _write_images(root, truth, image_size, np.random.default_rng(render_ss), show)
-        _write_truth(root, truth, weights)
-        extra = {"generator": {**generator, "attribute_values": {k: list(v) for k, v in ATTRIBUTES.items()}}}
-        write_dataset(
-            root, _items_table(truth), interactions, name="synthetic", source="vrs.data.synthetic (procedural)",
-            licence="CC0", extra_meta=extra,
-        )  # fmt: skip
+        _write_all(root, params, generator, progress)
         (root / INCOMPLETE_MARKER).unlink()
     return root
+
+
+def _write_all(root: Path, params: dict[str, Any], generator: dict[str, Any], progress: bool | None) -> None:
+    """Samples the catalogue and users, simulates the histories, writes images, truth and tables."""
+    n_users, n_items = params["n_users"], params["n_items"]
+    item_ss, user_ss, sim_ss, render_ss = np.random.SeedSequence(params["seed"]).spawn(4)
+    truth = sample_items(np.random.default_rng(item_ss), n_items, params)
+    weights = user_weights(
+        np.random.default_rng(user_ss),
+        n_users,
+        params["n_periods"],
+        params["preference_strength"],
+        params["drift"],
+    )
+    # The simulation's work grows with users x items: a minute at a few thousand of each.
+    show = n_users * n_items >= _PROGRESS_MIN_PAIRS if progress is None else progress
+    interactions = simulate(np.random.default_rng(sim_ss), truth, weights, params, progress=show)
+    show = n_items >= _PROGRESS_MIN_ITEMS if progress is None else progress
+    _write_images(root, truth, params["image_size"], np.random.default_rng(render_ss), show)
+    _write_truth(root, truth, weights)
+    extra = {"generator": {**generator, "attribute_values": {k: list(v) for k, v in ATTRIBUTES.items()}}}
+    write_dataset(
+        root, _items_table(truth), interactions, name="synthetic", source="vrs.data.synthetic (procedural)",
+        licence="CC0", extra_meta=extra,
+    )  # fmt: skip
 
 
 def generation_lock(out_dir: str | Path) -> contextlib.AbstractContextManager[None]:
