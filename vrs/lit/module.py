@@ -17,6 +17,7 @@ from vrs.encoders.cache import FeatureCache
 from vrs.lit.finetune import FineTuning, upgrade_legacy
 from vrs.lit.ranking import RankingModule, Scorer
 from vrs.lit.targets import build, check_targets, is_trusted, moved_state_keys, moved_targets
+from vrs.models.content_match import ContentMatch
 from vrs.models.item_tower import ItemTower
 from vrs.models.recommender import Recommender
 
@@ -54,6 +55,8 @@ class RecModule(RankingModule):
         scheduler: optional `_partial_` `_target_` dict of an LR scheduler (stepped per epoch).
         evaluation: {"ks", "exclude_seen", "chunk_size"}.
         dataset_fingerprint: fingerprint of the dataset trained on, checked at evaluation.
+        content_match: {"modalities", "window", "weight", "learn_weight"} of a content-profile term
+            (`vrs.models.content_match.ContentMatch`; frozen modalities only), or None.
         **legacy: the fine-tuning arguments of checkpoints written before `finetune` existed
             (`freeze_encoders`, `encoder_lr`, ...), upgraded by `vrs.lit.finetune.upgrade_legacy`.
     """
@@ -79,6 +82,7 @@ class RecModule(RankingModule):
         scheduler: dict[str, Any] | None = None,
         evaluation: dict[str, Any] | None = None,
         dataset_fingerprint: str = "",
+        content_match: dict[str, Any] | None = None,
         **legacy: Any,
     ) -> None:
         super().__init__(n_items, evaluation)
@@ -123,7 +127,8 @@ class RecModule(RankingModule):
             id_init_std=id_init_std,
             trained=tuple(extra),
         )
-        self.net = Recommender(tower, user_factory(dim=dim, max_len=max_len, n_events=n_events))
+        match = ContentMatch(**content_match) if content_match else None
+        self.net = Recommender(tower, user_factory(dim=dim, max_len=max_len, n_events=n_events), match)
         if init == "xavier_normal":
             _xavier_normal_outside_encoders(self.net)
         self.encoders_train = any(p.requires_grad for e in tower.encoders() for p in e.parameters())

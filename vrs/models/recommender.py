@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from vrs.data.batch import RecBatch
+from vrs.models.content_match import ContentMatch
 from vrs.models.item_tower import ItemTower
 
 
@@ -15,24 +16,41 @@ class Recommender(nn.Module):
     Args:
         item_tower: item indices -> (n, D) item vectors.
         user_encoder: (B, T, D) history vectors + mask + events -> (B, T, D) states.
+        content_match: optional content-profile term: item vectors and user states then carry F
+            more columns after their D (`ContentMatch`), and the score is still their dot product.
     """
 
-    def __init__(self, item_tower: ItemTower, user_encoder: nn.Module):
+    def __init__(
+        self, item_tower: ItemTower, user_encoder: nn.Module, content_match: ContentMatch | None = None
+    ):
         super().__init__()
         self.item_tower = item_tower
         self.user_encoder = user_encoder
+        self.content_match = content_match
+        if content_match is not None:
+            content_match.check(item_tower)
 
     @property
     def causal(self) -> bool:
         """Whether the state at position t depends only on events <= t."""
         return bool(self.user_encoder.causal)
 
+    @property
+    def dim(self) -> int:
+        """Width of the learned part of item vectors and user states (the fused item width D)."""
+        return self.item_tower.dim
+
     def encode_items(self, idx: Tensor | None = None) -> Tensor:
-        """Item vectors: idx (n,) -> (n, D); None -> (N, D)."""
-        return self.item_tower(idx)
+        """Item vectors: idx (n,) -> (n, D [+ F]); None -> (N, D [+ F])."""
+        vectors = self.item_tower(idx)
+        if self.content_match is None:
+            return vectors
+        return torch.cat(
+            [vectors, self.content_match.item_features(self.item_tower, idx).to(vectors.dtype)], dim=1
+        )
 
     def sequence_states(self, batch: RecBatch, item_vectors: Tensor | None = None) -> Tensor:
-        """Per-position user states (B, T, D).
+        """Per-position user states (B, T, D [+ F]).
 
         Args:
             batch: left-padded histories.
@@ -45,7 +63,11 @@ class Recommender(nn.Module):
             h = self.encode_items(uniq)[inverse]  # (B, T, D)
         else:
             h = item_vectors[batch.items]  # (B, T, D)
-        return self.user_encoder(h, batch.mask, batch.events)
+        if self.content_match is None:
+            return self.user_encoder(h, batch.mask, batch.events)
+        d = self.dim  # the learned part feeds the user encoder; the content part, the profile
+        states = self.user_encoder(h[..., :d], batch.mask, batch.events)
+        return torch.cat([states, self.content_match.user_features(h[..., d:], batch.mask)], dim=-1)
 
     def encode_users(self, batch: RecBatch, item_vectors: Tensor | None = None) -> Tensor:
         """User vectors (B, D): the state at the most recent event (position T-1; left padding)."""

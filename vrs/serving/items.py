@@ -101,7 +101,7 @@ def search(
         raise ValueError(problem)
     with inference(net):
         q = encode_text_queries(tower, queries)  # (Q, D)
-        items = net.encode_items()  # (N, D)
+        items = net.encode_items()[:, : tower.dim]  # (N, D): the fused part (a content match follows it)
         if isinstance(tower.fusion, LateFusion):
             block = tower.fusion.slices["text"]
             q, items = q[:, block], items[:, block]  # (Q, D_text), (N, D_text)

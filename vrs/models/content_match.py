@@ -1,0 +1,86 @@
+"""A training-free content profile inside the model's dot product (mostly-cold catalogues)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vrs.models.item_tower import ItemTower
+
+
+class ContentMatch(nn.Module):
+    """score(u, i) gains w · c_i · mean(c of u's last `window` items): the content-profile baseline
+    (cosine of centred content features to the recent history) as one term of the model.
+
+    c is, per frozen modality, the item's feature minus the catalogue's mean (over items that have
+    it), L2-normalised (0 when absent); the modalities side by side, divided by sqrt(M), so c · c' is
+    the mean of the per-modality cosines. It is appended to the item vectors (c) and to the user states
+    (w times the recent mean), so losses, full ranking and indexes stay one dot product over wider
+    vectors. Items seen in training keep their learned part; an item never seen still has its content
+    match, which a model trained on warm items alone otherwise loses.
+
+    Args:
+        modalities: frozen modalities whose cached features form c (e.g. [image, text]).
+        window: how many of the most recent history items the user side averages.
+        weight: initial w (softmax logits scale: cosines lie in [-1, 1]).
+        learn_weight: train w (as log w) with the model.
+    """
+
+    def __init__(
+        self, modalities: Sequence[str], window: int = 1, weight: float = 10.0, learn_weight: bool = True
+    ) -> None:
+        super().__init__()
+        if not modalities:
+            raise ValueError("content_match.modalities: name at least one frozen modality, e.g. [image]")
+        if window < 1 or weight <= 0:
+            raise ValueError(f"content_match: window must be >= 1 and weight > 0, got {window}, {weight}")
+        self.modalities = tuple(modalities)
+        self.window = int(window)
+        self.log_weight = nn.Parameter(torch.tensor(math.log(weight)), requires_grad=learn_weight)
+        self._cache: tuple[object, Tensor] | None = None  # (the catalogue, its (N, F) c)
+
+    def check(self, tower: ItemTower) -> None:
+        """The modalities must be frozen towers of `tower` (their features are fixed and cached)."""
+        for m in self.modalities:
+            if m not in tower.frozen:
+                why = "has no such tower" if m not in tower.towers else "trains its encoder"
+                raise ValueError(
+                    f"content_match.modalities: {m!r} must be a frozen modality of the item tower "
+                    f"(frozen: {list(tower.frozen)}); the tower {why}: set encoder.finetune.freeze=true"
+                )
+
+    def width(self, tower: ItemTower) -> int:
+        return sum(tower.in_dims[m] for m in self.modalities)
+
+    @torch.no_grad()
+    def _catalogue_features(self, tower: ItemTower) -> Tensor:
+        catalogue = tower.catalogue  # on the module's device
+        if self._cache is None or self._cache[0] is not catalogue:
+            parts = []
+            for m in self.modalities:
+                x, present = catalogue.inputs[m].float(), catalogue.present[m]  # (N, F_m), (N,)
+                mean = x[present].mean(dim=0) if bool(present.any()) else torch.zeros_like(x[0])
+                parts.append(torch.where(present[:, None], F.normalize(x - mean, dim=-1), 0.0))
+            self._cache = (catalogue, torch.cat(parts, dim=1) / math.sqrt(len(parts)))  # (N, F)
+        return self._cache[1]
+
+    def item_features(self, tower: ItemTower, idx: Tensor | None = None) -> Tensor:
+        """c of items `idx` (n, F); None: the whole catalogue (N, F)."""
+        c = self._catalogue_features(tower)
+        return c if idx is None else c[idx.to(c.device)]
+
+    def user_features(self, c_history: Tensor, mask: Tensor) -> Tensor:
+        """c of the history (B, T, F) + mask (B, T) -> (B, T, F): w x the mean c of the last `window`
+        real items up to each position (0 at padding)."""
+        mask = mask.bool()
+        total = torch.where(mask[..., None], c_history, 0.0).cumsum(dim=1)  # (B, T, F)
+        count = mask.to(c_history.dtype).cumsum(dim=1)  # (B, T)
+        if self.window < mask.shape[1]:  # minus the running sums `window` positions earlier
+            total = total - F.pad(total, (0, 0, self.window, 0))[:, : mask.shape[1]]
+            count = count - F.pad(count, (self.window, 0))[:, : mask.shape[1]]
+        recent = total / count.clamp(min=1.0)[..., None]
+        return torch.where(mask[..., None], self.log_weight.exp() * recent, 0.0)
