@@ -64,3 +64,16 @@ def test_only_the_named_dependency_warning_is_ignored() -> None:
             "something else", FutureWarning, "_pytree.py", 22, "lightning.pytorch.utilities._pytree"
         )
     assert [str(w.message) for w in caught] == [message, "something else"]
+
+
+def test_frozen_encoders_in_eval_mode_are_not_reported() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        console.ignore_irrelevant_warnings()
+        warnings.warn(
+            "Found 395 module(s) in eval mode at the start of training. This may lead to",
+            UserWarning,
+            stacklevel=2,
+        )
+        warnings.warn("Found 3 modules in some other state", UserWarning, stacklevel=2)
+    assert [str(w.message) for w in caught] == ["Found 3 modules in some other state"]

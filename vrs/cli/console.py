@@ -64,6 +64,8 @@ class ConsoleFormatter(logging.Formatter):
 IGNORED_WARNINGS = [
     # torch >= 2.9 deprecates LeafSpec, which Lightning 2.6's own pytree helper still builds.
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"lightning\.pytorch\.utilities"),
+    # Frozen encoders stay in eval mode on purpose (ItemTower.train); Lightning's check counts them.
+    (r"Found \d+ module\(s\) in eval mode at the start of training", UserWarning, ""),
 ]
 
 
