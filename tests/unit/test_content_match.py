@@ -36,7 +36,7 @@ def _batch() -> RecBatch:
     )
 
 
-def _module(window: int = 1, freeze: bool = True) -> RecModule:
+def _module(window: int = 1, freeze: bool = True, dim: int | None = None) -> RecModule:
     torch.manual_seed(0)
     module = RecModule(
         n_items=N,
@@ -46,7 +46,7 @@ def _module(window: int = 1, freeze: bool = True) -> RecModule:
         encoder=TOY,
         finetune={"freeze": freeze},
         fusion={"_target_": "vrs.fusion.concat.ConcatFusion", "_partial_": True},
-        content_match={"modalities": ["image", "text"], "window": window, "weight": 5.0},
+        content_match={"modalities": ["image", "text"], "window": window, "weight": 5.0, "dim": dim},
     )
     module.attach_data(_content(), torch.arange(1, N + 1).float())
     return module.eval()
@@ -101,3 +101,15 @@ def test_reloads_from_its_hyper_parameters() -> None:
         a = module.net.encode_users(_batch(), module.net.encode_items())
         b = rebuilt.net.encode_users(_batch(), rebuilt.net.encode_items())
     torch.testing.assert_close(a, b)
+
+
+def test_dim_keeps_the_best_low_rank_approximation_of_the_content_dot_products() -> None:
+    module = _module(dim=4)
+    with torch.no_grad():
+        items = module.net.encode_items()
+    assert items.shape == (N, D + 4)
+    c = _c(module).double()
+    values, vectors = torch.linalg.eigh(c @ c.T)  # (N,), (N, N): the Gram matrix's eigen-pairs
+    best = vectors[:, -4:] @ torch.diag(values[-4:]) @ vectors[:, -4:].T  # its best rank-4 approximation
+    kept = items[:, D:].double()
+    torch.testing.assert_close(kept @ kept.T, best, atol=1e-5, rtol=1e-4)

@@ -21,23 +21,34 @@ class ContentMatch(nn.Module):
     the mean of the per-modality cosines. It is appended to the item vectors (c) and to the user states
     (w times the recent mean), so losses, full ranking and indexes stay one dot product over wider
     vectors. Items seen in training keep their learned part; an item never seen still has its content
-    match, which a model trained on warm items alone otherwise loses.
+    match, which a model trained on warm items alone otherwise loses. With `dim`, c is projected on
+    the `dim` leading principal directions of the catalogue's c (the best rank-`dim` approximation
+    of all the items' dot products): the scoring cost of the term then no longer grows with F.
 
     Args:
         modalities: frozen modalities whose cached features form c (e.g. [image, text]).
         window: how many of the most recent history items the user side averages.
         weight: initial w (softmax logits scale: cosines lie in [-1, 1]).
         learn_weight: train w (as log w) with the model.
+        dim: columns of c kept (None: all F; more than F keeps F).
     """
 
     def __init__(
-        self, modalities: Sequence[str], window: int = 1, weight: float = 10.0, learn_weight: bool = True
+        self,
+        modalities: Sequence[str],
+        window: int = 1,
+        weight: float = 10.0,
+        learn_weight: bool = True,
+        dim: int | None = 128,
     ) -> None:
         super().__init__()
         if not modalities:
             raise ValueError("content_match.modalities: name at least one frozen modality, e.g. [image]")
-        if window < 1 or weight <= 0:
-            raise ValueError(f"content_match: window must be >= 1 and weight > 0, got {window}, {weight}")
+        if window < 1 or weight <= 0 or (dim is not None and dim < 1):
+            raise ValueError(
+                f"content_match: window >= 1, weight > 0 and dim >= 1 (or null) expected, got {window}, {weight}, {dim}"
+            )
+        self.dim = dim
         self.modalities = tuple(modalities)
         self.window = int(window)
         self.log_weight = nn.Parameter(torch.tensor(math.log(weight)), requires_grad=learn_weight)
@@ -54,7 +65,8 @@ class ContentMatch(nn.Module):
                 )
 
     def width(self, tower: ItemTower) -> int:
-        return sum(tower.in_dims[m] for m in self.modalities)
+        full = sum(tower.in_dims[m] for m in self.modalities)
+        return full if self.dim is None else min(self.dim, full)
 
     @torch.no_grad()
     def _catalogue_features(self, tower: ItemTower) -> Tensor:
@@ -65,7 +77,12 @@ class ContentMatch(nn.Module):
                 x, present = catalogue.inputs[m].float(), catalogue.present[m]  # (N, F_m), (N,)
                 mean = x[present].mean(dim=0) if bool(present.any()) else torch.zeros_like(x[0])
                 parts.append(torch.where(present[:, None], F.normalize(x - mean, dim=-1), 0.0))
-            self._cache = (catalogue, torch.cat(parts, dim=1) / math.sqrt(len(parts)))  # (N, F)
+            c = torch.cat(parts, dim=1) / math.sqrt(len(parts))  # (N, F)
+            if self.dim is not None and self.dim < c.shape[1]:
+                # Leading eigenvectors of c^T c (F x F, deterministic), strongest first.
+                _, vectors = torch.linalg.eigh(c.double().T @ c.double())  # ascending eigenvalues
+                c = c @ vectors[:, -self.dim :].flip(1).to(c.dtype)  # (N, dim)
+            self._cache = (catalogue, c)
         return self._cache[1]
 
     def item_features(self, tower: ItemTower, idx: Tensor | None = None) -> Tensor:
