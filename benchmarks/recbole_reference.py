@@ -38,7 +38,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recbole_sasrec_beauty import DEFAULT_DATA, convert  # noqa: E402  (the same .inter conversion)
+from recbole_sasrec_beauty import DEFAULT_DATA, convert, recbole_settings  # noqa: E402  (shared)
 
 MODELS = {
     "GRU4Rec": {"embedding_size": 64, "hidden_size": 128, "num_layers": 1, "dropout_prob": 0.3},
@@ -100,40 +100,15 @@ def main() -> None:
             model=args.model,
             dataset=args.name,
             config_dict={
-                "data_path": str(out / "dataset"),
-                "USER_ID_FIELD": "user_id",
-                "ITEM_ID_FIELD": "item_id",
-                "TIME_FIELD": "timestamp",
-                "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-                "user_inter_num_interval": "[0,inf)",
-                "item_inter_num_interval": "[0,inf)",
-                "MAX_ITEM_LIST_LENGTH": args.max_len,
-                "eval_args": {
-                    "split": {"LS": "valid_and_test"},
-                    "order": "TO",
-                    "group_by": "user",
-                    "mode": "full",
-                },
+                **recbole_settings(
+                    out / "dataset", args.max_len, args.batch_size, args.lr, args.epochs, args.seed
+                ),
                 "metrics": ["Hit", "NDCG"],
                 "topk": [10],
                 "valid_metric": "NDCG@10",
                 "eval_step": 1,
                 "stopping_step": args.patience,
-                "loss_type": "CE",
-                "train_neg_sample_args": None,
-                "train_batch_size": args.batch_size,
                 "eval_batch_size": 4096,
-                "learner": "adam",
-                "learning_rate": args.lr,
-                "epochs": args.epochs,
-                "use_gpu": False,
-                "gpu_id": "",
-                "seed": args.seed,
-                "reproducibility": True,
-                "show_progress": False,
-                "log_wandb": False,
-                "save_dataset": False,
-                "save_dataloaders": False,
                 **MODELS[args.model],
             },
         )

@@ -73,6 +73,38 @@ def convert(src: Path, out_dir: Path, name: str, max_users: int | None) -> tuple
     return users, inters
 
 
+def recbole_settings(
+    data_path: Path, max_len: int, batch_size: int, lr: float, epochs: int, seed: int
+) -> dict[str, object]:
+    """RecBole config entries every script here shares: the converted file's fields, no filtering,
+    leave-one-out in time order with full ranking, CE loss (full softmax), Adam, CPU, seeded."""
+    return {
+        "data_path": str(data_path),
+        "USER_ID_FIELD": "user_id",
+        "ITEM_ID_FIELD": "item_id",
+        "TIME_FIELD": "timestamp",
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "user_inter_num_interval": "[0,inf)",
+        "item_inter_num_interval": "[0,inf)",
+        "MAX_ITEM_LIST_LENGTH": max_len,
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+        "loss_type": "CE",
+        "train_neg_sample_args": None,
+        "train_batch_size": batch_size,
+        "learner": "adam",
+        "learning_rate": lr,
+        "epochs": epochs,
+        "use_gpu": False,
+        "gpu_id": "",
+        "seed": seed,
+        "reproducibility": True,
+        "show_progress": False,
+        "log_wandb": False,
+        "save_dataset": False,
+        "save_dataloaders": False,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -160,21 +192,10 @@ def main() -> None:
             model="SASRec",
             dataset=args.name,
             config_dict={
-                "data_path": str(work / "dataset"),
+                **recbole_settings(
+                    work / "dataset", args.max_len, args.batch_size, args.lr, args.epochs, args.seed
+                ),
                 "checkpoint_dir": str(work / "saved"),
-                "USER_ID_FIELD": "user_id",
-                "ITEM_ID_FIELD": "item_id",
-                "TIME_FIELD": "timestamp",
-                "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-                "user_inter_num_interval": "[0,inf)",
-                "item_inter_num_interval": "[0,inf)",
-                "MAX_ITEM_LIST_LENGTH": args.max_len,
-                "eval_args": {
-                    "split": {"LS": "valid_and_test"},
-                    "order": "TO",
-                    "group_by": "user",
-                    "mode": "full",
-                },
                 "n_layers": args.n_layers,
                 "n_heads": args.n_heads,
                 "hidden_size": args.dim,
@@ -182,20 +203,6 @@ def main() -> None:
                 "hidden_dropout_prob": args.dropout,
                 "attn_dropout_prob": args.dropout,
                 "hidden_act": "gelu",
-                "loss_type": "CE",
-                "train_neg_sample_args": None,
-                "train_batch_size": args.batch_size,
-                "learner": "adam",
-                "learning_rate": args.lr,
-                "epochs": args.epochs,
-                "use_gpu": False,
-                "gpu_id": "",
-                "seed": args.seed,
-                "reproducibility": True,
-                "show_progress": False,
-                "log_wandb": False,
-                "save_dataset": False,
-                "save_dataloaders": False,
             },
         )
         init_seed(config["seed"], config["reproducibility"])
