@@ -92,6 +92,18 @@ def test_dedup_keeps_the_earliest_or_latest_event(policy: str) -> None:
     assert report.drops[0].interactions == len(inter) - len(seen)
 
 
+def test_dedup_same_time_collapses_only_rows_sharing_the_timestamp() -> None:
+    _, inter = _tables()
+    first: dict[tuple, int] = {}
+    for u, i, t, r in _chronological(inter):
+        first.setdefault((u, i, t), r)
+    _, out, report = _run(Preprocess(dedup="same_time"))
+    pd.testing.assert_frame_equal(out, inter.iloc[sorted(first.values())].reset_index(drop=True))
+    assert out.duplicated(["user_id", "item_id"]).any()  # repeats on other timestamps stay
+    assert report.drops[0].step == "dedup=same_time"
+    assert report.drops[0].interactions == len(inter) - len(first) > 0
+
+
 def test_max_history_keeps_each_users_last_n_events() -> None:
     _, inter = _tables()
     by_user: dict[str, list[int]] = {}

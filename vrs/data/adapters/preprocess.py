@@ -4,7 +4,8 @@ Steps run in a fixed order on the interactions of one source:
 
 1. ``event_types``: keep only these event types;
 2. ``dedup``: for a repeated (user, item) pair keep every event ("all"), the earliest ("first") or the
-   latest ("last");
+   latest ("last"); "same_time" collapses only rows identical in (user, item, timestamp), keeping the
+   first (a basket that lists one article twice on one day), so repeat purchases on other days stay;
 3. ``k_core``: iteratively drop users and items with fewer than k events until none is left;
 4. ``min_user_events``: drop users with fewer events (one pass, after the k-core);
 5. ``max_history``: keep each user's last N events. It runs last, so it can leave an item below the
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-DEDUP_POLICIES = ("all", "first", "last")
+DEDUP_POLICIES = ("all", "first", "last", "same_time")
 
 
 @dataclass
@@ -32,7 +33,8 @@ class Preprocess:
 
     Attributes:
         event_types: event types to keep; None keeps all.
-        dedup: repeated (user, item) pairs: "all" keeps every event, "first"/"last" keep one.
+        dedup: repeated (user, item) pairs: "all" keeps every event, "first"/"last" keep one,
+            "same_time" keeps one of the rows sharing (user, item, timestamp).
         k_core: iterative k-core on users and items; 0 or 1 disables it.
         min_user_events: drop users with fewer events (after the k-core); 0 disables it.
         max_history: keep only each user's last N events; None keeps all.
@@ -119,6 +121,11 @@ def _keep(
 
 def _dedup_mask(inter: pd.DataFrame, policy: str) -> np.ndarray:
     order = time_order(inter)
+    if policy == "same_time":
+        rows = inter[["user_id", "item_id", "timestamp"]].iloc[order]
+        keep = np.empty(len(inter), dtype=bool)
+        keep[order] = ~rows.duplicated(keep="first").to_numpy()
+        return keep
     pairs = inter[["user_id", "item_id"]].iloc[order]
     keep = np.empty(len(inter), dtype=bool)
     keep[order] = ~pairs.duplicated(keep=policy).to_numpy()
@@ -171,7 +178,8 @@ def apply_preprocess(
     if options.dedup != "all":
         inter = _keep(
             report, inter, _dedup_mask(inter, options.dedup), f"dedup={options.dedup}",
-            f"repeated (user, item) pair; kept the {options.dedup} event",
+            "row repeating (user, item, timestamp); kept the first" if options.dedup == "same_time"
+            else f"repeated (user, item) pair; kept the {options.dedup} event",
         )  # fmt: skip
     if options.k_core > 1:
         k = options.k_core
