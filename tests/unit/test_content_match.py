@@ -113,3 +113,25 @@ def test_dim_keeps_the_best_low_rank_approximation_of_the_content_dot_products()
     best = vectors[:, -4:] @ torch.diag(values[-4:]) @ vectors[:, -4:].T  # its best rank-4 approximation
     kept = items[:, D:].double()
     torch.testing.assert_close(kept @ kept.T, best, atol=1e-5, rtol=1e-4)
+
+
+def test_content_profile_baseline_is_the_same_term_without_the_model() -> None:
+    from vrs.lit.baselines import BaselineModule
+
+    baseline = BaselineModule(n_items=N, kind="content_profile", encoder=TOY, window=2)
+    torch.manual_seed(0)  # the towers' random weights, drawn as _module draws them
+    baseline.attach_data(_content(), torch.arange(1, N + 1).float())
+    module, batch = _module(window=2), _batch()  # the content term of a model on the same features
+    scorer = baseline.scorer()
+    with torch.no_grad():
+        profile = scorer.score(scorer.encode_users(batch), scorer.encode_items())  # (B, N)
+        items = module.net.encode_items()
+        term = module.net.encode_users(batch, items)[:, D:] @ items[:, D:].T / 5.0  # w = 5
+    c = _c(module)
+    torch.testing.assert_close(scorer.encode_items(), c)  # same towers, same seed: same features
+    torch.testing.assert_close(profile, c[batch.items[:, -2:]].mean(dim=1) @ c.T)
+    torch.testing.assert_close(profile, term, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"no \['audio'\] tower"):
+        BaselineModule(n_items=N, kind="content_profile", encoder=TOY, modalities=["audio"]).attach_data(
+            _content()
+        )

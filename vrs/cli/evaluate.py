@@ -67,7 +67,7 @@ def _baseline(cfg: DictConfig, datamodule) -> RankingModule:
     if cfg.model._target_.endswith("RecModule"):
         raise ValueError(
             "vrs-eval needs run_dir=DIR or ckpt_path=PATH to evaluate a trained model, or "
-            "model=popularity / visual_profile / category_interest for a baseline"
+            "model=popularity / visual_profile / content_profile / category_interest for a baseline"
         )
     with trusted_config():  # the user's own command line
         return instantiate(cfg.model, n_items=datamodule.n_items)

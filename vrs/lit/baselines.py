@@ -12,9 +12,10 @@ from vrs.encoders.cache import FeatureCache
 from vrs.encoders.catalogue import CatalogueFeatures
 from vrs.lit.module import build_towers
 from vrs.lit.ranking import RankingModule, Scorer
-from vrs.models.baselines import PopularityRecommender, VisualProfileRecommender
+from vrs.models.baselines import ContentProfileRecommender, PopularityRecommender, VisualProfileRecommender
+from vrs.models.content_match import content_vectors
 
-KINDS = ("popularity", "visual_profile")
+KINDS = ("popularity", "visual_profile", "content_profile")
 
 
 class BaselineModule(RankingModule):
@@ -22,9 +23,13 @@ class BaselineModule(RankingModule):
 
     Args:
         n_items: catalogue size N.
-        kind: "popularity" (training counts) or "visual_profile" (mean image embedding of the
-            history against each item's image embedding, from the frozen `encoder` image tower).
-        encoder: `_target_` dict building a `Towers` (visual_profile only).
+        kind: "popularity" (training counts), "visual_profile" (mean image embedding of the
+            history against each item's image embedding, from the frozen `encoder` image tower) or
+            "content_profile" (centred, unit-length frozen features of `modalities` against the mean
+            of the last `window` history items': `ContentProfileRecommender`).
+        encoder: `_target_` dict building a `Towers` (the profiles only).
+        modalities: content_profile's modalities, towers of `encoder` (default image and text).
+        window: content_profile's number of recent history items.
         evaluation: {"ks", "exclude_seen", "chunk_size"}.
     """
 
@@ -34,15 +39,19 @@ class BaselineModule(RankingModule):
         kind: str = "popularity",
         encoder: dict[str, Any] | None = None,
         evaluation: dict[str, Any] | None = None,
+        modalities: list[str] | None = None,
+        window: int = 1,
         **unused: Any,
     ) -> None:
         super().__init__(n_items, evaluation)
         if kind not in KINDS:
             raise ValueError(f"unknown baseline kind {kind!r}; expected one of {KINDS}")
-        if kind == "visual_profile" and not encoder:
-            raise ValueError("model=visual_profile needs an encoder with an image tower (e.g. encoder=toy)")
+        if kind != "popularity" and not encoder:
+            raise ValueError(f"model={kind} needs an encoder with content towers (e.g. encoder=toy)")
         self.kind = kind
         self.encoder_cfg = encoder
+        self.modalities = list(modalities or ["image", "text"])
+        self.window = int(window)
         self._scorer: Scorer | None = None
 
     def scorer(self) -> Scorer:
@@ -63,10 +72,26 @@ class BaselineModule(RankingModule):
                 raise ValueError("the popularity baseline needs the training-split item counts")
             self._scorer = PopularityRecommender(train_counts.float())
             return
+        if self.kind == "content_profile":
+            self._scorer = ContentProfileRecommender(
+                self._content_vectors(content, feature_cache), self.window
+            )
+            return
         features, has_image = image_features(self.encoder_cfg, content, feature_cache)
         features = features.clone()  # (N, F), not the cache's tensor
         features[~has_image] = 0.0
         self._scorer = VisualProfileRecommender(features)
+
+    def _content_vectors(self, content: ItemContent, feature_cache: FeatureCache | None) -> Tensor:
+        towers = build_towers(self.encoder_cfg)
+        missing = [m for m in self.modalities if m not in towers]
+        if missing:
+            raise ValueError(
+                f"model=content_profile: the encoder has no {missing} tower (it has {sorted(towers)})"
+            )
+        chosen = {m: towers[m].eval() for m in self.modalities}
+        catalogue = CatalogueFeatures.build(content, chosen, frozen=list(chosen), feature_cache=feature_cache)
+        return content_vectors(catalogue.inputs, catalogue.present, self.modalities)  # (N, F)
 
 
 @torch.no_grad()

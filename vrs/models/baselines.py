@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vrs.data.batch import RecBatch
+from vrs.models.content_match import recent_mean
 
 
 class PopularityRecommender(nn.Module):
@@ -77,4 +78,40 @@ class VisualProfileRecommender(nn.Module):
 
     def score(self, users: Tensor, items: Tensor) -> Tensor:
         """users (B, F), items (N, F) -> (B, N) cosine similarities."""
+        return users @ items.T  # (B, N)
+
+
+class ContentProfileRecommender(nn.Module):
+    """Dot product of each item's content vector c with the mean c of the user's last `window`
+    history items (`vrs.models.content_match.content_vectors`: centred, unit-length features per
+    modality), the training-free content profile.
+
+    Args:
+        content: (N, F) content vectors c (0 for items without content).
+        window: history items averaged, the most recent ones.
+    """
+
+    causal: bool = True
+
+    def __init__(self, content: Tensor, window: int = 1):
+        super().__init__()
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.window = int(window)
+        self.register_buffer("content", content.detach().float())  # (N, F)
+
+    def encode_items(self, idx: Tensor | None = None) -> Tensor:
+        """(n,) -> (n, F); None -> (N, F)."""
+        return self.content if idx is None else self.content[idx]
+
+    def sequence_states(self, batch: RecBatch, item_vectors: Tensor | None = None) -> Tensor:
+        """(B, T, F): the mean c of the last `window` items up to each position (0 at padding)."""
+        return recent_mean(self.content[batch.items], batch.mask, self.window)
+
+    def encode_users(self, batch: RecBatch, item_vectors: Tensor | None = None) -> Tensor:
+        """(B, F): the state at the most recent event (left padding)."""
+        return self.sequence_states(batch)[:, -1]
+
+    def score(self, users: Tensor, items: Tensor) -> Tensor:
+        """users (B, F), items (N, F) -> (B, N)."""
         return users @ items.T  # (B, N)

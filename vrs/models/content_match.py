@@ -12,6 +12,31 @@ from torch import Tensor, nn
 from vrs.models.item_tower import ItemTower
 
 
+def content_vectors(
+    inputs: dict[str, Tensor], present: dict[str, Tensor], modalities: Sequence[str]
+) -> Tensor:
+    """(N, F) c: per modality the features minus their mean over the items that have them, unit
+    length, 0 when absent; side by side, divided by sqrt(M) (c . c' = the mean per-modality cosine)."""
+    parts = []
+    for m in modalities:
+        x, has = inputs[m].float(), present[m].bool()  # (N, F_m), (N,)
+        mean = x[has].mean(dim=0) if bool(has.any()) else torch.zeros_like(x[0])
+        parts.append(torch.where(has[:, None], F.normalize(x - mean, dim=-1), 0.0))
+    return torch.cat(parts, dim=1) / math.sqrt(len(parts))
+
+
+def recent_mean(values: Tensor, mask: Tensor, window: int) -> Tensor:
+    """values (B, T, F) + mask (B, T) -> (B, T, F): the mean over the last `window` real positions up
+    to each position (0 at padding)."""
+    mask = mask.bool()
+    total = torch.where(mask[..., None], values, 0.0).cumsum(dim=1)  # (B, T, F)
+    count = mask.to(values.dtype).cumsum(dim=1)  # (B, T)
+    if window < mask.shape[1]:  # minus the running sums `window` positions earlier
+        total = total - F.pad(total, (0, 0, window, 0))[:, : mask.shape[1]]
+        count = count - F.pad(count, (window, 0))[:, : mask.shape[1]]
+    return torch.where(mask[..., None], total / count.clamp(min=1.0)[..., None], 0.0)
+
+
 class ContentMatch(nn.Module):
     """score(u, i) gains w · c_i · mean(c of u's last `window` items): the content-profile baseline
     (cosine of centred content features to the recent history) as one term of the model.
@@ -72,12 +97,7 @@ class ContentMatch(nn.Module):
     def _catalogue_features(self, tower: ItemTower) -> Tensor:
         catalogue = tower.catalogue  # on the module's device
         if self._cache is None or self._cache[0] is not catalogue:
-            parts = []
-            for m in self.modalities:
-                x, present = catalogue.inputs[m].float(), catalogue.present[m]  # (N, F_m), (N,)
-                mean = x[present].mean(dim=0) if bool(present.any()) else torch.zeros_like(x[0])
-                parts.append(torch.where(present[:, None], F.normalize(x - mean, dim=-1), 0.0))
-            c = torch.cat(parts, dim=1) / math.sqrt(len(parts))  # (N, F)
+            c = content_vectors(catalogue.inputs, catalogue.present, self.modalities)  # (N, F)
             if self.dim is not None and self.dim < c.shape[1]:
                 # Leading eigenvectors of c^T c (F x F, deterministic), strongest first.
                 _, vectors = torch.linalg.eigh(c.double().T @ c.double())  # ascending eigenvalues
@@ -93,11 +113,4 @@ class ContentMatch(nn.Module):
     def user_features(self, c_history: Tensor, mask: Tensor) -> Tensor:
         """c of the history (B, T, F) + mask (B, T) -> (B, T, F): w x the mean c of the last `window`
         real items up to each position (0 at padding)."""
-        mask = mask.bool()
-        total = torch.where(mask[..., None], c_history, 0.0).cumsum(dim=1)  # (B, T, F)
-        count = mask.to(c_history.dtype).cumsum(dim=1)  # (B, T)
-        if self.window < mask.shape[1]:  # minus the running sums `window` positions earlier
-            total = total - F.pad(total, (0, 0, self.window, 0))[:, : mask.shape[1]]
-            count = count - F.pad(count, (self.window, 0))[:, : mask.shape[1]]
-        recent = total / count.clamp(min=1.0)[..., None]
-        return torch.where(mask[..., None], self.log_weight.exp() * recent, 0.0)
+        return self.log_weight.exp() * recent_mean(c_history, mask, self.window)
