@@ -46,7 +46,13 @@ def _module(window: int = 1, freeze: bool = True, dim: int | None = None) -> Rec
         encoder=TOY,
         finetune={"freeze": freeze},
         fusion={"_target_": "vrs.fusion.concat.ConcatFusion", "_partial_": True},
-        content_match={"modalities": ["image", "text"], "window": window, "weight": 5.0, "dim": dim},
+        content_match={
+            "modalities": ["image", "text"],
+            "window": window,
+            "weight": 5.0,
+            "dim": dim,
+            "learn_weight": True,
+        },
     )
     module.attach_data(_content(), torch.arange(1, N + 1).float())
     return module.eval()
