@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Runs the real-photo study's arms (README.md beside this file) on the prepared datasets, then writes
+# results.csv and the table. From the repository root, after prepare.sh:
+#   bash experiments/real_images/run.sh                                    # every arm (hours on 2 cores)
+#   DATASETS=hm ARMS="concat concat_cm" SEEDS=0 bash experiments/real_images/run.sh
+# Frozen EfficientNet-Lite0 + MiniLM features come from the feature cache (FEATURES; vrs-extract
+# fills it, or the first run does). Trained arms: early stopping on validation NDCG@10, test at the
+# best validation epoch, one run per seed; finished runs are skipped, interrupted ones continue
+# (train_run.sh). Baselines are deterministic: one run each; content_profile runs every WINDOWS value
+# and the table keeps the one with the best validation NDCG@10.
+set -euo pipefail
+set -f  # no pathname expansion: overrides such as [image,text] are words, not patterns
+DATA=${DATA:-data/real_images}
+OUT=${OUT:-runs/real_images}
+BIN=${BIN:-.venv/bin}
+SEEDS=${SEEDS:-"0 1 2"}
+DATASETS=${DATASETS:-"hm ml100k"}
+FEATURES=${FEATURES:-cache/features}
+WINDOWS=${WINDOWS:-"1 2 3 5"}
+ORDER=(popularity visual_profile content_profile id_only image_only text_only concat gated cross_attention late
+  concat_nodrop concat_cm finetune_top)
+ARMS=${ARMS:-"${ORDER[*]}"}
+# shellcheck source=../reproduce_sasrec_amazon/train_run.sh
+source "$(dirname "$0")/../reproduce_sasrec_amazon/train_run.sh"
+COMMON="data=canonical feature_cache=$FEATURES encoder=effnet_minilm"
+FROZEN="$COMMON encoder.finetune.freeze=true"
+declare -A GRID=(
+  [id_only]="$FROZEN fusion=id_only"
+  [image_only]="$FROZEN fusion=image_only"
+  [text_only]="$FROZEN fusion=text_only"
+  [concat]="$FROZEN fusion=concat"
+  [gated]="$FROZEN fusion=gated"
+  [cross_attention]="$FROZEN fusion=cross_attention"
+  [late]="$FROZEN fusion=late"
+  [concat_nodrop]="$FROZEN fusion=concat model.modality_dropout=0"
+  [concat_cm]="$FROZEN fusion=concat model.content_match={modalities:[image,text],window:1}"
+  # The image tower's last block trains with the model (pixels through EfficientNet at every step).
+  [finetune_top]="$COMMON fusion=concat encoder.finetune.freeze=false encoder.finetune.trainable_layers=1"
+)
+evaluate() {  # evaluate RUN_DIR OVERRIDES...: a baseline, once
+  local run=$1
+  shift
+  [[ -f "$run/metrics.json" ]] && { echo "done: $run"; return 0; }
+  # shellcheck disable=SC2086  # the overrides are words
+  "$BIN/vrs-eval" "$@" 'stages=[val,test]' logger=none hydra.run.dir="$run"
+}
+for name in $DATASETS; do
+  root="$DATA/$name"
+  for arm in $ARMS; do
+    case $arm in
+      popularity) evaluate "$OUT/popularity/$name/seed0" model=popularity data=canonical data.root="$root" \
+        data.load_images=false ;;
+      visual_profile) evaluate "$OUT/visual_profile/$name/seed0" model=visual_profile $COMMON data.root="$root" ;;
+      content_profile)
+        for w in $WINDOWS; do
+          evaluate "$OUT/content_profile_w$w/$name/seed0" model=content_profile model.window="$w" $COMMON \
+            data.root="$root"
+        done ;;
+      *)
+        [[ -v "GRID[$arm]" ]] || { echo "unknown arm $arm (known: ${ORDER[*]})" >&2; exit 2; }
+        for seed in $SEEDS; do
+          run="$OUT/$arm/$name/seed$seed"
+          if [[ -f "$run/metrics.json" ]]; then echo "done: $run"; continue; fi
+          # shellcheck disable=SC2086
+          train_run "$run" ${GRID[$arm]} data.root="$root" seed="$seed" logger=csv
+        done ;;
+    esac
+  done
+done
+"$BIN/python" "$(dirname "$0")/summarize.py" "$OUT"

@@ -1,0 +1,110 @@
+"""results.csv (one row per finished run) and the Markdown table (mean ± std over seeds) of the study.
+
+    python experiments/real_images/summarize.py runs/real_images
+
+Reads <out>/<arm>/<dataset>/seed<k>/{metrics.json, test_users.parquet, wall_seconds, commit}. Warm
+Recall@10 is computed from test_users.parquet (targets seen in training; a rank below 10 is a hit);
+cold Recall@10 is vrs's `test_cold/recall_10`. The content-profile windows (content_profile_w<k>)
+are reported as one row, the window with the best validation NDCG@10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from vrs.cli.compare import mean_std
+
+COLUMNS = [
+    "dataset", "arm", "seed", "val_ndcg_10", "test_recall_10", "test_ndcg_10", "cold_recall_10",
+    "warm_recall_10", "wall_seconds", "commit",
+]  # fmt: skip
+METRICS = ["val_ndcg_10", "test_recall_10", "test_ndcg_10", "cold_recall_10", "warm_recall_10"]
+
+
+def rows(out: Path) -> list[dict[str, object]]:
+    found = []
+    for path in sorted(out.glob("*/*/seed*/metrics.json")):
+        run = path.parent
+        metrics = json.loads(path.read_text())
+        if "test/recall_10" not in metrics:
+            continue  # validation only
+        users = run / "test_users.parquet"
+        warm = None
+        if users.is_file():
+            table = pd.read_parquet(users, columns=["rank", "cold"])
+            table = table[~table["cold"]]
+            warm = float((table["rank"] < 10).mean()) if len(table) else None
+        wall = run / "wall_seconds"
+        commit = run / "commit"
+        found.append(
+            {
+                "dataset": run.parent.name,
+                "arm": run.parent.parent.name,
+                "seed": int(run.name.removeprefix("seed")),
+                "val_ndcg_10": metrics.get("val/ndcg_10"),
+                "test_recall_10": metrics["test/recall_10"],
+                "test_ndcg_10": metrics["test/ndcg_10"],
+                "cold_recall_10": metrics.get("test_cold/recall_10"),
+                "warm_recall_10": warm,
+                "wall_seconds": int(wall.read_text()) if wall.is_file() else None,
+                "commit": "+".join(commit.read_text().split()) if commit.is_file() else None,
+            }
+        )
+    return found
+
+
+def _best_windows(found: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Keeps, per dataset, the content_profile_w<k> run with the best validation NDCG@10."""
+    best: dict[str, dict[str, object]] = {}
+    kept = []
+    for row in found:
+        if re.fullmatch(r"content_profile_w\d+", str(row["arm"])):
+            key = str(row["dataset"])
+            if key not in best or float(row["val_ndcg_10"] or 0) > float(best[key]["val_ndcg_10"] or 0):
+                best[key] = row
+        else:
+            kept.append(row)
+    return kept + list(best.values())
+
+
+def table(found: list[dict[str, object]]) -> str:
+    lines = [
+        "| dataset | arm | seeds | val NDCG@10 | test R@10 | test NDCG@10 | cold R@10 | warm R@10 | wall / run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple[str, str], list[dict[str, object]]] = {}
+    for row in _best_windows(found):
+        groups.setdefault((str(row["dataset"]), str(row["arm"])), []).append(row)
+    for (dataset, arm), runs in sorted(groups.items()):
+        cells = [mean_std([float(r[m]) for r in runs if r[m] is not None]) for m in METRICS]
+        walls = [int(r["wall_seconds"]) for r in runs if r["wall_seconds"] is not None]
+        wall = f"{sum(walls) / len(walls) / 60:.0f} min" if walls else "-"
+        lines.append(f"| {dataset} | {arm} | {len(runs)} | " + " | ".join(cells) + f" | {wall} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("out", type=Path, nargs="?", default=Path("runs/real_images"))
+    parser.add_argument("--csv", type=Path, help="results file (default: results.csv beside this script)")
+    args = parser.parse_args()
+    found = rows(args.out)
+    path = args.csv or Path(__file__).with_name("results.csv")
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(found)
+    tmp.replace(path)
+    print(table(found))
+    print(f"rows per run: {path}")
+
+
+if __name__ == "__main__":
+    main()
