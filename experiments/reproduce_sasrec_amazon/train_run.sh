@@ -1,7 +1,8 @@
 # Sourced by run.sh and tune.sh: train_run RUN_DIR VRS_TRAIN_ARGS... trains one run in RUN_DIR,
 # continuing it from its latest epoch when it has a checkpoint, adds the time spent to
-# RUN_DIR/wall_seconds, records the commit of this checkout in RUN_DIR/commit (one line per commit
-# that trained it), and returns vrs-train's exit status (143: stopped by SIGTERM, continue by calling
+# RUN_DIR/wall_seconds (a call killed together with its shell is counted up to its last saved
+# epoch), records the commit of this checkout in RUN_DIR/commit (one line per commit that trained
+# it), and returns vrs-train's exit status (143: stopped by SIGTERM, continue by calling
 # it again).
 train_run() {
   local run=$1 resume=null start rc=0 before commit
@@ -10,9 +11,20 @@ train_run() {
   mkdir -p "$run"
   grep -qx "$commit" "$run/commit" 2>/dev/null || echo "$commit" >> "$run/commit"
   [[ -f "$run/checkpoints/resume.ckpt" || -f "$run/checkpoints/last.ckpt" ]] && resume=last
-  start=$(date +%s)
-  "$BIN/vrs-train" "$@" hydra.run.dir="$run" resume="$resume" || rc=$?
   before=$(cat "$run/wall_seconds" 2>/dev/null || echo 0)
+  if [[ -f "$run/.started" && -f "$run/checkpoints/resume.ckpt" ]]; then
+    # The previous call was killed with its shell (no time recorded): count it up to its last saved
+    # epoch (the resume checkpoint's time), which is where this call continues from.
+    local lost=$(( $(stat -c %Y "$run/checkpoints/resume.ckpt") - $(cat "$run/.started") ))
+    if (( lost > 0 )); then
+      before=$(( before + lost ))
+      echo "$before" > "$run/wall_seconds"
+    fi
+  fi
+  start=$(date +%s)
+  echo "$start" > "$run/.started"
+  "$BIN/vrs-train" "$@" hydra.run.dir="$run" resume="$resume" || rc=$?
   echo $(( before + $(date +%s) - start )) > "$run/wall_seconds"
+  rm -f "$run/.started"
   return "$rc"
 }
