@@ -83,15 +83,25 @@ class BaselineModule(RankingModule):
         self._scorer = VisualProfileRecommender(features)
 
     def _content_vectors(self, content: ItemContent, feature_cache: FeatureCache | None) -> Tensor:
-        towers = build_towers(self.encoder_cfg)
-        missing = [m for m in self.modalities if m not in towers]
-        if missing:
-            raise ValueError(
-                f"model=content_profile: the encoder has no {missing} tower (it has {sorted(towers)})"
-            )
-        chosen = {m: towers[m].eval() for m in self.modalities}
-        catalogue = CatalogueFeatures.build(content, chosen, frozen=list(chosen), feature_cache=feature_cache)
+        catalogue = frozen_catalogue(self.encoder_cfg, content, self.modalities, feature_cache)
         return content_vectors(catalogue.inputs, catalogue.present, self.modalities)  # (N, F)
+
+
+@torch.no_grad()
+def frozen_catalogue(
+    encoder_cfg: dict[str, Any],
+    content: ItemContent,
+    modalities: list[str],
+    feature_cache: FeatureCache | None = None,
+) -> CatalogueFeatures:
+    """The catalogue's features from `encoder_cfg`'s towers named in `modalities`, all frozen; read
+    from `feature_cache` when given."""
+    towers = build_towers(encoder_cfg)
+    missing = [m for m in modalities if m not in towers]
+    if missing:
+        raise ValueError(f"the encoder has no {missing} tower (it has {sorted(towers)})")
+    chosen = {m: towers[m].eval() for m in modalities}
+    return CatalogueFeatures.build(content, chosen, frozen=list(chosen), feature_cache=feature_cache)
 
 
 @torch.no_grad()
@@ -101,10 +111,7 @@ def image_features(
     """(N, F) frozen image features of the catalogue from `encoder_cfg`'s image tower and the (N,)
     bool mask of items that have an image; read from `feature_cache` when given (keyed by the image
     files: no decoding on a hit)."""
-    towers = build_towers(encoder_cfg)
-    if towers.image is None or (content.image_files is None and content.images is None):
+    if content.image_files is None and content.images is None:
         raise ValueError("image features need item images and an encoder with an image tower")
-    catalogue = CatalogueFeatures.build(
-        content, {"image": towers.image.eval()}, frozen=["image"], feature_cache=feature_cache
-    )
+    catalogue = frozen_catalogue(encoder_cfg, content, ["image"], feature_cache)
     return catalogue.inputs["image"], catalogue.present["image"]  # (N, F), (N,)

@@ -91,10 +91,6 @@ class ContentMatch(nn.Module):
                     f"(frozen: {list(tower.frozen)}); the tower {why}: set encoder.finetune.freeze=true"
                 )
 
-    def width(self, tower: ItemTower) -> int:
-        full = sum(tower.in_dims[m] for m in self.modalities)
-        return full if self.dim is None else min(self.dim, full)
-
     @torch.no_grad()
     def _catalogue_features(self, tower: ItemTower) -> Tensor:
         catalogue = tower.catalogue  # on the module's device

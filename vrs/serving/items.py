@@ -101,7 +101,7 @@ def search(
         raise ValueError(problem)
     with inference(net):
         q = encode_text_queries(tower, queries)  # (Q, D)
-        items = net.encode_items()[:, : tower.dim]  # (N, D): the fused part (a content match follows it)
+        items = tower()  # (N, D): the fused vectors, without a content-match block
         if isinstance(tower.fusion, LateFusion):
             block = tower.fusion.slices["text"]
             q, items = q[:, block], items[:, block]  # (Q, D_text), (N, D_text)
