@@ -49,3 +49,21 @@ def test_min_mode_and_resume_state():
     assert cb.state_dict() == {"best": (0.5, 7), "last": None}
     with pytest.raises(ValueError, match="mode must be"):
         CapWarning(mode="up")
+
+
+def test_epoch_timer_logs_epoch_times_and_keeps_elapsed_across_resumes(tmp_path):
+    import lightning as L
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from vrs.lit.callbacks import EpochTimer
+
+    timer = EpochTimer()
+    timer.load_state_dict({"elapsed": 100.0})  # as a resumed run restores it
+    trainer = L.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, callbacks=[timer],
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(BoringModel())
+    m = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("time/")}
+    assert set(m) == {"time/train_s", "time/epoch_s", "time/elapsed_s"}
+    assert 0 < m["time/train_s"] <= m["time/epoch_s"] < m["time/elapsed_s"] - 100.0
+    assert timer.state_dict()["elapsed"] == pytest.approx(m["time/elapsed_s"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from typing import Any
 
@@ -61,3 +62,38 @@ class CapWarning(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = state_dict.get("best")
         self.last = state_dict.get("last")
+
+
+class EpochTimer(L.Callback):
+    """Logs each epoch's wall time so speed and time-to-quality read off the metrics log:
+    `time/train_s` (the epoch's training batches), `time/epoch_s` (training and validation) and
+    `time/elapsed_s` (the fit so far, summed over resumed runs; its value at the best validation
+    epoch is the wall time to that epoch)."""
+
+    def __init__(self) -> None:
+        self.elapsed = 0.0
+        self._start: float | None = None
+        self._train_s: float | None = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start, self._train_s = time.perf_counter(), None
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._start is not None and self._train_s is None and not trainer.sanity_checking:
+            self._train_s = time.perf_counter() - self._start
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._start is None:
+            return
+        epoch_s = time.perf_counter() - self._start
+        self.elapsed += epoch_s
+        train_s = epoch_s if self._train_s is None else self._train_s
+        for name, value in (("train_s", train_s), ("epoch_s", epoch_s), ("elapsed_s", self.elapsed)):
+            pl_module.log(f"time/{name}", value, on_step=False, on_epoch=True, sync_dist=False)
+        self._start = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"elapsed": self.elapsed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.elapsed = float(state_dict.get("elapsed", 0.0))
