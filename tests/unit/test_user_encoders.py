@@ -149,6 +149,21 @@ def test_sasrec_variants_are_causal_padding_invariant_and_finite(kw):
     torch.testing.assert_close(enc(h_p, mask_p, events_p)[:, pad:][mask], out[mask], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("cls", [SASRecUserEncoder, BidirectionalUserEncoder])
+def test_each_history_encodes_as_it_would_alone(cls):
+    """Packing a batch's real positions (the padded ones skip the projections and MLP) gives every
+    history the states it gets in a batch of its own without padding."""
+    enc = _build(cls, **RECTOOLS_LIKE)
+    h, mask, events = _batch()
+    out = enc(h, mask, events)
+    for row in range(B):
+        real = mask[row]
+        if not real.any():
+            continue
+        alone = enc(h[row : row + 1, real], real[real][None], events[row : row + 1, real])
+        torch.testing.assert_close(alone[0], out[row, real], atol=1e-5, rtol=1e-5)
+
+
 def test_sasrec_block_takes_keys_from_the_unnormalised_input():
     enc = _build(SASRecUserEncoder, block="sasrec")
     block = enc.blocks[0]
@@ -162,7 +177,8 @@ def test_sasrec_block_takes_keys_from_the_unnormalised_input():
     att = torch.softmax(qq @ k.transpose(-1, -2) / (D // 2) ** 0.5, dim=-1) @ v
     mid = q + block.out(att.transpose(1, 2).reshape(1, T, D))
     f = block.norm2(mid)
-    torch.testing.assert_close(block(x, allowed), f + block.mlp(f), atol=1e-5, rtol=1e-5)
+    packed = block(x.view(T, D), torch.arange(T), (1, T), allowed)  # every position real
+    torch.testing.assert_close(packed.view(1, T, D), f + block.mlp(f), atol=1e-5, rtol=1e-5)
 
 
 def test_bad_variant_names_raise():

@@ -74,31 +74,35 @@ class TransformerBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), act, nn.Linear(hidden, dim), nn.Dropout(dropout))
         self.resid_drop = nn.Dropout(dropout)
 
-    def _attend(self, q_in: Tensor, kv_in: Tensor, allowed: Tensor) -> Tensor:
-        """Attention of queries from `q_in` over keys and values from `kv_in`, both (B, T, D)."""
-        b, t, d = q_in.shape
+    def _attend(self, q_in: Tensor, kv_in: Tensor, index: Tensor, shape: tuple[int, int], allowed: Tensor) -> Tensor:
+        """Attention of queries from `q_in` over keys and values from `kv_in`, both (N, D) packed
+        real positions (see `SASRecUserEncoder.forward`); the scores are computed on the padded
+        (B, H, T, T) grid, the projections on the N real positions only."""
+        n, d = q_in.shape
+        b, t = shape
         if q_in is kv_in:
-            q, k, v = self.qkv(q_in).split(d, dim=-1)  # 3 x (B, T, D)
+            qkv = self.qkv(q_in)  # (N, 3D)
         else:  # the fused projection, split between the two inputs
             w, bias = self.qkv.weight, self.qkv.bias
-            q = F.linear(q_in, w[:d], bias[:d])
-            k, v = F.linear(kv_in, w[d:], bias[d:]).split(d, dim=-1)
+            qkv = torch.cat([F.linear(q_in, w[:d], bias[:d]), F.linear(kv_in, w[d:], bias[d:])], dim=-1)
+        grid = qkv.new_zeros(b * t, 3 * d).index_copy(0, index, qkv).view(b, t, 3 * d)
         q, k, v = (
-            z.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in (q, k, v)
+            z.reshape(b, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in grid.split(d, dim=-1)
         )  # (B, H, T, D/H)
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)  # (B, H, T, D/H)
-        return self.out(y.transpose(1, 2).reshape(b, t, d))  # (B, T, D)
+        return self.out(y.transpose(1, 2).reshape(b * t, d).index_select(0, index))  # (N, D)
 
-    def forward(self, x: Tensor, allowed: Tensor) -> Tensor:
-        """x (B, T, D), allowed (B, 1, T, T) bool -> (B, T, D)."""
+    def forward(self, x: Tensor, index: Tensor, shape: tuple[int, int], allowed: Tensor) -> Tensor:
+        """x (N, D) the real positions of a (B, T) = `shape` batch, at flat positions `index` (N,);
+        allowed (B, 1, T, T) bool -> (N, D)."""
         if self.kind == "sasrec":
             q = self.norm1(x)
-            x = q + self.resid_drop(self._attend(q, x, allowed))
+            x = q + self.resid_drop(self._attend(q, x, index, shape, allowed))
             f = self.norm2(x)
             return f + self.mlp(f)
         h = self.norm1(x)
-        x = x + self.resid_drop(self._attend(h, h, allowed))
+        x = x + self.resid_drop(self._attend(h, h, index, shape, allowed))
         return x + self.mlp(self.norm2(x))
 
 
@@ -162,17 +166,24 @@ class SASRecUserEncoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, h: Tensor, mask: Tensor, events: Tensor) -> Tensor:
-        """h (B, T, D) history item vectors, mask (B, T) bool, events (B, T) long -> (B, T, D)."""
+        """h (B, T, D) history item vectors, mask (B, T) bool, events (B, T) long -> (B, T, D).
+
+        Only the real positions go through the position-wise layers (packed to (N, D)): histories
+        are mostly padding (on Amazon Beauty 15% of a 128-history batch is real), and the
+        projections and MLP are most of a block's work.
+        """
         mask = mask.bool()
-        x = torch.where(mask[..., None], h, 0.0)  # padding rows hold item 0's vector: ignore it
-        x = x + self.pos_emb(history_positions(mask, self.max_len, self.positions))
+        b, t = mask.shape
+        index = mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of the real events
+        x = h + self.pos_emb(history_positions(mask, self.max_len, self.positions))
         if self.use_events:
             x = x + self.event_emb(events)
-        x = self.input_drop(x)
+        x = self.input_drop(x.reshape(b * t, self.dim).index_select(0, index))  # (N, D)
         allowed = attention_mask(mask, causal=self.causal)  # (B, 1, T, T)
         for block in self.blocks:
-            x = block(x, allowed)
-        return torch.where(mask[..., None], self.norm(x), 0.0)  # (B, T, D)
+            x = block(x, index, (b, t), allowed)
+        out = self.norm(x)
+        return out.new_zeros(b * t, self.dim).index_copy(0, index, out).view(b, t, self.dim)  # (B, T, D)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, max_len={self.max_len}, causal={self.causal}"
