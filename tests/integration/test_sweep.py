@@ -59,6 +59,23 @@ def test_three_trials_choose_on_validation_only(tmp_path: Path, small_data: Path
     assert config["model"]["optimizer"]["lr"] == best["best_params"]["model.optimizer.lr"]
 
 
+def test_a_search_continues_from_its_database(tmp_path: Path, small_data: Path) -> None:
+    """hydra.sweeper.storage keeps the study: a second process (a relaunch, or a second worker with
+    its own sweep folder) adds its trials to the first one's."""
+    import optuna
+
+    db = tmp_path / "study.db"
+    storage = f"hydra.sweeper.storage=sqlite:///{db}"
+    first = _search(tmp_path, small_data, "hydra.sweeper.n_trials=2", storage)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    second = _search(tmp_path, small_data, "hydra.sweeper.n_trials=1", storage,
+                     f"hydra.sweep.dir={tmp_path / 'sweep2'}", "hydra.sweeper.sampler.seed=1")  # fmt: skip
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    study = optuna.load_study(study_name="sasrec_beauty", storage=f"sqlite:///{db}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert len(_trials(tmp_path / "sweep2")) == 1
+
+
 def test_search_refuses_test_metrics(tmp_path: Path, small_data: Path) -> None:
     result = _search(tmp_path, small_data, "hydra.sweeper.n_trials=1", "test=true")
     assert result.returncode != 0
