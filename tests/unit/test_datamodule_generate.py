@@ -86,3 +86,16 @@ def test_make_demo_reuses_what_vrs_synth_wrote() -> None:
     GlobalHydra.instance().clear()
     synth_params = {k: v for k, v in synth.items() if k not in ("out_dir", "overwrite")}
     assert dict(train.data.generate) == synth_params and train.data.overwrite is False
+
+
+def test_evaluation_batches_go_by_history_length(tmp_path: Path) -> None:
+    """Evaluation visits targets shortest history first (less padding per batch), each once."""
+    root = generate(tmp_path / "syn", n_users=40, n_items=30, image_size=16)
+    dm = RecDataModule(str(root), max_len=50, eval_batch_size=7, load_images=False)
+    dm.setup()
+    for stage in ("val", "test"):
+        batches = list(dm.eval_dataloader(stage))
+        lengths = [int(n) for b in batches for n in b.mask.sum(dim=1)]
+        indices = [int(i) for b in batches for i in b.index]
+        assert lengths == sorted(lengths) and len(set(lengths)) > 1
+        assert sorted(indices) == list(range(len(indices)))

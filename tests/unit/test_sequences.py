@@ -143,8 +143,10 @@ def test_rejects_unknown_items_and_mismatched_split(interactions):
 
 @pytest.mark.parametrize("n", [0, 1, 7, 10, 11])
 @pytest.mark.parametrize("world", [1, 2, 3])
-def test_unpadded_sampler_covers_each_index_once(n, world):
-    shards = [list(UnpaddedDistributedSampler(n, num_replicas=world, rank=r)) for r in range(world)]
+@pytest.mark.parametrize("ordered", [False, True])
+def test_unpadded_sampler_covers_each_index_once(n, world, ordered):
+    order = np.random.default_rng(n).permutation(n) if ordered else None
+    shards = [list(UnpaddedDistributedSampler(n, num_replicas=world, rank=r, order=order)) for r in range(world)]
     flat = [i for shard in shards for i in shard]
     assert sorted(flat) == list(range(n))  # every index exactly once, no padding duplicates
     assert [len(UnpaddedDistributedSampler(n, world, r)) for r in range(world)] == [len(s) for s in shards]
@@ -156,3 +158,6 @@ def test_unpadded_sampler_defaults_and_errors():
     sampler.set_epoch(3)
     with pytest.raises(ValueError, match="rank"):
         UnpaddedDistributedSampler(5, num_replicas=2, rank=2)
+    with pytest.raises(ValueError, match="permutation"):
+        UnpaddedDistributedSampler(3, order=np.array([0, 0, 2]))
+    assert list(UnpaddedDistributedSampler(3, order=np.array([2, 0, 1]))) == [2, 0, 1]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -222,7 +223,9 @@ class RecDataModule(L.LightningDataModule):
         return ["test", "test_cold"] if self.has_cold_targets else ["test"]
 
     def eval_dataloader(self, stage: str) -> DataLoader:
-        """Loader over the `stage` targets ("val", "test" or "test_cold"), sharded without padding."""
+        """Loader over the `stage` targets ("val", "test" or "test_cold"), sharded without padding, in
+        order of history length: a batch is padded to its longest history, so similar lengths
+        together cost less (the metrics are sums, and per-user results are kept by sample index)."""
         data = self._require()
         targets = {"val": data.val_targets, "test": data.test_targets, "test_cold": data.test_cold_targets}
         if stage not in targets:
@@ -232,7 +235,9 @@ class RecDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.eval_batch_size,
-            sampler=UnpaddedDistributedSampler(len(dataset), world, rank),
+            sampler=UnpaddedDistributedSampler(
+                len(dataset), world, rank, order=np.argsort(dataset.lengths, kind="stable")
+            ),
             collate_fn=collate_eval,
             num_workers=self.num_workers,
             generator=self._generator(),

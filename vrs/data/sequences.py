@@ -159,6 +159,11 @@ class EvalDataset(Dataset):
     def __len__(self) -> int:
         return len(self.targets)
 
+    @property
+    def lengths(self) -> np.ndarray:
+        """(n,) history length of each sample (events before its target, at most ``max_len``)."""
+        return np.minimum(self.targets[:, 1], self.max_len)
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         u, p = (int(x) for x in self.targets[i])
         off = int(self.data.offsets[u])
@@ -231,9 +236,12 @@ class UnpaddedDistributedSampler(Sampler[int]):
         n: dataset length.
         num_replicas: world size; taken from torch.distributed (or 1) when None.
         rank: this process's rank; taken from torch.distributed (or 0) when None.
+        order: the indices in the order to visit them (a permutation of range(n)); default 0..n-1.
     """
 
-    def __init__(self, n: int, num_replicas: int | None = None, rank: int | None = None) -> None:
+    def __init__(
+        self, n: int, num_replicas: int | None = None, rank: int | None = None, order: np.ndarray | None = None
+    ) -> None:
         initialized = dist.is_available() and dist.is_initialized()
         if num_replicas is None:
             num_replicas = dist.get_world_size() if initialized else 1
@@ -241,12 +249,16 @@ class UnpaddedDistributedSampler(Sampler[int]):
             rank = dist.get_rank() if initialized else 0
         if num_replicas < 1 or not 0 <= rank < num_replicas:
             raise ValueError(f"invalid rank {rank} for num_replicas {num_replicas}")
+        if order is not None and (len(order) != n or not np.array_equal(np.sort(order), np.arange(n))):
+            raise ValueError(f"order must be a permutation of range({n})")
         self.n = n
         self.num_replicas = num_replicas
         self.rank = rank
+        self.order = order
 
     def __iter__(self):
-        return iter(range(self.rank, self.n, self.num_replicas))
+        shard = range(self.rank, self.n, self.num_replicas)
+        return iter(shard if self.order is None else self.order[shard].tolist())
 
     def __len__(self) -> int:
         return len(range(self.rank, self.n, self.num_replicas))
