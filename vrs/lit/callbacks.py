@@ -89,7 +89,8 @@ class EpochTimer(L.Callback):
         self.elapsed += epoch_s
         train_s = epoch_s if self._train_s is None else self._train_s
         for name, value in (("train_s", train_s), ("epoch_s", epoch_s), ("elapsed_s", self.elapsed)):
-            pl_module.log(f"time/{name}", value, on_step=False, on_epoch=True, sync_dist=False)
+            # Under DDP the slowest rank's time is the epoch's.
+            pl_module.log(f"time/{name}", value, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
         self._start = None
 
     def state_dict(self) -> dict[str, Any]:
