@@ -18,7 +18,7 @@ DATASETS=${DATASETS:-"hm ml100k"}
 FEATURES=${FEATURES:-cache/features}
 WINDOWS=${WINDOWS:-"1 2 3 5"}
 ORDER=(popularity visual_profile content_profile id_only image_only text_only concat gated cross_attention late
-  concat_nodrop concat_cm finetune_top)
+  concat_nodrop concat_cm concat_noid concat_noid_cm finetune_top)
 ARMS=${ARMS:-"${ORDER[*]}"}
 # shellcheck source=../reproduce_sasrec_amazon/train_run.sh
 source "$(dirname "$0")/../reproduce_sasrec_amazon/train_run.sh"
@@ -34,6 +34,10 @@ declare -A GRID=(
   [late]="$FROZEN fusion=late"
   [concat_nodrop]="$FROZEN fusion=concat model.modality_dropout=0"
   [concat_cm]="$FROZEN fusion=concat model.content_match={modalities:[image,text],window:1}"
+  # No item-ID embedding: a cold item's ID vector only ever learns to score low (it is a negative in
+  # every softmax and never a target), which the content part then has to outweigh.
+  [concat_noid]="$FROZEN fusion=concat model.use_id=false"
+  [concat_noid_cm]="$FROZEN fusion=concat model.use_id=false model.content_match={modalities:[image,text],window:1}"
   # The image tower's last block trains with the model (pixels through EfficientNet at every step).
   [finetune_top]="$COMMON fusion=concat encoder.finetune.freeze=false encoder.finetune.trainable_layers=1"
 )
