@@ -203,3 +203,21 @@ def test_gru_equals_a_step_by_step_recurrence_over_the_real_events():
             for i, cell in enumerate(cells):
                 state[i] = x = cell(x, state[i])
             torch.testing.assert_close(out[b, t], enc.out(x)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_user_embedding_is_the_users_vector_at_every_real_position():
+    from vrs.user import UserEmbedding
+
+    torch.manual_seed(0)
+    enc = UserEmbedding(D, 16, E, n_users=5)
+    h, mask, events = _batch()
+    users = torch.tensor([4, 0, 2])
+    out = enc(h, mask, events, users=users)
+    for row, u in enumerate(users.tolist()):
+        assert (out[row, mask[row]] == enc.weight[u]).all() and (out[row, ~mask[row]] == 0).all()
+    with pytest.raises(ValueError, match="no user indices"):
+        enc(h, mask, events)
+    with pytest.raises(ValueError, match="trained on 5 users"):
+        enc(h, mask, events, users=torch.tensor([0, 1, 5]))
+    with pytest.raises(ValueError, match="n_users"):
+        UserEmbedding(D, 16, E, n_users=0)

@@ -143,6 +143,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 cfg.model,
                 n_items=datamodule.n_items,
                 n_events=datamodule.n_events,
+                n_users=datamodule.n_users,
                 max_len=datamodule.max_len,
                 dataset_fingerprint=datamodule.fingerprint,
             )

@@ -134,6 +134,10 @@ class RecDataModule(L.LightningDataModule):
         return self._require().n_items
 
     @property
+    def n_users(self) -> int:
+        return self._require().n_users
+
+    @property
     def n_events(self) -> int:
         return self._require().n_events
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -57,6 +58,8 @@ class RecModule(RankingModule):
         dataset_fingerprint: fingerprint of the dataset trained on, checked at evaluation.
         content_match: {"modalities", "window", "weight", "learn_weight"} of a content-profile term
             (`vrs.models.content_match.ContentMatch`; frozen modalities only), or None.
+        n_users: number of users of the training data; used by user encoders with a vector per
+            user (`user=mf`), which take it as `n_users`.
         **legacy: the fine-tuning arguments of checkpoints written before `finetune` existed
             (`freeze_encoders`, `encoder_lr`, ...), upgraded by `vrs.lit.finetune.upgrade_legacy`.
     """
@@ -83,6 +86,7 @@ class RecModule(RankingModule):
         evaluation: dict[str, Any] | None = None,
         dataset_fingerprint: str = "",
         content_match: dict[str, Any] | None = None,
+        n_users: int = 0,
         **legacy: Any,
     ) -> None:
         super().__init__(n_items, evaluation)
@@ -128,7 +132,10 @@ class RecModule(RankingModule):
             trained=tuple(extra),
         )
         match = ContentMatch(**content_match) if content_match else None
-        self.net = Recommender(tower, user_factory(dim=dim, max_len=max_len, n_events=n_events), match)
+        sizes = {"dim": dim, "max_len": max_len, "n_events": n_events}
+        if "n_users" in inspect.signature(user_factory).parameters:  # a vector per user (user=mf)
+            sizes["n_users"] = n_users
+        self.net = Recommender(tower, user_factory(**sizes), match)
         if init == "xavier_normal":
             _xavier_normal_outside_encoders(self.net)
         self.encoders_train = any(p.requires_grad for e in tower.encoders() for p in e.parameters())

@@ -63,10 +63,12 @@ class Recommender(nn.Module):
             h = self.encode_items(uniq)[inverse]  # (B, T, D)
         else:
             h = item_vectors[batch.items]  # (B, T, D)
+        # Encoders with a vector per user (user=mf) also take the batch's user indices.
+        users = {"users": batch.users} if getattr(self.user_encoder, "uses_users", False) else {}
         if self.content_match is None:
-            return self.user_encoder(h, batch.mask, batch.events)
+            return self.user_encoder(h, batch.mask, batch.events, **users)
         d = self.dim  # the learned part feeds the user encoder; the content part, the profile
-        states = self.user_encoder(h[..., :d], batch.mask, batch.events)
+        states = self.user_encoder(h[..., :d], batch.mask, batch.events, **users)
         return torch.cat([states, self.content_match.user_features(h[..., d:], batch.mask)], dim=-1)
 
     def encode_users(self, batch: RecBatch, item_vectors: Tensor | None = None) -> Tensor:

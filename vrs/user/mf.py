@@ -1,0 +1,49 @@
+"""Matrix factorisation's user side: one learned vector per user, whatever the history."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class UserEmbedding(nn.Module):
+    """A learned vector per user (BPR-MF with `loss=bpr` and the ID embedding as the item vector).
+
+    The state at every position of a user's history is that user's vector, so training on the
+    history's next-item targets fits the user vector to all of them: matrix factorisation over the
+    (user, item) pairs of training, except each history's first item (an input, never a target).
+    The history's items themselves are ignored. Users are the dataset's user indices
+    (`RecBatch.users`); a batch without them is refused.
+
+    Args:
+        dim: user vector width D (the item width).
+        max_len, n_events: accepted for the common user-encoder interface; unused.
+        n_users: number of users U (the dataset's, passed by the model).
+        init_std: standard deviation of the normal initialisation.
+    """
+
+    causal: bool = True
+    uses_users: bool = True
+
+    def __init__(self, dim: int, max_len: int, n_events: int, n_users: int, init_std: float = 0.02) -> None:
+        super().__init__()
+        if n_users < 1:
+            raise ValueError(f"user=mf needs the number of users (n_users >= 1), got {n_users}")
+        self.dim = dim
+        self.weight = nn.Parameter(torch.randn(n_users, dim) * init_std)
+
+    def forward(self, h: Tensor, mask: Tensor, events: Tensor, users: Tensor | None = None) -> Tensor:
+        """h (B, T, D) (unused), mask (B, T), users (B,) -> (B, T, D): the user's vector at every real
+        position, zeros at padding."""
+        if users is None:
+            raise ValueError("user=mf scores known users only: the batch carries no user indices")
+        if users.numel() and (int(users.min()) < 0 or int(users.max()) >= self.weight.shape[0]):
+            raise ValueError(
+                f"user index out of range [0, {self.weight.shape[0]}): this model was trained on "
+                f"{self.weight.shape[0]} users"
+            )
+        states = self.weight[users][:, None, :].expand(-1, mask.shape[1], -1)  # (B, T, D)
+        return torch.where(mask.bool()[..., None], states, 0.0)
+
+    def extra_repr(self) -> str:
+        return f"n_users={self.weight.shape[0]}, dim={self.dim}"
