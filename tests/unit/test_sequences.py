@@ -146,7 +146,9 @@ def test_rejects_unknown_items_and_mismatched_split(interactions):
 @pytest.mark.parametrize("ordered", [False, True])
 def test_unpadded_sampler_covers_each_index_once(n, world, ordered):
     order = np.random.default_rng(n).permutation(n) if ordered else None
-    shards = [list(UnpaddedDistributedSampler(n, num_replicas=world, rank=r, order=order)) for r in range(world)]
+    shards = [
+        list(UnpaddedDistributedSampler(n, num_replicas=world, rank=r, order=order)) for r in range(world)
+    ]
     flat = [i for shard in shards for i in shard]
     assert sorted(flat) == list(range(n))  # every index exactly once, no padding duplicates
     assert [len(UnpaddedDistributedSampler(n, world, r)) for r in range(world)] == [len(s) for s in shards]

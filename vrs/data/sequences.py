@@ -240,7 +240,11 @@ class UnpaddedDistributedSampler(Sampler[int]):
     """
 
     def __init__(
-        self, n: int, num_replicas: int | None = None, rank: int | None = None, order: np.ndarray | None = None
+        self,
+        n: int,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        order: np.ndarray | None = None,
     ) -> None:
         initialized = dist.is_available() and dist.is_initialized()
         if num_replicas is None:

@@ -90,7 +90,9 @@ class EpochTimer(L.Callback):
         train_s = epoch_s if self._train_s is None else self._train_s
         for name, value in (("train_s", train_s), ("epoch_s", epoch_s), ("elapsed_s", self.elapsed)):
             # Under DDP the slowest rank's time is the epoch's.
-            pl_module.log(f"time/{name}", value, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
+            pl_module.log(
+                f"time/{name}", value, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max"
+            )
         self._start = None
 
     def state_dict(self) -> dict[str, Any]:

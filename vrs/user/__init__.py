@@ -6,4 +6,10 @@ from vrs.user.mf import UserEmbedding
 from vrs.user.pooling import MeanUserEncoder
 from vrs.user.sasrec import SASRecUserEncoder
 
-__all__ = ["BidirectionalUserEncoder", "GRUUserEncoder", "MeanUserEncoder", "SASRecUserEncoder", "UserEmbedding"]
+__all__ = [
+    "BidirectionalUserEncoder",
+    "GRUUserEncoder",
+    "MeanUserEncoder",
+    "SASRecUserEncoder",
+    "UserEmbedding",
+]

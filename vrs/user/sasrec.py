@@ -74,7 +74,9 @@ class TransformerBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), act, nn.Linear(hidden, dim), nn.Dropout(dropout))
         self.resid_drop = nn.Dropout(dropout)
 
-    def _attend(self, q_in: Tensor, kv_in: Tensor, index: Tensor, shape: tuple[int, int], allowed: Tensor) -> Tensor:
+    def _attend(
+        self, q_in: Tensor, kv_in: Tensor, index: Tensor, shape: tuple[int, int], allowed: Tensor
+    ) -> Tensor:
         """Attention of queries from `q_in` over keys and values from `kv_in`, both (N, D) packed
         real positions (see `SASRecUserEncoder.forward`); the scores are computed on the padded
         (B, H, T, T) grid, the projections on the N real positions only."""

@@ -1,0 +1,193 @@
+"""Cornac 3's BPR on a vrs dataset folder under vrs's protocol: the reference for `experiment=bpr_mf`.
+
+Cornac fits on the training events of vrs's own leave-one-out split (per user, the last event is the
+test target, the one before it the validation target); vrs's ranking code scores it: every target
+against the whole catalogue, the user's earlier items excluded, ties counted against the target.
+Hyper-parameters are chosen on validation NDCG@10 over a small grid (--grid), then the chosen
+setting is refitted with each --seeds value and tested. Items Cornac never saw in training score
+below every other item.
+
+RUNS IN A SEPARATE ENVIRONMENT, NOT THE vrs ONE (Cornac must never become a vrs dependency):
+
+    python3.11 -m venv /work/venvs/cornac
+    /work/venvs/cornac/bin/pip install "cornac>=2,<4" pandas pyarrow
+    X
+
+(torch 2.14.1 installs from this machine's disk; any other version downloads gigabytes.) vrs itself
+is not installed there: the script puts its checkout first on sys.path and imports only the dataset
+reader, the split, the sequence tables and the ranking metrics. From the repository root:
+
+    OMP_NUM_THREADS=1 /work/venvs/cornac/bin/python benchmarks/cornac_reference.py \\
+        --data data/real_images/ml100k --out RUN_DIR
+    /work/venvs/cornac/bin/python benchmarks/cornac_reference.py --data DIR --out /tmp/x \\
+        --grid "k=64 lambda_reg=0.01 learning_rate=0.05 max_iter=20" --seeds 0
+
+Writes RUN_DIR/results.json: every grid point's validation HR/NDCG@10, the chosen one, and per seed
+its validation and test HR@10 / NDCG@10 (mean and std over seeds), with the wall time of each fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_GRID = "k=64 lambda_reg=0.001,0.01,0.1 learning_rate=0.01,0.05 max_iter=50,100,200,400"
+
+
+def parse_grid(text: str) -> list[dict[str, float]]:
+    """ "k=64 lambda_reg=0.01,0.1" -> every combination as a dict."""
+    axes = {}
+    for part in text.split():
+        name, _, values = part.partition("=")
+        if not values:
+            raise SystemExit(f"--grid: expected name=v1,v2,... got {part!r}")
+        axes[name] = [float(v) if "." in v or "e" in v else int(v) for v in values.split(",")]
+    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+
+
+def load(root: Path):
+    sys.path.insert(0, str(REPO))  # this checkout's vrs, not installed in this environment
+    from vrs.data.schema.files import load_dataset
+    from vrs.data.sequences import SequenceData
+    from vrs.data.splits import make_split
+
+    ds = load_dataset(root, check_images=False)
+    split = make_split(ds.interactions, "leave_one_out")
+    return SequenceData(ds.items, ds.interactions, split)
+
+
+def train_triples(data) -> list[tuple[str, str, float]]:
+    """(user index, item index, 1) for every training event, as Cornac's string ids."""
+    out = []
+    for u in range(data.n_users):
+        off = int(data.offsets[u])
+        for i in data.items_flat[off : off + int(data.train_len[u])]:
+            out.append((str(u), str(int(i)), 1.0))
+    return out
+
+
+def fit(triples, params: dict, seed: int):
+    import cornac
+
+    train_set = cornac.data.Dataset.from_uir(triples, seed=seed)
+    model = cornac.models.BPR(
+        k=int(params["k"]),
+        max_iter=int(params["max_iter"]),
+        learning_rate=float(params["learning_rate"]),
+        lambda_reg=float(params["lambda_reg"]),
+        seed=seed,
+        verbose=False,
+    )
+    start = time.perf_counter()
+    model.fit(train_set)
+    return model, train_set, time.perf_counter() - start
+
+
+def score(model, train_set, data, targets: np.ndarray, batch_size: int = 1024) -> dict[str, float]:
+    """vrs's full-ranking HR/NDCG@10 of `targets` ((user index, seq_pos) rows) under a fitted BPR."""
+    import torch
+
+    from vrs.data.sequences import EvalDataset
+    from vrs.metrics import RankingMetrics
+    from vrs.retrieval import rank_and_topk
+
+    n_items = data.n_items
+    # vrs item index -> Cornac's row, or -1 for items never in training (ranked below every other).
+    row = np.array([train_set.iid_map.get(str(i), -1) for i in range(n_items)], dtype=np.int64)
+    known = row >= 0
+    factors = np.asarray(model.i_factors, dtype=np.float32)
+    biases = np.asarray(model.i_biases, dtype=np.float32).reshape(-1)
+    k = factors.shape[1]
+    # Item side [factors, bias, unknown flag]; user side [factors, 1, 1]: score = u.i + b_i, or
+    # -1e30 for an unknown item.
+    items = torch.zeros(n_items, k + 2)
+    items[known, :k] = torch.from_numpy(factors[row[known]])
+    items[known, k] = torch.from_numpy(biases[row[known]])
+    items[~known, k + 1] = -1e30
+    user_factors = np.asarray(model.u_factors, dtype=np.float32)
+    metric = RankingMetrics(n_items, ks=(10, 20))
+    dataset = EvalDataset(data, targets, max_len=1)
+    for start in range(0, len(dataset), batch_size):
+        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        users = torch.zeros(len(samples), k + 2)
+        for r, s in enumerate(samples):
+            users[r, :k] = torch.from_numpy(user_factors[train_set.uid_map[str(s["user"])]])
+        users[:, k:] = 1.0
+        seen_w = max(1, max(len(s["seen"]) for s in samples))
+        seen = torch.full((len(samples), seen_w), -1, dtype=torch.long)
+        for r, s in enumerate(samples):
+            seen[r, seen_w - len(s["seen"]) :] = torch.from_numpy(s["seen"])
+        target = torch.tensor([s["target"] for s in samples], dtype=torch.long)
+        ranking = rank_and_topk(users, items, target, seen, k=0)
+        metric.update(ranking.ranks, ranking.target_seen)
+    out = metric.compute()
+    return {
+        "ndcg_10": float(out["ndcg_10"]),
+        "hr_10": float(out["recall_10"]),
+        "n_users": int(out["n_users"]),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="a vrs dataset folder (vrs-prepare's output)")
+    p.add_argument("--out", type=Path, required=True, help="run folder (results.json)")
+    p.add_argument("--grid", default=DEFAULT_GRID, help="name=v1,v2 ... (BPR's arguments)")
+    p.add_argument("--seeds", default="0,1,2", help="seeds of the chosen setting's test fits")
+    p.add_argument("--grid-seed", type=int, default=0, help="seed of the validation grid's fits")
+    args = p.parse_args(argv)
+    print("reproduce: /work/venvs/cornac/bin/python " + shlex.join(sys.argv), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = load(args.data)
+    triples = train_triples(data)
+    print(
+        f"{args.data}: {data.n_users} users, {data.n_items} items, {len(triples)} training events", flush=True
+    )
+    grid = []
+    for params in parse_grid(args.grid):
+        model, train_set, seconds = fit(triples, params, args.grid_seed)
+        val = score(model, train_set, data, data.val_targets)
+        grid.append({"params": params, "val": val, "fit_seconds": seconds})
+        print(
+            f"{params}: val NDCG@10 {val['ndcg_10']:.4f} HR@10 {val['hr_10']:.4f} ({seconds:.1f} s)",
+            flush=True,
+        )
+    best = max(grid, key=lambda g: g["val"]["ndcg_10"])["params"]
+    runs = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        model, train_set, seconds = fit(triples, best, seed)
+        runs.append({
+            "seed": seed,
+            "val": score(model, train_set, data, data.val_targets),
+            "test": score(model, train_set, data, data.test_targets),
+            "fit_seconds": seconds,
+        })  # fmt: skip
+        print(
+            f"seed {seed}: test NDCG@10 {runs[-1]['test']['ndcg_10']:.4f} HR@10 {runs[-1]['test']['hr_10']:.4f}"
+        )
+    summary = {
+        f"{split}_{m}_{stat}": float(fn([r[split][m] for r in runs]))
+        for split in ("val", "test")
+        for m in ("hr_10", "ndcg_10")
+        for stat, fn in (("mean", np.mean), ("std", lambda v: np.std(v, ddof=1) if len(v) > 1 else 0.0))
+    }
+    result = {"data": str(args.data), "model": "cornac.models.BPR", "chosen": best, "grid": grid,
+              "runs": runs, "summary": summary, "command": shlex.join(sys.argv)}  # fmt: skip
+    tmp = args.out / "results.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, args.out / "results.json")
+    print(f"chosen {best}: " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items()))
+    print(f"-> {args.out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
