@@ -292,7 +292,7 @@ def test_every_epoch_draws_a_new_batch_order(
 def test_bpr_mf_trains_and_reloads_with_a_vector_per_user(tmp_path: Path, small_data: Path) -> None:
     """experiment=bpr_mf: RecModule gets the dataset's user count, the state is the user's vector
     whatever the history, and vrs-eval scores the checkpoint the same."""
-    metrics = run_train(tmp_path, small_data, ["experiment=bpr_mf", "data=synthetic"])
+    metrics = run_train(tmp_path, small_data, ["experiment=bpr_mf", "data=synthetic", "user.item_bias=true"])
     assert 0.0 <= metrics["test/ndcg_10"] <= 1.0
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     module = RecModule.load_from_checkpoint(ckpt, map_location="cpu")
@@ -300,11 +300,12 @@ def test_bpr_mf_trains_and_reloads_with_a_vector_per_user(tmp_path: Path, small_
 
     dm = RecDataModule(str(small_data), load_images=False, eval_batch_size=16)
     dm.setup()
-    assert module.net.user_encoder.weight.shape == (dm.n_users, module.net.dim)
+    assert module.net.user_encoder.weight.shape == (dm.n_users, module.net.dim - 1)  # + the bias's 1
     module.attach_data(dm.content, dm.train_counts)
     batch = next(iter(dm.eval_dataloader("test")))
     with torch.no_grad():
         states = module.net.encode_users(batch, module.net.encode_items())
-    assert torch.equal(states, module.net.user_encoder.weight[batch.users])
+    assert torch.equal(states[:, :-1], module.net.user_encoder.weight[batch.users])
+    assert (states[:, -1] == 1).all()
     evaluated = evaluate(compose_config("eval", [f"ckpt_path={ckpt}"], tmp_path / "eval", small_data))
     assert evaluated["test/ndcg_10"] == pytest.approx(metrics["test/ndcg_10"])

@@ -209,12 +209,14 @@ def test_user_embedding_is_the_users_vector_at_every_real_position():
     from vrs.user import UserEmbedding
 
     torch.manual_seed(0)
-    enc = UserEmbedding(D, 16, E, n_users=5)
     h, mask, events = _batch()
     users = torch.tensor([4, 0, 2])
-    out = enc(h, mask, events, users=users)
-    for row, u in enumerate(users.tolist()):
-        assert (out[row, mask[row]] == enc.weight[u]).all() and (out[row, ~mask[row]] == 0).all()
+    for bias in (False, True):
+        enc = UserEmbedding(D, 16, E, n_users=5, item_bias=bias)
+        out = enc(h, mask, events, users=users)
+        for row, u in enumerate(users.tolist()):
+            expected = torch.cat([enc.weight[u], torch.ones(1)]) if bias else enc.weight[u]
+            assert (out[row, mask[row]] == expected).all() and (out[row, ~mask[row]] == 0).all()
     with pytest.raises(ValueError, match="no user indices"):
         enc(h, mask, events)
     with pytest.raises(ValueError, match="trained on 5 users"):

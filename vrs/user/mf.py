@@ -15,22 +15,37 @@ class UserEmbedding(nn.Module):
     The history's items themselves are ignored. Users are the dataset's user indices
     (`RecBatch.users`); a batch without them is refused.
 
+    With `item_bias` the state's last coordinate is a constant 1, so the item vector's last coordinate
+    is an item bias (a learned popularity term, as in Cornac's and most BPR-MF implementations).
+
     Args:
         dim: user vector width D (the item width).
         max_len, n_events: accepted for the common user-encoder interface; unused.
         n_users: number of users U (the dataset's, passed by the model).
         init_std: standard deviation of the normal initialisation.
+        item_bias: keep the last coordinate at 1 (D - 1 learned coordinates per user).
     """
 
     causal: bool = True
     uses_users: bool = True
 
-    def __init__(self, dim: int, max_len: int, n_events: int, n_users: int, init_std: float = 0.02) -> None:
+    def __init__(
+        self,
+        dim: int,
+        max_len: int,
+        n_events: int,
+        n_users: int,
+        init_std: float = 0.02,
+        item_bias: bool = True,
+    ) -> None:
         super().__init__()
         if n_users < 1:
             raise ValueError(f"user=mf needs the number of users (n_users >= 1), got {n_users}")
+        if item_bias and dim < 2:
+            raise ValueError(f"user=mf with item_bias needs dim >= 2, got {dim}")
         self.dim = dim
-        self.weight = nn.Parameter(torch.randn(n_users, dim) * init_std)
+        self.item_bias = item_bias
+        self.weight = nn.Parameter(torch.randn(n_users, dim - int(item_bias)) * init_std)
 
     def forward(self, h: Tensor, mask: Tensor, events: Tensor, users: Tensor | None = None) -> Tensor:
         """h (B, T, D) (unused), mask (B, T), users (B,) -> (B, T, D): the user's vector at every real
@@ -42,8 +57,11 @@ class UserEmbedding(nn.Module):
                 f"user index out of range [0, {self.weight.shape[0]}): this model was trained on "
                 f"{self.weight.shape[0]} users"
             )
-        states = self.weight[users][:, None, :].expand(-1, mask.shape[1], -1)  # (B, T, D)
+        vectors = self.weight[users]  # (B, D or D - 1)
+        if self.item_bias:
+            vectors = torch.cat([vectors, vectors.new_ones(len(users), 1)], dim=1)
+        states = vectors[:, None, :].expand(-1, mask.shape[1], -1)  # (B, T, D)
         return torch.where(mask.bool()[..., None], states, 0.0)
 
     def extra_repr(self) -> str:
-        return f"n_users={self.weight.shape[0]}, dim={self.dim}"
+        return f"n_users={self.weight.shape[0]}, dim={self.dim}, item_bias={self.item_bias}"
