@@ -1,0 +1,93 @@
+"""results.csv of the baseline zoo (README.md beside this file): one row per finished run.
+
+vrs runs are folders RUN_ROOT/<model>/<dataset>/seed<k> (metrics.json, wall_seconds, commit);
+references are folders RUN_ROOT/<reference>_<dataset> holding a `results.json` written by a
+`benchmarks/*_reference.py` script (one row per seed of its chosen setting).
+
+    python experiments/baselines/summarize.py RUN_ROOT [--csv experiments/baselines/results.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+FIELDS = ["dataset", "model", "implementation", "seed", "val_ndcg_10", "test_recall_10", "test_ndcg_10",
+          "wall_seconds", "commit"]  # fmt: skip
+
+
+def vrs_rows(root: Path) -> list[dict]:
+    rows = []
+    for metrics in sorted(root.glob("*/*/seed*/metrics.json")):
+        run = metrics.parent
+        m = json.loads(metrics.read_text())
+        wall = run / "wall_seconds"
+        commit = run / "commit"
+        rows.append({
+            "dataset": run.parent.name, "model": run.parent.parent.name, "implementation": "vrs",
+            "seed": int(run.name.removeprefix("seed")), "val_ndcg_10": m.get("val/ndcg_10"),
+            "test_recall_10": m.get("test/recall_10"), "test_ndcg_10": m.get("test/ndcg_10"),
+            "wall_seconds": wall.read_text().strip() if wall.is_file() else "",
+            "commit": commit.read_text().strip() if commit.is_file() else "",
+        })  # fmt: skip
+    return rows
+
+
+def reference_rows(root: Path) -> list[dict]:
+    rows = []
+    for results in sorted(root.glob("*_*/results.json")):
+        r = json.loads(results.read_text())
+        name, _, dataset = results.parent.name.rpartition("_")
+        for run in r["runs"]:
+            rows.append({
+                "dataset": dataset, "model": name, "implementation": r["model"], "seed": run["seed"],
+                "val_ndcg_10": run["val"]["ndcg_10"], "test_recall_10": run["test"]["hr_10"],
+                "test_ndcg_10": run["test"]["ndcg_10"], "wall_seconds": round(run["fit_seconds"], 2),
+                "commit": "",
+            })  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("root", type=Path)
+    p.add_argument("--csv", type=Path)
+    args = p.parse_args(argv)
+    rows = vrs_rows(args.root) + reference_rows(args.root)
+    if not rows:
+        sys.exit(f"no finished run under {args.root}")
+    rows.sort(key=lambda r: (r["dataset"], r["model"], r["seed"]))
+    if args.csv:
+        tmp = args.csv.with_name(args.csv.name + ".tmp")
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, args.csv)
+    print(
+        "| dataset | model | implementation | seeds | val NDCG@10 | test R@10 | test NDCG@10 | wall s / run |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["model"], r["implementation"]), []).append(r)
+
+    def cell(values: list[float]) -> str:
+        if len(values) == 1:
+            return f"{values[0]:.4f}"
+        return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+    for (dataset, model, impl), group in groups.items():
+        walls = [float(r["wall_seconds"]) for r in group if r["wall_seconds"] != ""]
+        wall = f"{statistics.mean(walls):.0f}" if walls else "-"
+        print(f"| {dataset} | {model} | {impl} | {len(group)} | {cell([r['val_ndcg_10'] for r in group])} | "
+              f"{cell([r['test_recall_10'] for r in group])} | {cell([r['test_ndcg_10'] for r in group])} | {wall} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
