@@ -42,12 +42,16 @@ def _batch() -> RecBatch:
     items = torch.tensor([[0, 0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 10]])  # (B, T)
     mask = torch.tensor([[False, False, True, True, True, True], [True] * 6])
     return RecBatch(
-        items=items, events=mask.long(), mask=mask, targets=torch.where(mask, items.roll(-1, 1), -1)
+        items=items,
+        events=mask.long(),
+        mask=mask,
+        targets=torch.where(mask, items.roll(-1, 1), -1),
+        users=torch.tensor([0, 1]),  # user=mf keeps a vector per user
     )
 
 
 def _build(cfg) -> RecModule:
-    module = instantiate(cfg.model, n_items=N_ITEMS, n_events=N_EVENTS, max_len=MAX_LEN)
+    module = instantiate(cfg.model, n_items=N_ITEMS, n_events=N_EVENTS, max_len=MAX_LEN, n_users=2)
     module.attach_data(_content(), torch.arange(1, N_ITEMS + 1).float())
     return module
 
