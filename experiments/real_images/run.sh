@@ -18,7 +18,7 @@ DATASETS=${DATASETS:-"hm ml100k"}
 FEATURES=${FEATURES:-cache/features}
 WINDOWS=${WINDOWS:-"1 2 3 5"}
 ORDER=(popularity visual_profile content_profile id_only image_only text_only concat gated cross_attention late
-  concat_nodrop concat_cm concat_noid concat_noid_cm finetune_top)
+  concat_nodrop concat_cm concat_noid concat_noid_cm concat_noid_cmfull finetune_top)
 ARMS=${ARMS:-"${ORDER[*]}"}
 # shellcheck source=../reproduce_sasrec_amazon/train_run.sh
 source "$(dirname "$0")/../reproduce_sasrec_amazon/train_run.sh"
@@ -38,6 +38,9 @@ declare -A GRID=(
   # every softmax and never a target), which the content part then has to outweigh.
   [concat_noid]="$FROZEN fusion=concat model.use_id=false"
   [concat_noid_cm]="$FROZEN fusion=concat model.use_id=false model.content_match={modalities:[image,text],window:1}"
+  # The content term on every feature column (dim null) rather than its 128 leading principal
+  # directions: the content profile's own signal, exactly.
+  [concat_noid_cmfull]="$FROZEN fusion=concat model.use_id=false model.content_match={modalities:[image,text],window:1,dim:null}"
   # The image tower's last block trains with the model (pixels through EfficientNet at every step).
   [finetune_top]="$COMMON fusion=concat encoder.finetune.freeze=false encoder.finetune.trainable_layers=1"
 )
