@@ -159,3 +159,32 @@ def test_a_declared_image_size_is_checked_and_enlarging_warns(tmp_path: Path) ->
         warnings.simplefilter("error")
         warn_if_upsampled(SimpleNamespace(image_size=64, load_images=True), towers["image"])  # shrinking
         warn_if_upsampled(SimpleNamespace(image_size=16, load_images=False), towers["image"])  # no images
+
+
+def test_cloze_training_hides_at_least_one_item_per_history_and_refuses_content_match(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = _build(compose_config("train", ["user=bert4rec"], tmp_path))
+    seen = {}
+    real_loss = module.loss_fn.forward
+
+    def record(states, targets, encode_items, log_q):
+        seen["targets"] = targets
+        return real_loss(states, targets, encode_items, log_q)
+
+    monkeypatch.setattr(module.loss_fn, "forward", record)
+    monkeypatch.setattr(module.net.user_encoder, "mask_prob", 0.0)  # the draw hides nothing
+    module.training_step(_batch(), 0)
+    batch = _batch()  # each history's most recent item is then the one hidden
+    assert seen["targets"].tolist() == batch.targets[:, -1].tolist()
+    cfg = compose_config(
+        "train",
+        [
+            "user=bert4rec",
+            "encoder.finetune.freeze=true",
+            "model.content_match={modalities:[image],window:1}",
+        ],
+        tmp_path / "cm",
+    )
+    with pytest.raises(Exception, match="cloze"):
+        _build(cfg)

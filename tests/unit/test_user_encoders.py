@@ -223,3 +223,24 @@ def test_user_embedding_is_the_users_vector_at_every_real_position():
         enc(h, mask, events, users=torch.tensor([0, 1, 5]))
     with pytest.raises(ValueError, match="n_users"):
         UserEmbedding(D, 16, E, n_users=0)
+
+
+def test_cloze_encoder_hides_items_and_predicts_after_the_history():
+    """BERT4Rec: hidden positions carry the mask vector (their items never reach any state), and
+    prediction appends the mask after the history, dropping the oldest item of a full one."""
+    torch.manual_seed(0)
+    enc = BidirectionalUserEncoder(D, 16, E, mask_prob=0.2).eval()
+    h, mask, events = _batch()
+    hidden = mask & (torch.arange(T)[None, :] % 3 == 0)
+    out = enc(h, mask, events, cloze=hidden)
+    h2 = torch.where(hidden[..., None], torch.randn_like(h), h)  # other items at the hidden positions
+    torch.testing.assert_close(enc(h2, mask, events, cloze=hidden), out)
+    appended = torch.cat([h[:, 1:], enc.mask_vector.expand(B, 1, D)], dim=1)
+    mask_a = torch.cat([mask[:, 1:], torch.ones(B, 1, dtype=torch.bool)], dim=1)
+    events_a = torch.cat([events[:, 1:], events[:, -1:]], dim=1)
+    plain = SASRecUserEncoder.forward(enc, appended, mask_a, events_a)
+    torch.testing.assert_close(enc(h, mask, events), plain)
+    with pytest.raises(ValueError, match="mask_prob=0"):
+        _build(BidirectionalUserEncoder)(h, mask, events, cloze=hidden)
+    with pytest.raises(ValueError, match="mask_prob"):
+        BidirectionalUserEncoder(D, 16, E, mask_prob=1.0)

@@ -186,6 +186,8 @@ class RecModule(RankingModule):
         self.content = content
 
     def training_step(self, batch: RecBatch, batch_idx: int) -> Tensor:
+        if getattr(self.net.user_encoder, "cloze", False):
+            return self._cloze_step(batch)
         states, encode_items = self._states(batch)  # (B, T, D)
         if self.net.causal:
             # One causal pass trains on every position of each history.
@@ -200,13 +202,32 @@ class RecModule(RankingModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
 
-    def _states(self, batch: RecBatch) -> tuple[Tensor, Callable[[Tensor | None], Tensor]]:
+    def _cloze_step(self, batch: RecBatch) -> Tensor:
+        """BERT4Rec's cloze task on the training sequences: the last T items of each training prefix
+        (the batch's targets), a random `mask_prob` share of them hidden, at least one per history
+        (the most recent when the draw hides none); the states there are trained to recover them.
+        An item's event type is its successor input's; the last one repeats the one before it."""
+        items, real = batch.targets.clamp(min=0), batch.targets >= 0  # (B, T)
+        events = torch.cat([batch.events[:, 1:], batch.events[:, -1:]], dim=1) * real
+        hidden = (torch.rand(real.shape, device=real.device) < self.net.user_encoder.mask_prob) & real
+        none = ~hidden.any(dim=1) & real.any(dim=1)
+        hidden[none, -1] = True  # left padding: the last position is the most recent item
+        sequences = RecBatch(items=items, events=events, mask=real, targets=batch.targets, users=batch.users)
+        states, encode_items = self._states(sequences, cloze=hidden)  # (B, T, D)
+        loss = self.loss_fn(states[hidden], items[hidden], encode_items, self.item_log_q)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        return loss
+
+    def _states(
+        self, batch: RecBatch, cloze: Tensor | None = None
+    ) -> tuple[Tensor, Callable[[Tensor | None], Tensor]]:
         if getattr(self.loss_fn, "needs_catalogue", False):
             # The loss needs the whole catalogue anyway: encode it once, reuse it for the history.
             items = self.net.encode_items()  # (N, D)
-            return self.net.sequence_states(batch, items), lambda idx: items if idx is None else items[idx]
+            states = self.net.sequence_states(batch, items, cloze=cloze)
+            return states, lambda idx: items if idx is None else items[idx]
         # Encode only the items this batch touches (trainable encoders cannot afford N per step).
-        return self.net.sequence_states(batch), self.net.encode_items
+        return self.net.sequence_states(batch, cloze=cloze), self.net.encode_items
 
     def _fixed_frozen_prefixes(self) -> list[str]:
         """State-dict prefixes of frozen encoders whose weights the config reproduces."""

@@ -29,6 +29,9 @@ class Recommender(nn.Module):
         self.content_match = content_match
         if content_match is not None:
             content_match.check(item_tower)
+            if getattr(user_encoder, "cloze", False):
+                # The profile would read the hidden items' content at the masked positions.
+                raise ValueError("content_match cannot be combined with cloze training (user.mask_prob > 0)")
 
     @property
     def causal(self) -> bool:
@@ -49,7 +52,9 @@ class Recommender(nn.Module):
             [vectors, self.content_match.item_features(self.item_tower, idx).to(vectors.dtype)], dim=1
         )
 
-    def sequence_states(self, batch: RecBatch, item_vectors: Tensor | None = None) -> Tensor:
+    def sequence_states(
+        self, batch: RecBatch, item_vectors: Tensor | None = None, cloze: Tensor | None = None
+    ) -> Tensor:
         """Per-position user states (B, T, D [+ F]).
 
         Args:
@@ -57,6 +62,8 @@ class Recommender(nn.Module):
             item_vectors: (N, D) precomputed catalogue vectors (evaluation); when None only the
                 distinct history items are encoded, which equals indexing `encode_items()` but
                 avoids encoding the whole catalogue for every training batch.
+            cloze: (B, T) bool positions whose item a cloze-trained encoder hides (training only;
+                see `vrs.user.BidirectionalUserEncoder`).
         """
         if item_vectors is None:
             uniq, inverse = torch.unique(batch.items, return_inverse=True)  # (U,), (B, T)
@@ -64,11 +71,13 @@ class Recommender(nn.Module):
         else:
             h = item_vectors[batch.items]  # (B, T, D)
         # Encoders with a vector per user (user=mf) also take the batch's user indices.
-        users = {"users": batch.users} if getattr(self.user_encoder, "uses_users", False) else {}
+        extra = {"users": batch.users} if getattr(self.user_encoder, "uses_users", False) else {}
+        if cloze is not None:
+            extra["cloze"] = cloze
         if self.content_match is None:
-            return self.user_encoder(h, batch.mask, batch.events, **users)
+            return self.user_encoder(h, batch.mask, batch.events, **extra)
         d = self.dim  # the learned part feeds the user encoder; the content part, the profile
-        states = self.user_encoder(h[..., :d], batch.mask, batch.events, **users)
+        states = self.user_encoder(h[..., :d], batch.mask, batch.events, **extra)
         return torch.cat([states, self.content_match.user_features(h[..., d:], batch.mask)], dim=-1)
 
     def encode_users(self, batch: RecBatch, item_vectors: Tensor | None = None) -> Tensor:
