@@ -18,6 +18,7 @@ Models and their settings (RecBole's defaults for the model, loss CE = full soft
            `experiment=gru4rec_amazon`).
   SASRec   2 layers, 2 heads, hidden 64, inner 256, dropout 0.2, GELU (vrs: `experiment=sasrec_amazon`
            with those sizes).
+  BERT4Rec the same sizes, 20% of the items masked (vrs: `user=bert4rec` with `model.dim=64`).
 
 Differences from vrs's evaluation, both small: RecBole ranks with torch.topk, so a tie with the target
 may fall either way (vrs counts ties against the target); and RecBole's validation and test run over
@@ -42,6 +43,16 @@ from recbole_sasrec_beauty import DEFAULT_DATA, convert, recbole_settings  # noq
 
 MODELS = {
     "GRU4Rec": {"embedding_size": 64, "hidden_size": 128, "num_layers": 1, "dropout_prob": 0.3},
+    "BERT4Rec": {
+        "n_layers": 2,
+        "n_heads": 2,
+        "hidden_size": 64,
+        "inner_size": 256,
+        "hidden_dropout_prob": 0.2,
+        "attn_dropout_prob": 0.2,
+        "hidden_act": "gelu",
+        "mask_ratio": 0.2,
+    },
     "SASRec": {
         "n_layers": 2,
         "n_heads": 2,
