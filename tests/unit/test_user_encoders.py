@@ -219,6 +219,8 @@ def test_user_embedding_is_the_users_vector_at_every_real_position():
             assert (out[row, mask[row]] == expected).all() and (out[row, ~mask[row]] == 0).all()
     with pytest.raises(ValueError, match="no user indices"):
         enc(h, mask, events)
+    with pytest.raises(ValueError, match="new history"):
+        enc(h, mask, events, users=torch.tensor([0, -1, 2]))
     with pytest.raises(ValueError, match="trained on 5 users"):
         enc(h, mask, events, users=torch.tensor([0, 1, 5]))
     with pytest.raises(ValueError, match="n_users"):

@@ -52,7 +52,12 @@ class UserEmbedding(nn.Module):
         position, zeros at padding."""
         if users is None:
             raise ValueError("user=mf scores known users only: the batch carries no user indices")
-        if users.numel() and (int(users.min()) < 0 or int(users.max()) >= self.weight.shape[0]):
+        if users.numel() and int(users.min()) < 0:
+            raise ValueError(
+                "user=mf keeps a vector for each training user only: a new history (no user index) "
+                "cannot be scored; recommend for the dataset's users, or use a history-based user encoder"
+            )
+        if users.numel() and int(users.max()) >= self.weight.shape[0]:
             raise ValueError(
                 f"user index out of range [0, {self.weight.shape[0]}): this model was trained on "
                 f"{self.weight.shape[0]} users"
