@@ -43,16 +43,6 @@ from recbole_sasrec_beauty import DEFAULT_DATA, convert, recbole_settings  # noq
 
 MODELS = {
     "GRU4Rec": {"embedding_size": 64, "hidden_size": 128, "num_layers": 1, "dropout_prob": 0.3},
-    "BERT4Rec": {
-        "n_layers": 2,
-        "n_heads": 2,
-        "hidden_size": 64,
-        "inner_size": 256,
-        "hidden_dropout_prob": 0.2,
-        "attn_dropout_prob": 0.2,
-        "hidden_act": "gelu",
-        "mask_ratio": 0.2,
-    },
     "SASRec": {
         "n_layers": 2,
         "n_heads": 2,
@@ -63,6 +53,8 @@ MODELS = {
         "hidden_act": "gelu",
     },
 }
+# BERT4Rec: SASRec's sizes, 20% of the items masked.
+MODELS["BERT4Rec"] = {**MODELS["SASRec"], "mask_ratio": 0.2}
 
 
 def main() -> None:
