@@ -18,7 +18,7 @@ DATASETS=${DATASETS:-"hm ml100k"}
 FEATURES=${FEATURES:-cache/features}
 WINDOWS=${WINDOWS:-"1 2 3 5"}
 ORDER=(popularity visual_profile content_profile id_only image_only text_only concat gated cross_attention late
-  concat_nodrop concat_cm concat_noid concat_noid_cm concat_noid_cmfull finetune_top)
+  concat_nodrop concat_cm concat_noid concat_noid_cm concat_noid_cmfull concat_aux concat_cm_aux finetune_top)
 ARMS=${ARMS:-"${ORDER[*]}"}
 # shellcheck source=../reproduce_sasrec_amazon/train_run.sh
 source "$(dirname "$0")/../reproduce_sasrec_amazon/train_run.sh"
@@ -41,6 +41,10 @@ declare -A GRID=(
   # The content term on every feature column (dim null) rather than its 128 leading principal
   # directions: the content profile's own signal, exactly.
   [concat_noid_cmfull]="$FROZEN fusion=concat model.use_id=false model.content_match={modalities:[image,text],window:1,dim:null}"
+  # An auxiliary category cross-entropy on the fused item vector (H&M: product type), so the content
+  # path carries the category for cold items; weight 0.5 set a priori.
+  [concat_aux]="$FROZEN fusion=concat model.aux_category_weight=0.5"
+  [concat_cm_aux]="$FROZEN fusion=concat model.content_match={modalities:[image,text],window:1} model.aux_category_weight=0.5"
   # The image tower's last block trains with the model (pixels through EfficientNet at every step).
   [finetune_top]="$COMMON fusion=concat encoder.finetune.freeze=false encoder.finetune.trainable_layers=1"
 )

@@ -309,3 +309,21 @@ def test_bpr_mf_trains_and_reloads_with_a_vector_per_user(tmp_path: Path, small_
     assert (states[:, -1] == 1).all()
     evaluated = evaluate(compose_config("eval", [f"ckpt_path={ckpt}"], tmp_path / "eval", small_data))
     assert evaluated["test/ndcg_10"] == pytest.approx(metrics["test/ndcg_10"])
+
+
+def test_aux_category_loss_trains_and_reloads(tmp_path: Path, small_data: Path) -> None:
+    """model.aux_category_weight: the dataset's category count reaches the model, the head is kept in
+    the checkpoint, and vrs-eval rebuilds it and scores the same."""
+    metrics = run_train(tmp_path, small_data, ["model.aux_category_weight=0.5"])
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    module = RecModule.load_from_checkpoint(ckpt, map_location="cpu")
+    from vrs.data.datamodule import RecDataModule
+
+    dm = RecDataModule(str(small_data), load_images=False)
+    dm.setup()
+    assert dm.n_categories >= 2
+    assert module.aux_head is not None and module.aux_head.out_features == dm.n_categories
+    logged = (tmp_path / "csv").rglob("metrics.csv")
+    assert any("train/aux_category" in p.read_text().splitlines()[0] for p in logged)
+    evaluated = evaluate(compose_config("eval", [f"ckpt_path={ckpt}"], tmp_path / "eval", small_data))
+    assert evaluated["test/ndcg_10"] == pytest.approx(metrics["test/ndcg_10"])

@@ -144,6 +144,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 n_items=datamodule.n_items,
                 n_events=datamodule.n_events,
                 n_users=datamodule.n_users,
+                n_categories=datamodule.n_categories,
                 max_len=datamodule.max_len,
                 dataset_fingerprint=datamodule.fingerprint,
             )

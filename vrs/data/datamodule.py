@@ -156,6 +156,12 @@ class RecDataModule(L.LightningDataModule):
         return category_codes(items["category"]) if "category" in items.columns else None
 
     @property
+    def n_categories(self) -> int:
+        """Number of distinct item categories (0 without a category column)."""
+        codes = self.item_categories
+        return int(codes.max()) + 1 if codes is not None and len(codes) else 0
+
+    @property
     def fingerprint(self) -> str:
         """Content hash of the tables read (`vrs.data.schema.fingerprint`, as in dataset.json)."""
         self._require()

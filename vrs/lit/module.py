@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import pandas as pd
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
@@ -60,6 +61,11 @@ class RecModule(RankingModule):
             (`vrs.models.content_match.ContentMatch`; frozen modalities only), or None.
         n_users: number of users of the training data; used by user encoders with a vector per
             user (`user=mf`), which take it as `n_users`.
+        aux_category_weight: weight of an auxiliary cross-entropy predicting each trained item's
+            category (items.parquet's `category`) from its fused item vector, through a linear head
+            (0: off). It pushes the content towers' path into the item vector to carry the category,
+            which cold items (no trained ID) depend on.
+        n_categories: number of distinct categories C (the dataset's; needed when the weight is > 0).
         **legacy: the fine-tuning arguments of checkpoints written before `finetune` existed
             (`freeze_encoders`, `encoder_lr`, ...), upgraded by `vrs.lit.finetune.upgrade_legacy`.
     """
@@ -87,6 +93,8 @@ class RecModule(RankingModule):
         dataset_fingerprint: str = "",
         content_match: dict[str, Any] | None = None,
         n_users: int = 0,
+        aux_category_weight: float = 0.0,
+        n_categories: int = 0,
         **legacy: Any,
     ) -> None:
         super().__init__(n_items, evaluation)
@@ -144,6 +152,19 @@ class RecModule(RankingModule):
         # and the popularity q(item) of logQ-corrected losses.
         self.register_buffer("train_counts", torch.zeros(n_items))
         self.register_buffer("item_log_q", torch.full((n_items,), -math.log(n_items)), persistent=False)
+        if aux_category_weight < 0:
+            raise ValueError(f"model.aux_category_weight must be >= 0, got {aux_category_weight}")
+        self.aux_category_weight = float(aux_category_weight)
+        self.aux_head: torch.nn.Linear | None = None
+        if self.aux_category_weight > 0:
+            if n_categories < 2:
+                raise ValueError(
+                    f"model.aux_category_weight={aux_category_weight} needs items with at least 2 "
+                    f"categories (items.parquet's `category` column); this dataset has {n_categories}"
+                )
+            self.aux_head = torch.nn.Linear(dim, n_categories)
+        # Each item's category code (-1: none), from the attached content (training only).
+        self.register_buffer("item_category", torch.full((n_items,), -1, dtype=torch.long), persistent=False)
 
     def _training_loss(self, node: dict[str, Any] | None) -> torch.nn.Module:
         """The configured loss, or what it hands over to while encoder weights train."""
@@ -184,6 +205,41 @@ class RecModule(RankingModule):
         self.net.item_tower.set_content(content, known_items=known, feature_cache=feature_cache)
         self.item_log_q = training_log_q(self.train_counts)
         self.content = content
+        if self.aux_head is not None:
+            self.item_category = self._category_codes(content).to(self.item_category.device)
+
+    def _category_codes(self, content: ItemContent) -> Tensor:
+        from vrs.list_metrics import category_codes
+
+        if "category" not in content.columns:
+            raise ValueError(
+                "model.aux_category_weight > 0 needs the items' categories: the items table has no "
+                f"`category` column (it has {sorted(content.columns)})"
+            )
+        codes = category_codes(pd.Series(list(content.column("category")), dtype="object"))
+        n_head = self.aux_head.out_features if self.aux_head is not None else 0
+        if int(codes.max()) >= n_head:
+            raise ValueError(
+                f"the items have {int(codes.max()) + 1} categories but the model was built for {n_head}: "
+                "train on the dataset the model was built for"
+            )
+        return codes
+
+    def _with_aux(
+        self, loss: Tensor, items: Tensor, encode_items: Callable[[Tensor | None], Tensor]
+    ) -> Tensor:
+        """loss + aux_category_weight x the category cross-entropy of the distinct `items` (targets)."""
+        if self.aux_head is None:
+            return loss
+        uniq = torch.unique(items)
+        labels = self.item_category[uniq]
+        uniq, labels = uniq[labels >= 0], labels[labels >= 0]
+        if not len(uniq):
+            return loss
+        vectors = encode_items(uniq)[:, : self.net.dim]  # the learned part (not content_match's columns)
+        aux = torch.nn.functional.cross_entropy(self.aux_head(vectors.float()), labels)
+        self.log("train/aux_category", aux, batch_size=len(uniq))
+        return loss + self.aux_category_weight * aux
 
     def training_step(self, batch: RecBatch, batch_idx: int) -> Tensor:
         if getattr(self.net.user_encoder, "cloze", False):
@@ -198,7 +254,9 @@ class RecModule(RankingModule):
             states, targets = states[:, -1], batch.targets[:, -1]  # (B, D), (B,)
             keep = targets >= 0
             states, targets = states[keep], targets[keep]
-        loss = self.loss_fn(states, targets, encode_items, self.item_log_q)
+        loss = self._with_aux(
+            self.loss_fn(states, targets, encode_items, self.item_log_q), targets, encode_items
+        )
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
 
@@ -215,6 +273,7 @@ class RecModule(RankingModule):
         sequences = RecBatch(items=items, events=events, mask=real, targets=batch.targets, users=batch.users)
         states, encode_items = self._states(sequences, cloze=hidden)  # (B, T, D)
         loss = self.loss_fn(states[hidden], items[hidden], encode_items, self.item_log_q)
+        loss = self._with_aux(loss, items[hidden], encode_items)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
 
