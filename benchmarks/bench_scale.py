@@ -10,6 +10,8 @@ memory (wait4):
              (RecDataModule.setup; the sub-steps' seconds are printed too)
   train_fs   `vrs-train` ID-only SASRec, full softmax (`linear_cross_entropy`), --steps steps
   train_ss   the same with 1,024 sampled negatives (logQ-corrected)
+  train_ss_lazy  train_ss with `model.sparse_id=true`: sparse ID-table gradients and a lazy AdamW
+             (touched rows only) instead of a dense update of the whole table every step
   eval       `vrs-eval` full-ranking evaluation of every test user
   recommend  `vrs-recommend users=all k=10`
 
@@ -21,7 +23,10 @@ events1) (evaluation and recommend also against users x items).
     python benchmarks/bench_scale.py --sizes 1M:10M --steps 20 --out /tmp/scale   # ~24 GiB machine
 
 Each size's folder under --out is reused when it exists (the dataset is regenerated only if
-missing); results.json there holds the figures.
+missing); results.json there holds the figures. --stages runs some stages only (load always runs);
+the others keep their figures from an earlier run in results.json.
+
+    python benchmarks/bench_scale.py --sizes 10k:100k 100k:1M --stages train_ss train_ss_lazy --out /tmp/scale
 """
 
 from __future__ import annotations
@@ -143,7 +148,9 @@ def one_size(args, n_items: int, n_events: int) -> dict:
     data = folder / "data"
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "WANDB_MODE": "offline"}
-    result: dict = {"items": n_items, "events": n_events}
+    earlier = folder / "results.json"
+    result: dict = json.loads(earlier.read_text()) if earlier.is_file() else {}
+    result.update({"items": n_items, "events": n_events})
     if not (data / "dataset.json").is_file():
         start = time.perf_counter()
         result["shape"] = generate(data, n_items, n_events)
@@ -162,7 +169,10 @@ def one_size(args, n_items: int, n_events: int) -> dict:
     for stage, loss in (
         ("train_fs", ["loss=full_softmax"]),
         ("train_ss", ["loss=sampled_softmax", "loss.n_negatives=1024"]),
+        ("train_ss_lazy", ["loss=sampled_softmax", "loss.n_negatives=1024", "model.sparse_id=true"]),
     ):
+        if stage not in args.stages:
+            continue
         run = folder / stage
         out = run_stage(
             [str(BIN / "vrs-train"), *common, *loss, f"hydra.run.dir={run}"],
@@ -180,12 +190,14 @@ def one_size(args, n_items: int, n_events: int) -> dict:
             out["checkpoint_mib"] = round(ckpts[-1].stat().st_size / 2**20, 1)
         result[stage] = out
     ckpts = sorted((folder / "train_fs" / "checkpoints").glob("*.ckpt"))
-    if ckpts:
+    if ckpts and {"eval", "recommend"} & set(args.stages):
         ckpt = ckpts[-1]
-        result["eval"] = run_stage([str(BIN / "vrs-eval"), f"ckpt_path={ckpt}", "data=canonical", f"data.root={data}",
+        if "eval" in args.stages:
+            result["eval"] = run_stage([str(BIN / "vrs-eval"), f"ckpt_path={ckpt}", "data=canonical", f"data.root={data}",
                                     "data.load_images=false", "stages=[test]", "logger=none",
                                     f"hydra.run.dir={folder / 'eval'}"], env, folder, folder / "eval.log")  # fmt: skip
-        result["recommend"] = run_stage([str(BIN / "vrs-recommend"), f"ckpt_path={ckpt}", "data=canonical",
+        if "recommend" in args.stages:
+            result["recommend"] = run_stage([str(BIN / "vrs-recommend"), f"ckpt_path={ckpt}", "data=canonical",
                                          f"data.root={data}", "data.load_images=false", "users=all", "k=10",
                                          "explain=0", f"out={folder / 'recs.parquet'}",
                                          f"hydra.run.dir={folder / 'recommend'}"], env, folder, folder / "recommend.log")  # fmt: skip
@@ -196,7 +208,7 @@ def one_size(args, n_items: int, n_events: int) -> dict:
     return result
 
 
-STAGES = ("generate", "load", "train_fs", "train_ss", "eval", "recommend")
+STAGES = ("generate", "load", "train_fs", "train_ss", "train_ss_lazy", "eval", "recommend")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -206,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--stages", nargs="+", choices=STAGES[2:], default=list(STAGES[2:]), help="stages to run")
     args = p.parse_args(argv)
     print("reproduce: python " + shlex.join(sys.argv), flush=True)
     results = []

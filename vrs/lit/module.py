@@ -66,6 +66,10 @@ class RecModule(RankingModule):
             (0: off). It pushes the content towers' path into the item vector to carry the category,
             which cold items (no trained ID) depend on.
         n_categories: number of distinct categories C (the dataset's; needed when the weight is > 0).
+        sparse_id: sparse gradients for the item-ID embedding and a lazy AdamW
+            (`vrs.lit.optim.LazyAdamW`: moments and weight decay of the touched rows only), so a step
+            with sampled or in-batch negatives costs what it touches instead of O(catalogue). Large
+            catalogues only: it changes the optimiser, and one process only (no DDP).
         **legacy: the fine-tuning arguments of checkpoints written before `finetune` existed
             (`freeze_encoders`, `encoder_lr`, ...), upgraded by `vrs.lit.finetune.upgrade_legacy`.
     """
@@ -95,6 +99,7 @@ class RecModule(RankingModule):
         n_users: int = 0,
         aux_category_weight: float = 0.0,
         n_categories: int = 0,
+        sparse_id: bool = False,
         **legacy: Any,
     ) -> None:
         super().__init__(n_items, evaluation)
@@ -138,6 +143,7 @@ class RecModule(RankingModule):
             feature_norm=feature_norm,
             id_init_std=id_init_std,
             trained=tuple(extra),
+            sparse_id=sparse_id,
         )
         match = ContentMatch(**content_match) if content_match else None
         sizes = {"dim": dim, "max_len": max_len, "n_events": n_events}
@@ -328,10 +334,31 @@ class RecModule(RankingModule):
             "optimizer",
             self._trusted_config,
         )(params=groups)
+        if self.hparams.get("sparse_id"):
+            optimizer = self._lazy(optimizer)
         if not self.hparams.scheduler:
             return optimizer
         scheduler = build(self.hparams.scheduler, "scheduler", self._trusted_config)(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def _lazy(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """The optimiser for sparse ID gradients: AdamW becomes LazyAdamW; anything else is refused."""
+        from vrs.lit.optim import LazyAdamW
+
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            raise ValueError(
+                "model.sparse_id=true trains in one process only (sparse gradients are not reduced "
+                f"across the {trainer.world_size} DDP processes); use model.sparse_id=false with DDP"
+            )
+        if type(optimizer) is torch.optim.AdamW:
+            return LazyAdamW.like(optimizer)
+        if isinstance(optimizer, LazyAdamW):
+            return optimizer
+        raise ValueError(
+            "model.sparse_id=true updates the ID table with a lazy AdamW: it needs "
+            f"model.optimizer._target_=torch.optim.AdamW, not {type(optimizer).__name__}"
+        )
 
 
 def _xavier_normal_outside_encoders(net: Recommender) -> None:

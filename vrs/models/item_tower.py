@@ -43,6 +43,10 @@ def drop_modalities(
     return {m: keep[:, i] for i, m in enumerate(names)}
 
 
+def _coalesced(grad: Tensor) -> Tensor:
+    return grad.coalesce() if grad.is_sparse else grad
+
+
 class ItemTower(nn.Module):
     """Encodes catalogue items from their modalities, keyed by name, fused into one D-wide vector.
 
@@ -70,6 +74,8 @@ class ItemTower(nn.Module):
         trained: modalities whose encoders train whatever `freeze_encoders` says, and which the
             encoder fine-tuning settings leave alone (embeddings learned with the model, such as
             `configs/modalities/category.yaml`).
+        sparse_id: the ID embedding's gradient is sparse when a subset of items is encoded (rows
+            touched only; `vrs.lit.optim.LazyAdamW` updates those rows alone).
     """
 
     def __init__(
@@ -85,6 +91,7 @@ class ItemTower(nn.Module):
         feature_norm: bool = True,
         id_init_std: float = 0.02,
         trained: Collection[str] = (),
+        sparse_id: bool = False,
     ):
         super().__init__()
         for name in [*towers, *trained]:
@@ -103,7 +110,10 @@ class ItemTower(nn.Module):
         # errors under DDP.
         self.towers = nn.ModuleDict({m: enc for m, enc in towers.items() if m in self.modalities})
         self.frozen: tuple[str, ...] = tuple(m for m in self.towers if freeze_encoders and m not in trained)
-        self.id_emb = nn.Embedding(n_items, dim) if "id" in self.modalities else None
+        self.id_emb = nn.Embedding(n_items, dim, sparse=sparse_id) if "id" in self.modalities else None
+        if self.id_emb is not None and sparse_id:
+            # Rows looked up several times in a step are summed once, before clipping measures the norm.
+            self.id_emb.weight.register_hook(_coalesced)
         self.norms = nn.ModuleDict({m: nn.LayerNorm(in_dims[m]) for m in self.towers if feature_norm})
         if self.id_emb is not None:
             nn.init.normal_(self.id_emb.weight, std=id_init_std)
