@@ -19,6 +19,7 @@ Models and their settings (RecBole's defaults for the model, loss CE = full soft
   SASRec   2 layers, 2 heads, hidden 64, inner 256, dropout 0.2, GELU (vrs: `experiment=sasrec_amazon`
            with those sizes).
   BERT4Rec the same sizes, 20% of the items masked (vrs: `user=bert4rec` with `model.dim=64`).
+  LightGCN embedding 64, 2 layers, L2 1e-5, BPR with one uniform negative (vrs: `experiment=lightgcn`).
 
 Differences from vrs's evaluation, both small: RecBole ranks with torch.topk, so a tie with the target
 may fall either way (vrs counts ties against the target); and RecBole's validation and test run over
@@ -55,6 +56,19 @@ MODELS = {
 }
 # BERT4Rec: SASRec's sizes, 20% of the items masked.
 MODELS["BERT4Rec"] = {**MODELS["SASRec"], "mask_ratio": 0.2}
+# LightGCN (a general, not sequential, model): RecBole's defaults, BPR with one uniform negative.
+MODELS["LightGCN"] = {
+    "embedding_size": 64,
+    "n_layers": 2,
+    "reg_weight": 1e-05,
+    "train_neg_sample_args": {
+        "distribution": "uniform",
+        "sample_num": 1,
+        "alpha": 1.0,
+        "dynamic": False,
+        "candidate_num": 0,
+    },
+}
 
 
 def main() -> None:
@@ -92,6 +106,12 @@ def main() -> None:
     except ImportError as e:
         sys.exit(f"{e}: run this with the RecBole environment (see the docstring)")
     torch.set_num_threads(args.threads)
+    import scipy.sparse
+
+    if not hasattr(scipy.sparse.dok_matrix, "_update"):
+        # RecBole 1.2.1's LightGCN builds its adjacency with dok_matrix._update, which SciPy 1.12
+        # removed; the same bulk insert into the matrix's own dict (values are all 1).
+        scipy.sparse.dok_matrix._update = lambda self, data: self._dict.update(data)
     src = (args.data / f"{args.name}.txt").resolve()
     n_users, n_inters = convert(src, out / "dataset", args.name, args.max_users)
     cwd = os.getcwd()

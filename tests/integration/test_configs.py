@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -53,6 +54,10 @@ def _batch() -> RecBatch:
 def _build(cfg) -> RecModule:
     module = instantiate(cfg.model, n_items=N_ITEMS, n_events=N_EVENTS, max_len=MAX_LEN, n_users=2)
     module.attach_data(_content(), torch.arange(1, N_ITEMS + 1).float())
+    # Graph models (user=lightgcn) take the training pairs from the datamodule: _batch()'s.
+    module.fit_catalogue(
+        SimpleNamespace(train_pairs=(torch.tensor([0, 0, 1, 1]), torch.tensor([1, 2, 5, 6])))
+    )
     return module
 
 

@@ -329,3 +329,28 @@ def test_aux_category_loss_trains_and_reloads(tmp_path: Path, small_data: Path) 
     assert any("train/aux_category" in p.read_text().splitlines()[0] for p in logged)
     evaluated = evaluate(compose_config("eval", [f"ckpt_path={ckpt}"], tmp_path / "eval", small_data))
     assert evaluated["test/ndcg_10"] == pytest.approx(metrics["test/ndcg_10"])
+
+
+def test_lightgcn_trains_and_reloads_with_its_graph(tmp_path: Path, small_data: Path) -> None:
+    """experiment=lightgcn: the graph is the training pairs, it travels in the checkpoint, and
+    vrs-eval scores the checkpoint the same."""
+    metrics = run_train(tmp_path, small_data, ["experiment=lightgcn", "data=synthetic", "user.n_layers=2"])
+    assert 0.0 <= metrics["test/ndcg_10"] <= 1.0
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    module = RecModule.load_from_checkpoint(ckpt, map_location="cpu")
+    from vrs.data.datamodule import RecDataModule
+
+    dm = RecDataModule(str(small_data), load_images=False)
+    dm.setup()
+    users, items = dm.train_pairs
+    assert len(users) == int(dm.train_counts.sum())
+    edges = set(
+        zip(
+            module.net.user_encoder.edge_users.tolist(),
+            module.net.user_encoder.edge_items.tolist(),
+            strict=True,
+        )
+    )
+    assert edges == set(zip(users.tolist(), items.tolist(), strict=True))
+    evaluated = evaluate(compose_config("eval", [f"ckpt_path={ckpt}"], tmp_path / "eval", small_data))
+    assert evaluated["test/ndcg_10"] == pytest.approx(metrics["test/ndcg_10"])

@@ -156,6 +156,17 @@ class RecDataModule(L.LightningDataModule):
         return category_codes(items["category"]) if "category" in items.columns else None
 
     @property
+    def train_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user index, item index) of every training event, (E,) each (graph models' edges)."""
+        data = self._require()
+        offsets = torch.as_tensor(np.asarray(data.offsets), dtype=torch.long)
+        train_len = torch.as_tensor(np.asarray(data.train_len), dtype=torch.long)
+        items = torch.as_tensor(np.asarray(data.items_flat), dtype=torch.long)
+        users = torch.repeat_interleave(torch.arange(len(train_len)), offsets[1:] - offsets[:-1])
+        keep = torch.arange(len(items)) - offsets[users] < train_len[users]
+        return users[keep], items[keep]
+
+    @property
     def n_categories(self) -> int:
         """Number of distinct item categories (0 without a category column)."""
         codes = self.item_categories

@@ -214,6 +214,11 @@ class RecModule(RankingModule):
         if self.aux_head is not None:
             self.item_category = self._category_codes(content).to(self.item_category.device)
 
+    def fit_catalogue(self, datamodule: Any, feature_cache: FeatureCache | None = None) -> None:
+        """A graph user encoder (user=lightgcn) takes the training split's (user, item) pairs."""
+        if self.net.graph:
+            self.net.user_encoder.set_interactions(*datamodule.train_pairs)
+
     def _category_codes(self, content: ItemContent) -> Tensor:
         from vrs.list_metrics import category_codes
 
@@ -311,6 +316,9 @@ class RecModule(RankingModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Checkpoints of towers named by attribute (image_encoder, text_encoder) name them by modality.
         checkpoint["state_dict"] = moved_state_keys(checkpoint["state_dict"])
+        edges = checkpoint["state_dict"].get("net.user_encoder.edge_users")
+        if self.net.graph and edges is not None:
+            self.net.user_encoder.resize_graph(len(edges))  # the saved graph is loaded into them
         if "vrs_rebuilt_prefixes" in checkpoint:
             checkpoint["vrs_rebuilt_prefixes"] = list(
                 moved_state_keys(dict.fromkeys(checkpoint["vrs_rebuilt_prefixes"]))

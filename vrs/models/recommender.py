@@ -32,6 +32,14 @@ class Recommender(nn.Module):
             if getattr(user_encoder, "cloze", False):
                 # The profile would read the hidden items' content at the masked positions.
                 raise ValueError("content_match cannot be combined with cloze training (user.mask_prob > 0)")
+            if self.graph:
+                raise ValueError("content_match cannot be combined with a graph user encoder (user=lightgcn)")
+
+    @property
+    def graph(self) -> bool:
+        """Whether item vectors are propagated over the training graph by the user encoder
+        (user=lightgcn): item vectors then depend on the whole catalogue and the users."""
+        return bool(getattr(self.user_encoder, "graph", False))
 
     @property
     def causal(self) -> bool:
@@ -45,6 +53,9 @@ class Recommender(nn.Module):
 
     def encode_items(self, idx: Tensor | None = None) -> Tensor:
         """Item vectors: idx (n,) -> (n, D [+ F]); None -> (N, D [+ F])."""
+        if self.graph:
+            vectors = self.user_encoder.propagate(self.item_tower())[1]  # (N, D)
+            return vectors if idx is None else vectors[idx]
         vectors = self.item_tower(idx)
         if self.content_match is None:
             return vectors
@@ -65,13 +76,17 @@ class Recommender(nn.Module):
             cloze: (B, T) bool positions whose item a cloze-trained encoder hides (training only;
                 see `vrs.user.BidirectionalUserEncoder`).
         """
+        # Encoders with a vector per user (user=mf) also take the batch's user indices.
+        extra = {"users": batch.users} if getattr(self.user_encoder, "uses_users", False) else {}
+        if self.graph:
+            # The graph propagates from the layer-0 item vectors; the history's are not read.
+            extra["items"] = self.item_tower()  # (N, D)
+            return self.user_encoder(None, batch.mask, batch.events, **extra)
         if item_vectors is None:
             uniq, inverse = torch.unique(batch.items, return_inverse=True)  # (U,), (B, T)
             h = self.encode_items(uniq)[inverse]  # (B, T, D)
         else:
             h = item_vectors[batch.items]  # (B, T, D)
-        # Encoders with a vector per user (user=mf) also take the batch's user indices.
-        extra = {"users": batch.users} if getattr(self.user_encoder, "uses_users", False) else {}
         if cloze is not None:
             extra["cloze"] = cloze
         if self.content_match is None:
