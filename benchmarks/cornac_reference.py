@@ -1,11 +1,17 @@
-"""Cornac 3's BPR on a vrs dataset folder under vrs's protocol: the reference for `experiment=bpr_mf`.
+"""Cornac 3's BPR and VBPR on a vrs dataset folder under vrs's protocol: the references for
+`experiment=bpr_mf` and `experiment=vbpr`.
 
 Cornac fits on the training events of vrs's own leave-one-out split (per user, the last event is the
 test target, the one before it the validation target); vrs's ranking code scores it: every target
 against the whole catalogue, the user's earlier items excluded, ties counted against the target.
 Hyper-parameters are chosen on validation NDCG@10 over a small grid (--grid), then the chosen
-setting is refitted with each --seeds value and tested. Items Cornac never saw in training score
-below every other item.
+setting is refitted with each --seeds value and tested. With BPR, items Cornac never saw in
+training score below every other item; VBPR scores them from their image features alone (its item
+factor and bias are zero there), as the model defines.
+
+--model VBPR reads the image features from --features: a vrs feature-cache entry (`features.pt`,
+(N, F) float32 in catalogue order, as `vrs-extract` writes it; loaded with weights_only=True and its
+shape checked against the dataset) or a .npy file of the same shape.
 
 RUNS IN A SEPARATE ENVIRONMENT, NOT THE vrs ONE (Cornac must never become a vrs dependency):
 
@@ -21,6 +27,8 @@ reader, the split, the sequence tables and the ranking metrics. From the reposit
         --data data/real_images/ml100k --out RUN_DIR
     /work/venvs/cornac/bin/python benchmarks/cornac_reference.py --data DIR --out /tmp/x \\
         --grid "k=64 lambda_reg=0.01 learning_rate=0.05 max_iter=20" --seeds 0
+    OMP_NUM_THREADS=1 /work/venvs/cornac/bin/python benchmarks/cornac_reference.py --model VBPR \\
+        --data DIR --features CACHE/image-<key>/features.pt --out RUN_DIR
 
 Writes RUN_DIR/results.json: every grid point's validation HR/NDCG@10, the chosen one, and per seed
 its validation and test HR@10 / NDCG@10 (mean and std over seeds), with the wall time of each fit.
@@ -40,7 +48,11 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_GRID = "k=64 lambda_reg=0.001,0.01,0.1 learning_rate=0.01,0.05 max_iter=50,100,200,400"
+DEFAULT_GRIDS = {
+    "BPR": "k=64 lambda_reg=0.001,0.01,0.1 learning_rate=0.01,0.05 max_iter=50,100,200,400",
+    # Cornac's VBPR defaults are k=k2=10, lr 0.005, lambda_w=lambda_b=0.01, 50 epochs of batch 100.
+    "VBPR": "k=32 k2=32 learning_rate=0.001,0.005 lambda_w=0.001,0.01,0.1 lambda_b=0.01 n_epochs=20,50 batch_size=100",
+}
 
 
 def parse_grid(text: str) -> list[dict[str, float]]:
@@ -75,10 +87,49 @@ def train_triples(data) -> list[tuple[str, str, float]]:
     return out
 
 
-def fit(triples, params: dict, seed: int):
+def load_features(path: Path, n_items: int) -> np.ndarray:
+    """(N, F) float32 image features of the catalogue, checked against the dataset's N."""
+    if path.suffix == ".npy":
+        feats = np.load(path, allow_pickle=False)
+    else:
+        import torch
+
+        feats = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(feats, torch.Tensor):
+            raise SystemExit(f"{path}: expected one (N, F) tensor, got {type(feats).__name__}")
+        feats = feats.float().numpy()
+    if feats.ndim != 2 or feats.shape[0] != n_items:
+        raise SystemExit(f"{path}: expected ({n_items}, F) features (one row per item), got {feats.shape}")
+    if not np.isfinite(feats).all():
+        raise SystemExit(f"{path}: features hold NaN or infinite values")
+    return feats.astype(np.float32)
+
+
+def fit(triples, params: dict, seed: int, features: np.ndarray | None = None):
     import cornac
 
     train_set = cornac.data.Dataset.from_uir(triples, seed=seed)
+    if features is not None:
+        from cornac.data import ImageModality
+
+        image = ImageModality(features=features, ids=[str(i) for i in range(len(features))])
+        train_set.add_modalities(item_image=image)
+        image.build(id_map=train_set.iid_map)
+        model = cornac.models.VBPR(
+            k=int(params["k"]),
+            k2=int(params["k2"]),
+            n_epochs=int(params["n_epochs"]),
+            batch_size=int(params["batch_size"]),
+            learning_rate=float(params["learning_rate"]),
+            lambda_w=float(params["lambda_w"]),
+            lambda_b=float(params["lambda_b"]),
+            lambda_e=float(params.get("lambda_e", 0.0)),
+            seed=seed,
+            verbose=False,
+        )
+        start = time.perf_counter()
+        model.fit(train_set)
+        return model, train_set, time.perf_counter() - start
     model = cornac.models.BPR(
         k=int(params["k"]),
         max_iter=int(params["max_iter"]),
@@ -92,8 +143,30 @@ def fit(triples, params: dict, seed: int):
     return model, train_set, time.perf_counter() - start
 
 
-def score(model, train_set, data, targets: np.ndarray, batch_size: int = 1024) -> dict[str, float]:
-    """vrs's full-ranking HR/NDCG@10 of `targets` ((user index, seq_pos) rows) under a fitted BPR."""
+def vbpr_vectors(model, train_set, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """VBPR's score as one dot product: item [gamma_i, E f_i, beta_i + beta' f_i] (gamma_i = beta_i =
+    0 for items unseen in training), user [gamma_u, theta_u, 1]."""
+    n_items = len(features)
+    row = np.array([train_set.iid_map.get(str(i), -1) for i in range(n_items)], dtype=np.int64)
+    known = row >= 0
+    k = model.gamma_item.shape[1]
+    gamma = np.zeros((n_items, k), dtype=np.float32)
+    gamma[known] = model.gamma_item[row[known]]
+    bias = (features @ np.asarray(model.beta_prime, dtype=np.float32)).ravel()
+    bias[known] += np.asarray(model.beta_item, dtype=np.float32).ravel()[row[known]]
+    items = np.concatenate(
+        [gamma, features @ np.asarray(model.emb_matrix, dtype=np.float32), bias[:, None]], 1
+    )
+    users = np.concatenate(
+        [model.gamma_user, model.theta_user, np.ones((len(model.gamma_user), 1))], 1
+    ).astype(np.float32)
+    return items.astype(np.float32), users
+
+
+def score(
+    model, train_set, data, targets: np.ndarray, batch_size: int = 1024, features: np.ndarray | None = None
+) -> dict[str, float]:
+    """vrs's full-ranking HR/NDCG@10 of `targets` ((user index, seq_pos) rows) under a fitted model."""
     import torch
 
     from vrs.data.sequences import EvalDataset
@@ -101,24 +174,28 @@ def score(model, train_set, data, targets: np.ndarray, batch_size: int = 1024) -
     from vrs.retrieval import rank_and_topk
 
     n_items = data.n_items
-    # vrs item index -> Cornac's row, or -1 for items never in training (ranked below every other).
-    row = np.array([train_set.iid_map.get(str(i), -1) for i in range(n_items)], dtype=np.int64)
-    known = row >= 0
-    factors = np.asarray(model.i_factors, dtype=np.float32)
-    biases = np.asarray(model.i_biases, dtype=np.float32).reshape(-1)
-    k = factors.shape[1]
-    # Item side [factors, bias, unknown flag]; user side [factors, 1, 1]: score = u.i + b_i, or
-    # -1e30 for an unknown item.
-    items = torch.zeros(n_items, k + 2)
-    items[known, :k] = torch.from_numpy(factors[row[known]])
-    items[known, k] = torch.from_numpy(biases[row[known]])
-    items[~known, k + 1] = -1e30
-    user_factors = np.asarray(model.u_factors, dtype=np.float32)
+    if features is not None:
+        item_vectors, user_factors = vbpr_vectors(model, train_set, features)
+        items, k, extra = torch.from_numpy(item_vectors), item_vectors.shape[1], 0
+    else:
+        # vrs item index -> Cornac's row, or -1 for items never in training (ranked below every other).
+        row = np.array([train_set.iid_map.get(str(i), -1) for i in range(n_items)], dtype=np.int64)
+        known = row >= 0
+        factors = np.asarray(model.i_factors, dtype=np.float32)
+        biases = np.asarray(model.i_biases, dtype=np.float32).reshape(-1)
+        k, extra = factors.shape[1], 2
+        # Item side [factors, bias, unknown flag]; user side [factors, 1, 1]: score = u.i + b_i, or
+        # -1e30 for an unknown item.
+        items = torch.zeros(n_items, k + 2)
+        items[known, :k] = torch.from_numpy(factors[row[known]])
+        items[known, k] = torch.from_numpy(biases[row[known]])
+        items[~known, k + 1] = -1e30
+        user_factors = np.asarray(model.u_factors, dtype=np.float32)
     metric = RankingMetrics(n_items, ks=(10, 20))
     dataset = EvalDataset(data, targets, max_len=1)
     for start in range(0, len(dataset), batch_size):
         samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        users = torch.zeros(len(samples), k + 2)
+        users = torch.zeros(len(samples), k + extra)
         for r, s in enumerate(samples):
             users[r, :k] = torch.from_numpy(user_factors[train_set.uid_map[str(s["user"])]])
         users[:, k:] = 1.0
@@ -141,21 +218,26 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="a vrs dataset folder (vrs-prepare's output)")
     p.add_argument("--out", type=Path, required=True, help="run folder (results.json)")
-    p.add_argument("--grid", default=DEFAULT_GRID, help="name=v1,v2 ... (BPR's arguments)")
+    p.add_argument("--model", choices=sorted(DEFAULT_GRIDS), default="BPR")
+    p.add_argument("--features", type=Path, help="VBPR: the items' image features (features.pt or .npy)")
+    p.add_argument("--grid", help="name=v1,v2 ... (the model's arguments; default: DEFAULT_GRIDS)")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the chosen setting's test fits")
     p.add_argument("--grid-seed", type=int, default=0, help="seed of the validation grid's fits")
     args = p.parse_args(argv)
+    if (args.model == "VBPR") != (args.features is not None):
+        p.error("--features is needed by --model VBPR, and only by it")
     print("reproduce: /work/venvs/cornac/bin/python " + shlex.join(sys.argv), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     data = load(args.data)
+    features = load_features(args.features, data.n_items) if args.features is not None else None
     triples = train_triples(data)
     print(
         f"{args.data}: {data.n_users} users, {data.n_items} items, {len(triples)} training events", flush=True
     )
     grid = []
-    for params in parse_grid(args.grid):
-        model, train_set, seconds = fit(triples, params, args.grid_seed)
-        val = score(model, train_set, data, data.val_targets)
+    for params in parse_grid(args.grid or DEFAULT_GRIDS[args.model]):
+        model, train_set, seconds = fit(triples, params, args.grid_seed, features)
+        val = score(model, train_set, data, data.val_targets, features=features)
         grid.append({"params": params, "val": val, "fit_seconds": seconds})
         print(
             f"{params}: val NDCG@10 {val['ndcg_10']:.4f} HR@10 {val['hr_10']:.4f} ({seconds:.1f} s)",
@@ -164,11 +246,11 @@ def main(argv: list[str] | None = None) -> None:
     best = max(grid, key=lambda g: g["val"]["ndcg_10"])["params"]
     runs = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        model, train_set, seconds = fit(triples, best, seed)
+        model, train_set, seconds = fit(triples, best, seed, features)
         runs.append({
             "seed": seed,
-            "val": score(model, train_set, data, data.val_targets),
-            "test": score(model, train_set, data, data.test_targets),
+            "val": score(model, train_set, data, data.val_targets, features=features),
+            "test": score(model, train_set, data, data.test_targets, features=features),
             "fit_seconds": seconds,
         })  # fmt: skip
         print(
@@ -180,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
         for m in ("hr_10", "ndcg_10")
         for stat, fn in (("mean", np.mean), ("std", lambda v: np.std(v, ddof=1) if len(v) > 1 else 0.0))
     }
-    result = {"data": str(args.data), "model": "cornac.models.BPR", "chosen": best, "grid": grid,
+    result = {"data": str(args.data), "model": f"cornac.models.{args.model}", "chosen": best, "grid": grid,
               "runs": runs, "summary": summary, "command": shlex.join(sys.argv)}  # fmt: skip
     tmp = args.out / "results.json.tmp"
     tmp.write_text(json.dumps(result, indent=2))
