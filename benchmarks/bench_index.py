@@ -1,12 +1,15 @@
 """Build time, throughput and recall of every `ItemIndex` backend against exact search.
 
-Items and queries are random Gaussian vectors, the hardest case for ANN indexes (no cluster structure
-for IVF lists or graph neighbourhoods to exploit). For each backend and search setting it prints the
+Items and queries are random Gaussian vectors by default, the hardest case for ANN indexes (no
+cluster structure for IVF lists or graph neighbourhoods to exploit). With --run they are a trained
+run's: its item vectors, and the user vectors of its first --n-queries test users as queries (the
+searches `vrs-recommend index=...` makes). For each backend and search setting it prints the
 build time, queries/s, recall@K against `ExactItemIndex` and the speed-up over exact queries/s, then
 whether any setting meets the issue's target (recall@K >= 0.95 at >= 10x exact queries/s). Each
 search time is the best of --repeats runs after a short warm-up (the machine may be shared).
 
     python benchmarks/bench_index.py --n-items 1000000 --dim 64 --n-queries 1000 --k 100
+    python benchmarks/bench_index.py --run runs/beauty/seed0 --n-queries 1000 --k 100
 """
 
 from __future__ import annotations
@@ -36,6 +39,21 @@ def recall(idx: Tensor, ref: Tensor) -> float:
     return hits.float().mean().item()
 
 
+def run_vectors(run_dir: str, data_root: str | None, n_queries: int) -> tuple[Tensor, Tensor]:
+    """A trained run's (N, D) item vectors and the (B, D) vectors of its first test users."""
+    from vrs import load_run
+
+    run = load_run(run_dir, **({"root": data_root} if data_root else {}))
+    users = []
+    with torch.no_grad():
+        items = run.net.encode_items().float()
+        for batch in run.datamodule.eval_dataloader("test"):
+            users.append(run.net.encode_users(batch, items).float())
+            if sum(len(u) for u in users) >= n_queries:
+                break
+    return items.contiguous(), torch.cat(users)[:n_queries].contiguous()
+
+
 def as_flags(args: argparse.Namespace) -> list[str]:
     """Every option's effective value, so the printed command reproduces the run as defaults change."""
     flags = []
@@ -62,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run", help="a vrs-train run folder: its item vectors and test users' vectors")
+    p.add_argument("--data-root", help="with --run: the dataset folder, if not the run's (relative) one")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
@@ -69,10 +89,17 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"torch {torch.__version__}, faiss {faiss.__version__}, threads {args.threads}")
     print("reproduce: python benchmarks/bench_index.py " + shlex.join(as_flags(args)))
-    print(f"N={n} random Gaussian items, D={d}, {args.n_queries} random Gaussian queries, K={k}")
-    g = torch.Generator().manual_seed(args.seed)
-    items = torch.randn(n, d, generator=g)
-    queries = torch.randn(args.n_queries, d, generator=g)
+    if args.run:
+        items, queries = run_vectors(args.run, args.data_root, args.n_queries)
+        n, d = items.shape
+        print(
+            f"N={n} item vectors of run {args.run}, D={d}, {len(queries)} of its test users' vectors, K={k}"
+        )
+    else:
+        print(f"N={n} random Gaussian items, D={d}, {args.n_queries} random Gaussian queries, K={k}")
+        g = torch.Generator().manual_seed(args.seed)
+        items = torch.randn(n, d, generator=g)
+        queries = torch.randn(args.n_queries, d, generator=g)
 
     def measure(index: ItemIndex) -> tuple[float, Tensor]:
         index.search(queries[:16], k)  # warm-up: first-touch of the index's memory, thread start
