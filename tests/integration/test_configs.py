@@ -80,9 +80,10 @@ def test_every_experiment_composes_and_instantiates(tmp_path: Path, experiment: 
     + ["encoder=tiny_clip", "encoder=lenet", "encoder.finetune.freeze=true", "~encoder"],
 )
 def test_each_axis_is_one_word(tmp_path: Path, override: str) -> None:
-    cfg = compose_config(
-        "train", [override, "loss.n_negatives=4"] if "sampled" in override else [override], tmp_path
-    )
+    extra = {"sampled": ["loss.n_negatives=4"], "freedom": ["encoder.finetune.freeze=true"]}
+    more = [o for key, values in extra.items() if key in override for o in values]
+    # user=freedom builds its item graph from frozen features (refused otherwise, with the reason).
+    cfg = compose_config("train", [override, *more], tmp_path)
     module = _build(cfg)
     loss = module.training_step(_batch(), 0)
     assert torch.isfinite(loss)

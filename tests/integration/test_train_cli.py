@@ -354,3 +354,16 @@ def test_lightgcn_trains_and_reloads_with_its_graph(tmp_path: Path, small_data: 
     assert edges == set(zip(users.tolist(), items.tolist(), strict=True))
     evaluated = evaluate(compose_config("eval", [f"ckpt_path={ckpt}"], tmp_path / "eval", small_data))
     assert evaluated["test/ndcg_10"] == pytest.approx(metrics["test/ndcg_10"])
+
+
+def test_freedom_trains_and_reloads_with_both_graphs(tmp_path: Path, small_data: Path) -> None:
+    """experiment=freedom (toy towers, frozen): the item-item graph is built from the frozen
+    features, both graphs travel in the checkpoint, and vrs-eval scores it the same."""
+    metrics = run_train(tmp_path, small_data, ["experiment=freedom", "encoder=toy", "data=synthetic"])
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    module = RecModule.load_from_checkpoint(ckpt, map_location="cpu")
+    encoder = module.net.user_encoder
+    assert encoder.item_src.numel() == 2 * module.hparams.n_items * encoder.knn_k  # image + text graphs
+    assert encoder.edge_users.numel() > 0
+    evaluated = evaluate(compose_config("eval", [f"ckpt_path={ckpt}"], tmp_path / "eval", small_data))
+    assert evaluated["test/ndcg_10"] == pytest.approx(metrics["test/ndcg_10"])

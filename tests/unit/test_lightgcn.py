@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vrs.user.lightgcn import LightGCN
+from vrs.user.lightgcn import Freedom, LightGCN, knn_graph
 
 U, N, D = 4, 6, 5
 USERS = torch.tensor([0, 0, 1, 2, 2, 2, 3, 0])
@@ -66,3 +66,76 @@ def test_unknown_users_and_missing_graph_are_refused() -> None:
         encoder.set_interactions(torch.tensor([U]), torch.tensor([0]))
     with pytest.raises(RuntimeError, match="no training graph"):
         LightGCN(dim=D, max_len=8, n_events=1, n_users=U).propagate(torch.randn(N, D))
+
+
+def test_knn_graph_keeps_k_neighbours_per_item_symmetrically_normalised() -> None:
+    g = torch.Generator().manual_seed(0)
+    features, present = torch.randn(8, 3, generator=g), torch.ones(8, dtype=torch.bool)
+    present[5] = False  # no such feature: no edges
+    src, dst, weight = knn_graph(features, present, k=3)
+    assert torch.equal(torch.bincount(src, minlength=8), torch.tensor([3, 3, 3, 3, 3, 0, 3, 3]))
+    assert 5 not in dst.tolist()
+    x = torch.nn.functional.normalize(features, dim=-1)
+    adj = torch.zeros(8, 8)
+    for i in [0, 1, 2, 3, 4, 6, 7]:
+        sims = x[i] @ x.T
+        sims[5] = -2.0
+        top = sims.topk(3).indices
+        adj[i, top] = sims[top]
+    assert adj[0, 0] > 0  # an item is its own nearest neighbour
+    deg = adj.sum(1).clamp(min=1e-12)
+    want = adj / deg.sqrt()[:, None] / deg.sqrt()[None, :]
+    got = torch.zeros(8, 8).index_put_((src, dst), weight, accumulate=True)
+    torch.testing.assert_close(got, want)
+
+
+def _freedom(prune: float) -> Freedom:
+    torch.manual_seed(0)
+    encoder = Freedom(
+        dim=D, max_len=8, n_events=1, n_users=U, n_layers=2, knn_k=2, image_weight=0.25, prune=prune
+    )
+    encoder.set_interactions(USERS, ITEMS)
+    g = torch.Generator().manual_seed(3)
+    features = {"image": torch.randn(N, 4, generator=g), "text": torch.randn(N, 7, generator=g)}
+    encoder.set_item_graph(features, {m: torch.ones(N, dtype=torch.bool) for m in features})
+    return encoder
+
+
+def test_freedom_adds_the_item_graph_propagation_to_lightgcn() -> None:
+    encoder = _freedom(prune=0.5).eval()  # evaluation: every user-item edge
+    items = torch.randn(N, D, generator=torch.Generator().manual_seed(1))
+    users, item_vectors = encoder.propagate(items)
+    want_users, want_items = _matrix_form(encoder, items)
+    s = torch.zeros(N, N).index_put_(
+        (encoder.item_src, encoder.item_dst), encoder.item_weight, accumulate=True
+    )
+    torch.testing.assert_close(users, want_users)
+    torch.testing.assert_close(item_vectors, want_items + s @ items)
+    # image 0.25 + text 0.75 of two symmetrically normalised graphs
+    image = knn_graph(
+        torch.randn(N, 4, generator=torch.Generator().manual_seed(3)), torch.ones(N, dtype=torch.bool), 2
+    )
+    assert encoder.item_src.numel() == 2 * N * 2
+    torch.testing.assert_close(encoder.item_weight[: N * 2], 0.25 * image[2])
+
+
+def test_freedom_prunes_a_share_of_edges_per_epoch_reproducibly() -> None:
+    encoder = _freedom(prune=0.5).train()
+    encoder.new_epoch(torch.Generator().manual_seed(0))
+    kept = encoder._kept.clone()
+    assert len(kept) == 3 and len(set(kept.tolist())) == 3  # half of 7 edges, without replacement
+    encoder.new_epoch(torch.Generator().manual_seed(0))
+    assert torch.equal(kept, encoder._kept)
+    items = torch.randn(N, D)
+    users, _ = encoder.propagate(items)
+    pruned = LightGCN(dim=D, max_len=8, n_events=1, n_users=U, n_layers=2)
+    pruned.weight = encoder.weight
+    pruned.set_interactions(encoder.edge_users[kept], encoder.edge_items[kept])
+    torch.testing.assert_close(users, pruned.propagate(items)[0])
+    assert encoder.edge_users.numel() == 7  # the full graph is kept for evaluation
+
+
+def test_freedom_needs_frozen_features() -> None:
+    encoder = Freedom(dim=D, max_len=8, n_events=1, n_users=U)
+    with pytest.raises(ValueError, match="frozen content features"):
+        encoder.set_item_graph({}, {})

@@ -218,6 +218,20 @@ class RecModule(RankingModule):
         """A graph user encoder (user=lightgcn) takes the training split's (user, item) pairs."""
         if self.net.graph:
             self.net.user_encoder.set_interactions(*datamodule.train_pairs)
+        if getattr(self.net.user_encoder, "needs_item_graph", False):
+            tower = self.net.item_tower
+            catalogue = tower.catalogue
+            self.net.user_encoder.set_item_graph(
+                {m: catalogue.inputs[m] for m in tower.frozen},
+                {m: catalogue.present[m] for m in tower.frozen},
+            )
+
+    def on_train_epoch_start(self) -> None:
+        # Graph encoders that resample their graph per epoch (user=freedom): drawn from the run's
+        # seed and the epoch, so a resumed run draws what an uninterrupted one did.
+        new_epoch = getattr(self.net.user_encoder, "new_epoch", None)
+        if new_epoch is not None:
+            new_epoch(torch.Generator().manual_seed(torch.initial_seed() % 2**31 + 7919 * self.current_epoch))
 
     def _category_codes(self, content: ItemContent) -> Tensor:
         from vrs.list_metrics import category_codes
@@ -316,9 +330,13 @@ class RecModule(RankingModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Checkpoints of towers named by attribute (image_encoder, text_encoder) name them by modality.
         checkpoint["state_dict"] = moved_state_keys(checkpoint["state_dict"])
-        edges = checkpoint["state_dict"].get("net.user_encoder.edge_users")
+        state = checkpoint["state_dict"]
+        edges = state.get("net.user_encoder.edge_users")
         if self.net.graph and edges is not None:
-            self.net.user_encoder.resize_graph(len(edges))  # the saved graph is loaded into them
+            # Sized to the saved graph, which is then loaded into them.
+            item_edges = state.get("net.user_encoder.item_src")
+            extra = {} if item_edges is None else {"n_item_edges": len(item_edges)}
+            self.net.user_encoder.resize_graph(len(edges), **extra)
         if "vrs_rebuilt_prefixes" in checkpoint:
             checkpoint["vrs_rebuilt_prefixes"] = list(
                 moved_state_keys(dict.fromkeys(checkpoint["vrs_rebuilt_prefixes"]))

@@ -117,3 +117,165 @@ class LightGCN(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n_users={self.n_users}, dim={self.dim}, n_layers={self.n_layers}, edges={self.edge_users.numel()}"
+
+
+def knn_graph(
+    features: Tensor, present: Tensor, k: int, chunk_size: int = 1024
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The items' k-nearest-neighbour graph by cosine of their features, symmetrically normalised.
+
+    Row i keeps its k most similar items (itself included, as FREEDOM's graph does), weighted by the
+    cosine; weights are then scaled by 1 / sqrt(deg(i) deg(j)) with deg the row sums. Items without
+    the modality (`present` False) have no edges.
+
+    Returns:
+        (src, dst, weight) of the edges, (N * k,) each at most.
+    """
+    x = torch.nn.functional.normalize(features.float(), dim=-1)
+    rows = present.nonzero().flatten()
+    if len(rows) == 0:
+        empty = torch.zeros(0, dtype=torch.long)
+        return empty, empty, torch.zeros(0)
+    k = min(k, len(rows))
+    candidates = x[rows]  # (P, F)
+    src, dst, weight = [], [], []
+    for start in range(0, len(rows), chunk_size):
+        block = rows[start : start + chunk_size]
+        sims = x[block] @ candidates.T  # (b, P)
+        values, idx = sims.topk(k, dim=1)
+        src.append(block.repeat_interleave(k))
+        dst.append(rows[idx.flatten()])
+        weight.append(values.flatten())
+    src_t, dst_t, w = torch.cat(src), torch.cat(dst), torch.cat(weight)
+    deg = torch.zeros(len(features)).index_add_(0, src_t, w)
+    inv = deg.clamp(min=1e-12).rsqrt()
+    return src_t, dst_t, inv[src_t] * w * inv[dst_t]
+
+
+class Freedom(LightGCN):
+    """FREEDOM (Zhou and Shen, 2023) on vrs's item tower: LightGCN over a pruned user-item graph plus
+    a frozen item-item graph from the items' content features.
+
+    Item vectors: layer-0 vectors (the item tower's: with `fusion=concat`, the ID embedding fused with
+    the frozen image and text features) go through LightGCN's layers over the user-item graph, and
+    the item-item graph's `item_layers` propagation of the layer-0 vectors is added. The item-item
+    graph is each modality's k-nearest-neighbour graph by cosine of its frozen features (symmetric
+    normalisation), mixed `image_weight` image / 1 - `image_weight` for the other modalities (text),
+    built once (`set_item_graph`, from the item tower's frozen features) and saved with the
+    checkpoint. Training prunes the user-item graph afresh each epoch (`new_epoch`): it keeps a
+    1 - `prune` share of the edges, drawn without replacement with probability proportional to
+    1 / sqrt(deg(u) deg(i)) (FREEDOM's degree-sensitive edge pruning), normalised over the kept edges;
+    evaluation uses every edge.
+
+    Unlike the paper, layer 0 is the item tower's vector (the paper: the ID embedding, with the
+    content features in an auxiliary loss only), so items never seen in training get a vector from
+    their own content as well as from their neighbours'.
+
+    Args:
+        dim, max_len, n_events, n_users, n_layers, init_std: as `LightGCN`.
+        knn_k: neighbours per item in the item-item graph.
+        image_weight: share of the image graph (the rest is split evenly over the other modalities).
+        item_layers: propagation steps over the item-item graph.
+        prune: share of user-item edges dropped per training epoch (0: none).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        max_len: int,
+        n_events: int,
+        n_users: int,
+        n_layers: int = 2,
+        init_std: float = 0.1,
+        knn_k: int = 10,
+        image_weight: float = 0.1,
+        item_layers: int = 1,
+        prune: float = 0.8,
+    ) -> None:
+        super().__init__(dim, max_len, n_events, n_users, n_layers, init_std)
+        if knn_k < 1:
+            raise ValueError(f"user.knn_k must be >= 1, got {knn_k}")
+        if not 0.0 <= image_weight <= 1.0:
+            raise ValueError(f"user.image_weight must be in [0, 1], got {image_weight}")
+        if not 0.0 <= prune < 1.0:
+            raise ValueError(f"user.prune must be in [0, 1), got {prune}")
+        self.knn_k, self.image_weight, self.item_layers, self.prune = knn_k, image_weight, item_layers, prune
+        self.register_buffer("item_src", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("item_dst", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("item_weight", torch.zeros(0))
+        self._kept: Tensor | None = None  # this epoch's kept user-item edges (training)
+
+    needs_item_graph: bool = True
+
+    def set_item_graph(self, features: dict[str, Tensor], present: dict[str, Tensor]) -> None:
+        """Builds the item-item graph from each modality's (N, F) frozen features."""
+        if not features:
+            raise ValueError(
+                "user=freedom builds its item-item graph from frozen content features: the item tower "
+                "has none (use an image/text encoder with encoder.finetune.freeze=true and a fusion "
+                "that reads them, e.g. fusion=concat)"
+            )
+        others = [m for m in features if m != "image"]
+        weights = {m: (self.image_weight if m == "image" else 1.0) for m in features}
+        if "image" in features and others:
+            weights.update({m: (1.0 - self.image_weight) / len(others) for m in others})
+        elif "image" in features:
+            weights["image"] = 1.0
+        else:
+            weights = {m: 1.0 / len(others) for m in others}
+        src, dst, w = [], [], []
+        for m, x in features.items():
+            s, d, v = knn_graph(x.cpu(), present[m].cpu(), self.knn_k)
+            src.append(s), dst.append(d), w.append(v * weights[m])
+        device = self.weight.device
+        self.item_src, self.item_dst = torch.cat(src).to(device), torch.cat(dst).to(device)
+        self.item_weight = torch.cat(w).to(device)
+
+    def resize_graph(self, n_edges: int, n_item_edges: int = 0) -> None:
+        super().resize_graph(n_edges)
+        device = self.weight.device
+        self.item_src = torch.zeros(n_item_edges, dtype=torch.long, device=device)
+        self.item_dst = torch.zeros(n_item_edges, dtype=torch.long, device=device)
+        self.item_weight = torch.zeros(n_item_edges, device=device)
+
+    def new_epoch(self, generator: torch.Generator | None = None) -> None:
+        """Draws this epoch's pruned user-item graph (degree-sensitive, without replacement)."""
+        if self.prune <= 0 or not self.edge_users.numel():
+            self._kept = None
+            return
+        eu, ei = self.edge_users, self.edge_items
+        deg_u = torch.bincount(eu).float()
+        deg_i = torch.bincount(ei).float()
+        probs = (deg_u[eu] * deg_i[ei]).rsqrt()
+        n_keep = max(1, int(len(eu) * (1.0 - self.prune)))
+        self._kept = torch.multinomial(probs.cpu(), n_keep, replacement=False, generator=generator).to(
+            eu.device
+        )
+
+    def propagate(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        if self.training and self._kept is not None:
+            full = self.edge_users, self.edge_items
+            self.edge_users, self.edge_items = full[0][self._kept], full[1][self._kept]
+            try:
+                users, item_vectors = super().propagate(items)
+            finally:
+                self.edge_users, self.edge_items = full
+        else:
+            users, item_vectors = super().propagate(items)
+        if not self.item_src.numel():
+            raise RuntimeError(
+                "user=freedom has no item-item graph: the model builds it from the item tower's frozen "
+                "features (RecModule.fit_catalogue) or loads it from the checkpoint"
+            )
+        h = items
+        for _ in range(self.item_layers):
+            h = torch.zeros_like(h).index_add_(
+                0, self.item_src, self.item_weight[:, None].to(h.dtype) * h[self.item_dst]
+            )
+        return users, item_vectors + h
+
+    def extra_repr(self) -> str:
+        return (
+            super().extra_repr()
+            + f", knn_k={self.knn_k}, item_edges={self.item_src.numel()}, prune={self.prune}"
+        )
