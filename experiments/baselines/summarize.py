@@ -17,8 +17,10 @@ import statistics
 import sys
 from pathlib import Path
 
+# Beyond accuracy, from vrs's metrics.json (the reference scripts report accuracy only).
+BEYOND = ["coverage_10", "gini_10", "novelty_10", "ild_category_10"]
 FIELDS = ["dataset", "model", "implementation", "seed", "val_ndcg_10", "test_recall_10", "test_ndcg_10",
-          "wall_seconds", "commit"]  # fmt: skip
+          *(f"test_{m}" for m in BEYOND), "wall_seconds", "commit"]  # fmt: skip
 
 
 def vrs_rows(root: Path) -> list[dict]:
@@ -32,6 +34,7 @@ def vrs_rows(root: Path) -> list[dict]:
             "dataset": run.parent.name, "model": run.parent.parent.name, "implementation": "vrs",
             "seed": int(run.name.removeprefix("seed")), "val_ndcg_10": m.get("val/ndcg_10"),
             "test_recall_10": m.get("test/recall_10"), "test_ndcg_10": m.get("test/ndcg_10"),
+            **{f"test_{b}": m.get(f"test/{b}", "") for b in BEYOND},
             "wall_seconds": wall.read_text().strip() if wall.is_file() else "",
             "commit": commit.read_text().strip() if commit.is_file() else "",
         })  # fmt: skip
@@ -47,7 +50,8 @@ def reference_rows(root: Path) -> list[dict]:
             rows.append({
                 "dataset": dataset, "model": name, "implementation": r["model"], "seed": run["seed"],
                 "val_ndcg_10": run["val"]["ndcg_10"], "test_recall_10": run["test"]["hr_10"],
-                "test_ndcg_10": run["test"]["ndcg_10"], "wall_seconds": round(run["fit_seconds"], 2),
+                "test_ndcg_10": run["test"]["ndcg_10"], **{f"test_{b}": "" for b in BEYOND},
+                "wall_seconds": round(run["fit_seconds"], 2),
                 "commit": "",
             })  # fmt: skip
     return rows
@@ -70,14 +74,18 @@ def main(argv: list[str] | None = None) -> None:
             w.writerows(rows)
         os.replace(tmp, args.csv)
     print(
-        "| dataset | model | implementation | seeds | val NDCG@10 | test R@10 | test NDCG@10 | wall s / run |"
+        "| dataset | model | implementation | seeds | val NDCG@10 | test R@10 | test NDCG@10 | coverage@10 | "
+        "Gini@10 | novelty@10 | category ILD@10 | wall s / run |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["model"], r["implementation"]), []).append(r)
 
-    def cell(values: list[float]) -> str:
+    def cell(values: list) -> str:
+        values = [float(v) for v in values if v not in ("", None)]
+        if not values:
+            return "-"
         if len(values) == 1:
             return f"{values[0]:.4f}"
         return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
@@ -86,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
         walls = [float(r["wall_seconds"]) for r in group if r["wall_seconds"] != ""]
         wall = f"{statistics.mean(walls):.0f}" if walls else "-"
         print(f"| {dataset} | {model} | {impl} | {len(group)} | {cell([r['val_ndcg_10'] for r in group])} | "
-              f"{cell([r['test_recall_10'] for r in group])} | {cell([r['test_ndcg_10'] for r in group])} | {wall} |")  # fmt: skip
+              f"{cell([r['test_recall_10'] for r in group])} | {cell([r['test_ndcg_10'] for r in group])} | "
+              + " | ".join(cell([r[f"test_{b}"] for r in group]) for b in BEYOND) + f" | {wall} |")  # fmt: skip
 
 
 if __name__ == "__main__":
