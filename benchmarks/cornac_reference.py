@@ -74,7 +74,20 @@ def load(root: Path):
 
     ds = load_dataset(root, check_images=False)
     split = make_split(ds.interactions, "leave_one_out")
-    return SequenceData(ds.items, ds.interactions, split)
+    data = SequenceData(ds.items, ds.interactions, split)
+    data.item_table = ds.items  # the categories of the beyond-accuracy metrics
+    return data
+
+
+def item_stats(data):
+    """vrs's per-item facts for the list metrics: training counts and categories."""
+    import torch
+
+    from vrs.list_metrics import ItemStats, category_codes
+
+    items = data.item_table
+    categories = category_codes(items["category"]) if "category" in items.columns else None
+    return ItemStats(torch.as_tensor(data.train_counts, dtype=torch.float32), categories)
 
 
 def train_triples(data) -> list[tuple[str, str, float]]:
@@ -170,6 +183,7 @@ def score(
     import torch
 
     from vrs.data.sequences import EvalDataset
+    from vrs.list_metrics import ListMetrics
     from vrs.metrics import RankingMetrics
     from vrs.retrieval import rank_and_topk
 
@@ -192,6 +206,8 @@ def score(
         items[~known, k + 1] = -1e30
         user_factors = np.asarray(model.u_factors, dtype=np.float32)
     metric = RankingMetrics(n_items, ks=(10, 20))
+    lists = ListMetrics(n_items, ks=(10,))
+    lists.set_stats(item_stats(data))
     dataset = EvalDataset(data, targets, max_len=1)
     for start in range(0, len(dataset), batch_size):
         samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
@@ -204,13 +220,16 @@ def score(
         for r, s in enumerate(samples):
             seen[r, seen_w - len(s["seen"]) :] = torch.from_numpy(s["seen"])
         target = torch.tensor([s["target"] for s in samples], dtype=torch.long)
-        ranking = rank_and_topk(users, items, target, seen, k=0)
+        ranking = rank_and_topk(users, items, target, seen, k=10)
         metric.update(ranking.ranks, ranking.target_seen)
+        lists.update(ranking.top_items)
     out = metric.compute()
+    beyond = {k: float(v) for k, v in lists.compute().items() if k.endswith("_10")}
     return {
         "ndcg_10": float(out["ndcg_10"]),
         "hr_10": float(out["recall_10"]),
         "n_users": int(out["n_users"]),
+        **beyond,
     }
 
 

@@ -17,7 +17,7 @@ import statistics
 import sys
 from pathlib import Path
 
-# Beyond accuracy, from vrs's metrics.json (the reference scripts report accuracy only).
+# Beyond accuracy: vrs's metrics.json, and the reference scripts that score lists with vrs's code.
 BEYOND = ["coverage_10", "gini_10", "novelty_10", "ild_category_10"]
 FIELDS = ["dataset", "model", "implementation", "seed", "val_ndcg_10", "test_recall_10", "test_ndcg_10",
           *(f"test_{m}" for m in BEYOND), "wall_seconds", "commit"]  # fmt: skip
@@ -50,7 +50,7 @@ def reference_rows(root: Path) -> list[dict]:
             rows.append({
                 "dataset": dataset, "model": name, "implementation": r["model"], "seed": run["seed"],
                 "val_ndcg_10": run["val"]["ndcg_10"], "test_recall_10": run["test"]["hr_10"],
-                "test_ndcg_10": run["test"]["ndcg_10"], **{f"test_{b}": "" for b in BEYOND},
+                "test_ndcg_10": run["test"]["ndcg_10"], **{f"test_{b}": run["test"].get(b, "") for b in BEYOND},
                 "wall_seconds": round(run["fit_seconds"], 2),
                 "commit": "",
             })  # fmt: skip
