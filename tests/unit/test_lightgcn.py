@@ -139,3 +139,75 @@ def test_freedom_needs_frozen_features() -> None:
     encoder = Freedom(dim=D, max_len=8, n_events=1, n_users=U)
     with pytest.raises(ValueError, match="frozen content features"):
         encoder.set_item_graph({}, {})
+
+
+def _graph_module():
+    from types import SimpleNamespace
+
+    from vrs.data.content import ItemContent
+    from vrs.lit.module import RecModule
+
+    torch.manual_seed(0)
+    module = RecModule(
+        n_items=N,
+        n_events=1,
+        max_len=4,
+        dim=D,
+        n_users=U,
+        fusion={
+            "_target_": "vrs.fusion.single_modality.SingleModalityFusion",
+            "_partial_": True,
+            "modality": "id",
+            "project": False,
+        },
+        user={"_target_": "vrs.user.lightgcn.LightGCN", "_partial_": True, "n_layers": 2},
+        loss={"_target_": "vrs.losses.BPRLoss"},
+    )
+    content = ItemContent(
+        images=torch.zeros(N, 3, 8, 8, dtype=torch.uint8),
+        has_image=torch.zeros(N, dtype=torch.bool),
+        texts=[""] * N,
+        has_text=torch.zeros(N, dtype=torch.bool),
+    )
+    module.attach_data(content, torch.ones(N))
+    module.fit_catalogue(SimpleNamespace(train_pairs=(USERS, ITEMS)))
+    return module
+
+
+def _count_propagations(module, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    propagate = module.net.user_encoder.propagate
+
+    def counted(items):
+        calls[0] += 1
+        return propagate(items)
+
+    monkeypatch.setattr(module.net.user_encoder, "propagate", counted)
+    return calls
+
+
+def test_propagation_runs_once_per_training_step_and_per_evaluation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vrs.data.batch import RecBatch
+
+    module = _graph_module()
+    calls = _count_propagations(module, monkeypatch)
+    items = torch.tensor([[0, 1, 2, 3], [0, 0, 2, 4]])
+    mask = torch.tensor([[True] * 4, [False, False, True, True]])
+    batch = RecBatch(
+        items=items, events=mask.long(), mask=mask, targets=torch.where(mask, items.roll(-1, 1), -1),
+        users=torch.tensor([0, 2]),
+    )  # fmt: skip
+    optimizer = module.configure_optimizers()
+    for step in range(2):
+        optimizer.zero_grad()
+        module.training_step(batch, step).backward()  # states, positives and negatives: one propagation
+        assert calls[0] == step + 1
+        optimizer.step()  # new weights: the next step propagates again
+    module.eval()
+    with torch.no_grad():
+        vectors = module.net.encode_items()
+        for _ in range(3):
+            module.net.encode_users(batch, vectors)
+    assert calls[0] == 3  # one for the whole evaluation
+    with torch.no_grad(), pytest.raises(ValueError, match="new history"):
+        module.net.encode_users(RecBatch(**{**batch.__dict__, "users": torch.tensor([-1, 0])}), vectors)

@@ -27,6 +27,8 @@ class Recommender(nn.Module):
         self.item_tower = item_tower
         self.user_encoder = user_encoder
         self.content_match = content_match
+        # A graph encoder's propagation, reused while nothing it depends on has changed.
+        self._propagated: tuple[tuple, tuple[Tensor, Tensor]] | None = None
         if content_match is not None:
             content_match.check(item_tower)
             if getattr(user_encoder, "cloze", False):
@@ -51,10 +53,32 @@ class Recommender(nn.Module):
         """Width of the learned part of item vectors and user states (the fused item width D)."""
         return self.item_tower.dim
 
+    def propagated(self) -> tuple[Tensor, Tensor]:
+        """A graph encoder's final (U, D) user and (N, D) item vectors, computed once per training
+        step (the weights change with every optimiser step) and once per evaluation.
+
+        The cache is keyed by every parameter's version counter (bumped by in-place updates such as
+        the optimiser's), the train/eval mode, the graph tensors and the user encoder's `graph_key`
+        (per-epoch resampling), so it is never read after any of them changed.
+        """
+        encoder = self.user_encoder
+        key = (
+            self.training,
+            torch.is_grad_enabled(),
+            tuple(p._version for p in self.parameters()),
+            tuple(id(b) for b in encoder.buffers()),
+            getattr(encoder, "graph_key", None),
+        )
+        if self._propagated is not None and self._propagated[0] == key:
+            return self._propagated[1]
+        result = encoder.propagate(self.item_tower())
+        self._propagated = (key, result)
+        return result
+
     def encode_items(self, idx: Tensor | None = None) -> Tensor:
         """Item vectors: idx (n,) -> (n, D [+ F]); None -> (N, D [+ F])."""
         if self.graph:
-            vectors = self.user_encoder.propagate(self.item_tower())[1]  # (N, D)
+            vectors = self.propagated()[1]  # (N, D)
             return vectors if idx is None else vectors[idx]
         vectors = self.item_tower(idx)
         if self.content_match is None:
@@ -80,8 +104,7 @@ class Recommender(nn.Module):
         extra = {"users": batch.users} if getattr(self.user_encoder, "uses_users", False) else {}
         if self.graph:
             # The graph propagates from the layer-0 item vectors; the history's are not read.
-            extra["items"] = self.item_tower()  # (N, D)
-            return self.user_encoder(None, batch.mask, batch.events, **extra)
+            return self.user_encoder.user_states(batch.users, batch.mask, self.propagated()[0])
         if item_vectors is None:
             uniq, inverse = torch.unique(batch.items, return_inverse=True)  # (U,), (B, T)
             h = self.encode_items(uniq)[inverse]  # (B, T, D)

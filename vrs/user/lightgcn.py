@@ -99,7 +99,14 @@ class LightGCN(nn.Module):
     ) -> Tensor:
         """h (B, T, D) (unused), mask (B, T), users (B,), items (N, D) layer-0 item vectors ->
         (B, T, D): the user's final vector at every real position, zeros at padding."""
-        if users is None or items is None:
+        if items is None:
+            raise ValueError("user=lightgcn needs the layer-0 item vectors (items=)")
+        return self.user_states(users, mask, self.propagate(items)[0])
+
+    def user_states(self, users: Tensor | None, mask: Tensor, final_users: Tensor) -> Tensor:
+        """users (B,) indices, mask (B, T), final_users (U, D) from `propagate` -> (B, T, D): each
+        user's final vector at every real position, zeros at padding."""
+        if users is None:
             raise ValueError("user=lightgcn scores known users only: the batch carries no user indices")
         if users.numel() and int(users.min()) < 0:
             raise ValueError(
@@ -111,8 +118,7 @@ class LightGCN(nn.Module):
             raise ValueError(
                 f"user index out of range [0, {self.n_users}): this model was trained on {self.n_users} users"
             )
-        vectors = self.propagate(items)[0][users]  # (B, D)
-        states = vectors[:, None, :].expand(-1, mask.shape[1], -1)  # (B, T, D)
+        states = final_users[users][:, None, :].expand(-1, mask.shape[1], -1)  # (B, T, D)
         return torch.where(mask.bool()[..., None], states, 0.0)
 
     def extra_repr(self) -> str:
@@ -204,6 +210,7 @@ class Freedom(LightGCN):
         self.register_buffer("item_dst", torch.zeros(0, dtype=torch.long))
         self.register_buffer("item_weight", torch.zeros(0))
         self._kept: Tensor | None = None  # this epoch's kept user-item edges (training)
+        self._draws = 0  # how many times `new_epoch` drew them
 
     needs_item_graph: bool = True
 
@@ -240,6 +247,7 @@ class Freedom(LightGCN):
 
     def new_epoch(self, generator: torch.Generator | None = None) -> None:
         """Draws this epoch's pruned user-item graph (degree-sensitive, without replacement)."""
+        self._draws += 1
         if self.prune <= 0 or not self.edge_users.numel():
             self._kept = None
             return
@@ -251,6 +259,11 @@ class Freedom(LightGCN):
         self._kept = torch.multinomial(probs.cpu(), n_keep, replacement=False, generator=generator).to(
             eu.device
         )
+
+    @property
+    def graph_key(self) -> int | None:
+        """Changes whenever the pruned graph propagation uses does (see `Recommender.propagated`)."""
+        return self._draws if self.training and self._kept is not None else None
 
     def propagate(self, items: Tensor) -> tuple[Tensor, Tensor]:
         if self.training and self._kept is not None:
