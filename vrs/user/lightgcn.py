@@ -134,6 +134,9 @@ def knn_graph(
     cosine; weights are then scaled by 1 / sqrt(deg(i) deg(j)) with deg the row sums. Items without
     the modality (`present` False) have no edges.
 
+    Exact search, `chunk_size` rows at a time: O(N^2 F) time and O(chunk_size N) memory, seconds
+    for 10^4-10^5 items on a CPU; an approximate index would be needed far beyond that.
+
     Returns:
         (src, dst, weight) of the edges, (N * k,) each at most.
     """
