@@ -16,6 +16,8 @@ BIN=${BIN:-.venv/bin}
 SEEDS=${SEEDS:-"0 1 2"}
 DATASETS=${DATASETS:-"hm ml100k"}
 FEATURES=${FEATURES:-cache/features}
+# More overrides for every trained arm, e.g. EXTRA="callbacks.early_stopping.patience=30" (MovieLens).
+EXTRA=${EXTRA:-}
 WINDOWS=${WINDOWS:-"1 2 3 5"}
 ORDER=(popularity visual_profile content_profile id_only image_only text_only concat gated cross_attention late
   concat_nodrop concat_cm concat_noid concat_noid_cm concat_noid_cmfull concat_aux concat_cm_aux finetune_top)
@@ -73,7 +75,7 @@ for name in $DATASETS; do
           run="$OUT/$arm/$name/seed$seed"
           if [[ -f "$run/metrics.json" ]]; then echo "done: $run"; continue; fi
           # shellcheck disable=SC2086
-          train_run "$run" ${GRID[$arm]} data.root="$root" seed="$seed" logger=csv
+          train_run "$run" ${GRID[$arm]} data.root="$root" seed="$seed" logger=csv $EXTRA
         done ;;
     esac
   done
