@@ -14,6 +14,10 @@ from vrs import threads
 # matmuls read the tile from cache. On GPUs tiles only bound memory.
 _CPU_TILE = 1 << 19
 _GPU_TILE = 1 << 26
+# Rows per tile at least: with a catalogue so large that fewer rows fit in L2 (over 16k items), a
+# tile of a few rows is a matrix-vector pass over the whole item table, memory-bound (at 1M items,
+# 1-row tiles ran at 5-6 GFLOP/s); 32 rows make it matrix-matrix at 32 x N logits per tile.
+_MIN_ROWS = 32
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -24,7 +28,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, states: Tensor, items: Tensor, targets: Tensor) -> Tensor:
         m, n = states.shape[0], items.shape[0]
         dev = states.device
-        rows = max(1, (_CPU_TILE if dev.type == "cpu" else _GPU_TILE) // n)
+        rows = max(_MIN_ROWS, (_CPU_TILE if dev.type == "cpu" else _GPU_TILE) // n)
         n_blocks = math.ceil(m / rows)
         lse = torch.empty(m, device=dev)  # (M,)
         grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]

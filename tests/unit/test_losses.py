@@ -246,10 +246,20 @@ def test_items_with_minus_inf_log_q_are_never_candidates():
         assert int(requested.max()) < 10, type(loss).__name__
 
 
-@pytest.mark.parametrize(("rows", "scale"), [(1, 3.0), (7, 3.0), (600, 3.0), (600, 30.0)])
-def test_linear_cross_entropy_matches_cross_entropy_and_its_gradients(rows: int, scale: float) -> None:
+@pytest.mark.parametrize(
+    ("rows", "scale", "tile"),
+    [(1, 3.0, None), (7, 3.0, None), (600, 3.0, None), (600, 30.0, None), (600, 3.0, 1000)],
+)
+def test_linear_cross_entropy_matches_cross_entropy_and_its_gradients(
+    rows: int, scale: float, tile: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # 600 rows x 3,000 items spans several tiles and both CPU threads; 1 row is a single tile. Scale 30
     # spreads a row's logits over hundreds (softmax terms far below fp32's range, clamped in the loss).
+    # tile=1000 logits: fewer rows than _MIN_ROWS fit, as with a very large catalogue: 32-row tiles.
+    if tile is not None:
+        import vrs.cross_entropy
+
+        monkeypatch.setattr(vrs.cross_entropy, "_CPU_TILE", tile)
     g = torch.Generator().manual_seed(rows)
     states = torch.randn(rows, 16, generator=g, requires_grad=True)
     items = torch.randn(3000, 16, generator=g, requires_grad=True)
