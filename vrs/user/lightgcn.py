@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vrs.user.mf import at_real_positions, known_users
+
 
 class LightGCN(nn.Module):
     """LightGCN (He et al., 2020): embeddings propagated over the user-item graph of training.
@@ -106,20 +108,8 @@ class LightGCN(nn.Module):
     def user_states(self, users: Tensor | None, mask: Tensor, final_users: Tensor) -> Tensor:
         """users (B,) indices, mask (B, T), final_users (U, D) from `propagate` -> (B, T, D): each
         user's final vector at every real position, zeros at padding."""
-        if users is None:
-            raise ValueError("user=lightgcn scores known users only: the batch carries no user indices")
-        if users.numel() and int(users.min()) < 0:
-            raise ValueError(
-                "user=lightgcn keeps a vector for each training user only: a new history (no user "
-                "index) cannot be scored; recommend for the dataset's users, or use a history-based "
-                "user encoder"
-            )
-        if users.numel() and int(users.max()) >= self.n_users:
-            raise ValueError(
-                f"user index out of range [0, {self.n_users}): this model was trained on {self.n_users} users"
-            )
-        states = final_users[users][:, None, :].expand(-1, mask.shape[1], -1)  # (B, T, D)
-        return torch.where(mask.bool()[..., None], states, 0.0)
+        users = known_users(users, self.n_users, "user=lightgcn")
+        return at_real_positions(final_users[users], mask)
 
     def extra_repr(self) -> str:
         return f"n_users={self.n_users}, dim={self.dim}, n_layers={self.n_layers}, edges={self.edge_users.numel()}"

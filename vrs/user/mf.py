@@ -6,6 +6,27 @@ import torch
 from torch import Tensor, nn
 
 
+def known_users(users: Tensor | None, n_users: int, name: str) -> Tensor:
+    """The batch's user indices, checked: encoders with a vector per training user (`name`) cannot
+    score a batch without indices, a new history (index -1) or an index beyond their `n_users`."""
+    if users is None:
+        raise ValueError(f"{name} scores known users only: the batch carries no user indices")
+    if users.numel() and int(users.min()) < 0:
+        raise ValueError(
+            f"{name} keeps a vector for each training user only: a new history (no user index) "
+            "cannot be scored; recommend for the dataset's users, or use a history-based user encoder"
+        )
+    if users.numel() and int(users.max()) >= n_users:
+        raise ValueError(f"user index out of range [0, {n_users}): this model was trained on {n_users} users")
+    return users
+
+
+def at_real_positions(vectors: Tensor, mask: Tensor) -> Tensor:
+    """vectors (B, D), mask (B, T) -> (B, T, D): each row's vector at its real positions, zeros at padding."""
+    states = vectors[:, None, :].expand(-1, mask.shape[1], -1)
+    return torch.where(mask.bool()[..., None], states, 0.0)
+
+
 class UserEmbedding(nn.Module):
     """A learned vector per user (BPR-MF with `loss=bpr` and the ID embedding as the item vector).
 
@@ -50,23 +71,11 @@ class UserEmbedding(nn.Module):
     def forward(self, h: Tensor, mask: Tensor, events: Tensor, users: Tensor | None = None) -> Tensor:
         """h (B, T, D) (unused), mask (B, T), users (B,) -> (B, T, D): the user's vector at every real
         position, zeros at padding."""
-        if users is None:
-            raise ValueError("user=mf scores known users only: the batch carries no user indices")
-        if users.numel() and int(users.min()) < 0:
-            raise ValueError(
-                "user=mf keeps a vector for each training user only: a new history (no user index) "
-                "cannot be scored; recommend for the dataset's users, or use a history-based user encoder"
-            )
-        if users.numel() and int(users.max()) >= self.weight.shape[0]:
-            raise ValueError(
-                f"user index out of range [0, {self.weight.shape[0]}): this model was trained on "
-                f"{self.weight.shape[0]} users"
-            )
+        users = known_users(users, self.weight.shape[0], "user=mf")
         vectors = self.weight[users]  # (B, D or D - 1)
         if self.item_bias:
             vectors = torch.cat([vectors, vectors.new_ones(len(users), 1)], dim=1)
-        states = vectors[:, None, :].expand(-1, mask.shape[1], -1)  # (B, T, D)
-        return torch.where(mask.bool()[..., None], states, 0.0)
+        return at_real_positions(vectors, mask)
 
     def extra_repr(self) -> str:
         return f"n_users={self.weight.shape[0]}, dim={self.dim}, item_bias={self.item_bias}"
