@@ -242,7 +242,7 @@ class RecModule(RankingModule):
                 f"`category` column (it has {sorted(content.columns)})"
             )
         codes = category_codes(pd.Series(list(content.column("category")), dtype="object"))
-        n_head = self.aux_head.out_features if self.aux_head is not None else 0
+        n_head = self.aux_head.out_features  # called only with the head built
         if int(codes.max()) >= n_head:
             raise ValueError(
                 f"the items have {int(codes.max()) + 1} categories but the model was built for {n_head}: "

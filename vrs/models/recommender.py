@@ -100,8 +100,6 @@ class Recommender(nn.Module):
             cloze: (B, T) bool positions whose item a cloze-trained encoder hides (training only;
                 see `vrs.user.BidirectionalUserEncoder`).
         """
-        # Encoders with a vector per user (user=mf) also take the batch's user indices.
-        extra = {"users": batch.users} if getattr(self.user_encoder, "uses_users", False) else {}
         if self.graph:
             # The graph propagates from the layer-0 item vectors; the history's are not read.
             return self.user_encoder.user_states(batch.users, batch.mask, self.propagated()[0])
@@ -110,6 +108,8 @@ class Recommender(nn.Module):
             h = self.encode_items(uniq)[inverse]  # (B, T, D)
         else:
             h = item_vectors[batch.items]  # (B, T, D)
+        # Encoders with a vector per user (user=mf) also take the batch's user indices.
+        extra = {"users": batch.users} if getattr(self.user_encoder, "uses_users", False) else {}
         if cloze is not None:
             extra["cloze"] = cloze
         if self.content_match is None:

@@ -76,7 +76,7 @@ class LightGCN(nn.Module):
                 "user=lightgcn has no training graph: the model sets it from the datamodule "
                 "(RecModule.fit_catalogue) or loads it from the checkpoint"
             )
-        eu, ei = self.edge_users, self.edge_items
+        eu, ei = self._edges()
         n_users, n_items = self.n_users, items.shape[0]
         deg_u = torch.bincount(eu, minlength=n_users).clamp(min=1).to(items.dtype)
         deg_i = torch.bincount(ei, minlength=n_items).clamp(min=1).to(items.dtype)
@@ -90,6 +90,10 @@ class LightGCN(nn.Module):
             )
             sum_u, sum_i = sum_u + u, sum_i + i
         return sum_u / (self.n_layers + 1), sum_i / (self.n_layers + 1)
+
+    def _edges(self) -> tuple[Tensor, Tensor]:
+        """The user-item edges propagation uses: every training pair."""
+        return self.edge_users, self.edge_items
 
     def forward(
         self,
@@ -258,16 +262,14 @@ class Freedom(LightGCN):
         """Changes whenever the pruned graph propagation uses does (see `Recommender.propagated`)."""
         return self._draws if self.training and self._kept is not None else None
 
-    def propagate(self, items: Tensor) -> tuple[Tensor, Tensor]:
+    def _edges(self) -> tuple[Tensor, Tensor]:
+        """This epoch's pruned edges while training; every edge in evaluation."""
         if self.training and self._kept is not None:
-            full = self.edge_users, self.edge_items
-            self.edge_users, self.edge_items = full[0][self._kept], full[1][self._kept]
-            try:
-                users, item_vectors = super().propagate(items)
-            finally:
-                self.edge_users, self.edge_items = full
-        else:
-            users, item_vectors = super().propagate(items)
+            return self.edge_users[self._kept], self.edge_items[self._kept]
+        return self.edge_users, self.edge_items
+
+    def propagate(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        users, item_vectors = super().propagate(items)
         if not self.item_src.numel():
             raise RuntimeError(
                 "user=freedom has no item-item graph: the model builds it from the item tower's frozen "
