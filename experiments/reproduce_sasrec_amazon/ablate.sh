@@ -14,9 +14,10 @@ SEED=${SEED:-0}
 DATA=${DATA:-data/amazon/Beauty}
 # shellcheck source=train_run.sh
 source "$(dirname "$0")/train_run.sh"
-ORDER=(base wd0 len_shuffle rectools rectools_grouped rectools_pt rectools_s1024 rectools_s4096 rectools_full attr_concat attr_sum)
+ORDER=(base wd0 len_shuffle rectools rectools_grouped rectools_pt rectools_s1024 rectools_s4096 rectools_full attr_concat attr_sum search5 search5_attr)
 # Screening arms: their peak comes within 10 epochs, so patience 8 instead of 50.
 SCREEN="callbacks.early_stopping.patience=8"
+SEARCH5="model.optimizer.lr=0.0006247269008869789 model.optimizer.weight_decay=0.1 user.dropout=0.24470304647360056 model.dim=256 user.n_layers=2 user.n_heads=2 data.batch_size=256"
 declare -A GRID=(
   [base]="experiment=sasrec_amazon_tuned"
   [wd0]="experiment=sasrec_amazon_tuned model.optimizer.weight_decay=0"
@@ -35,6 +36,10 @@ declare -A GRID=(
   # modality, concatenated (MLP) or summed (one projection per modality) with the ID embedding.
   [attr_concat]="experiment=sasrec_amazon_attr_v2 $SCREEN"
   [attr_sum]="experiment=sasrec_amazon_attr_v2 fusion=sum $SCREEN"
+  # The search's best trial (results_search.csv, w0-0/5, stopped by the search's patience of 3 at
+  # epoch 19) rerun with the finals' patience of 10, without and with the attribute tokens.
+  [search5]="experiment=sasrec_amazon_v2 $SEARCH5"
+  [search5_attr]="experiment=sasrec_amazon_attr_v2 $SEARCH5"
 )
 ARMS=${ARMS:-"${ORDER[*]}"}
 for arm in $ARMS; do
