@@ -102,15 +102,20 @@ def train_triples(data) -> list[tuple[str, str, float]]:
 
 def load_features(path: Path, n_items: int) -> np.ndarray:
     """(N, F) float32 image features of the catalogue, checked against the dataset's N."""
-    if path.suffix == ".npy":
-        feats = np.load(path, allow_pickle=False)
-    else:
-        import torch
+    import pickle
 
-        feats = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(feats, torch.Tensor):
-            raise SystemExit(f"{path}: expected one (N, F) tensor, got {type(feats).__name__}")
-        feats = feats.float().numpy()
+    try:  # never unpickles objects: only plain arrays and tensors load
+        if path.suffix == ".npy":
+            feats = np.load(path, allow_pickle=False)
+        else:
+            import torch
+
+            feats = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(feats, torch.Tensor):
+                raise SystemExit(f"{path}: expected one (N, F) tensor, got {type(feats).__name__}")
+            feats = feats.float().numpy()
+    except (pickle.UnpicklingError, ValueError, RuntimeError) as e:
+        raise SystemExit(f"{path}: not a plain array or tensor file ({type(e).__name__}: {e})") from e
     if feats.ndim != 2 or feats.shape[0] != n_items:
         raise SystemExit(f"{path}: expected ({n_items}, F) features (one row per item), got {feats.shape}")
     if not np.isfinite(feats).all():

@@ -23,9 +23,11 @@ def fit(values: list[float], max_epochs: int, mode: str = "max") -> CapWarning:
 
 
 def test_warns_at_the_cap_while_improving():
-    with pytest.warns(UserWarning, match=r"max_epochs=4 .* \(best 0.4000 at epoch 3, the last epoch was 3\)"):
+    with pytest.warns(
+        UserWarning, match=r"max_epochs=4 .* its best \(0.4000, epoch 3\) is among the last 2 epochs \(0-3\)"
+    ):
         fit([0.1, 0.2, 0.3, 0.4], max_epochs=4)
-    with pytest.warns(UserWarning, match=r"best 0.4000 at epoch 2, the last epoch was 3"):
+    with pytest.warns(UserWarning, match=r"its best \(0.4000, epoch 2\) is among the last 2 epochs \(0-3\)"):
         fit([0.1, 0.2, 0.4, 0.3], max_epochs=4)  # within=2: the second-to-last epoch is recent
 
 
@@ -42,7 +44,7 @@ def test_no_warning_when_converged_or_stopped_early(values, max_epochs, mode, re
 
 
 def test_min_mode_and_resume_state():
-    with pytest.warns(UserWarning, match="best 0.1000 at epoch 3"):
+    with pytest.warns(UserWarning, match=r"its best \(0.1000, epoch 3\)"):
         fit([0.4, 0.3, 0.2, 0.1], max_epochs=4, mode="min")
     cb = CapWarning()
     cb.load_state_dict({"best": (0.5, 7)})

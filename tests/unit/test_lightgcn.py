@@ -211,3 +211,38 @@ def test_propagation_runs_once_per_training_step_and_per_evaluation(monkeypatch:
     assert calls[0] == 3  # one for the whole evaluation
     with torch.no_grad(), pytest.raises(ValueError, match="new history"):
         module.net.encode_users(RecBatch(**{**batch.__dict__, "users": torch.tensor([-1, 0])}), vectors)
+
+
+def test_a_saved_graph_that_propagation_could_not_use_is_refused_on_load() -> None:
+    module = _graph_module()
+    good = {k: v.clone() for k, v in module.state_dict().items()}
+    module.on_load_checkpoint({"state_dict": dict(good)})  # the module's own graph loads
+    assert module.net.user_encoder.edge_users.numel() == 7
+    key = "net.user_encoder."
+    crafted = {
+        "edge_items": (good[key + "edge_items"].clone().fill_(N), r"edge_items holds indices in \[6, 6\], expected \[0, 6\)"),
+        "edge_users": (good[key + "edge_users"] - 1, r"edge_users holds indices in \[-1, 2\], expected \[0, 4\)"),
+    }  # fmt: skip
+    for name, (bad, message) in crafted.items():
+        with pytest.raises(ValueError, match=message):
+            module.on_load_checkpoint({"state_dict": {**good, key + name: bad}})
+    with pytest.raises(ValueError, match="must be a 1-D int64 tensor, got torch.float32"):
+        module.on_load_checkpoint(
+            {"state_dict": {**good, key + "edge_users": good[key + "edge_users"].float()}}
+        )
+    with pytest.raises(ValueError, match="edge_users has 7 edges, net.user_encoder.edge_items 6"):
+        module.on_load_checkpoint({"state_dict": {**good, key + "edge_items": good[key + "edge_items"][:6]}})
+
+
+def test_freedom_refuses_a_saved_item_graph_it_could_not_use() -> None:
+    encoder = _freedom(prune=0.0)
+    state = {k: v.clone() for k, v in encoder.state_dict().items()}
+    encoder.check_graph(state, N)  # its own graph passes
+    with pytest.raises(ValueError, match=r"item_dst holds indices in \[0, 9\], expected \[0, 6\)"):
+        encoder.check_graph(
+            {**state, "item_dst": state["item_dst"].clone().index_fill_(0, torch.tensor([0]), 9)}, N
+        )
+    with pytest.raises(ValueError, match="item_weight holds non-finite values"):
+        encoder.check_graph({**state, "item_weight": state["item_weight"].clone().fill_(float("nan"))}, N)
+    with pytest.raises(ValueError, match="must be saved together"):
+        encoder.check_graph({k: v for k, v in state.items() if k != "item_weight"}, N)

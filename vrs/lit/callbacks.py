@@ -49,8 +49,9 @@ class CapWarning(L.Callback):
         if self.last - self.best[1] >= self.within:
             return
         self.message = (
-            f"training ended at the cap trainer.max_epochs={cap} with {self.monitor} still improving "
-            f"(best {self.best[0]:.4f} at epoch {self.best[1]}, the last epoch was {self.last}): "
+            f"training ended at the cap trainer.max_epochs={cap} with {self.monitor} still improving: "
+            f"its best ({self.best[0]:.4f}, epoch {self.best[1]}) is among the last {self.within} "
+            f"epochs (0-{self.last}), "
             "the run is probably under-trained; raise trainer.max_epochs (continue it with resume=last)"
         )
         if trainer.is_global_zero:

@@ -333,6 +333,7 @@ class RecModule(RankingModule):
         state = checkpoint["state_dict"]
         edges = state.get("net.user_encoder.edge_users")
         if self.net.graph and edges is not None:
+            self.net.user_encoder.check_graph(state, self.hparams.n_items, prefix="net.user_encoder.")
             # Sized to the saved graph, which is then loaded into them.
             item_edges = state.get("net.user_encoder.item_src")
             extra = {} if item_edges is None else {"n_item_edges": len(item_edges)}

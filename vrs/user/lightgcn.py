@@ -64,6 +64,21 @@ class LightGCN(nn.Module):
         device = self.weight.device
         self.edge_users, self.edge_items = pairs[0].to(device), pairs[1].to(device)
 
+    def check_graph(self, state: dict[str, Tensor], n_items: int, prefix: str = "") -> None:
+        """Refuses a saved graph (`state`: a state dict, keys under `prefix`) that propagation could
+        not use: edges that are not two integer vectors of one length, or that name a user or item
+        outside this model's ranges (a crafted or mismatched checkpoint would otherwise fail deep in
+        propagation, or index past a buffer)."""
+        users, items = state.get(prefix + "edge_users"), state.get(prefix + "edge_items")
+        if users is None or items is None:
+            raise ValueError(f"checkpoint: {prefix}edge_users and {prefix}edge_items must be saved together")
+        _check_index(users, prefix + "edge_users", self.n_users)
+        _check_index(items, prefix + "edge_items", n_items)
+        if len(users) != len(items):
+            raise ValueError(
+                f"checkpoint: {prefix}edge_users has {len(users)} edges, {prefix}edge_items {len(items)}"
+            )
+
     def resize_graph(self, n_edges: int) -> None:
         """Empty edge buffers of `n_edges` (a checkpoint's graph is then loaded into them)."""
         self.edge_users = torch.zeros(n_edges, dtype=torch.long, device=self.weight.device)
@@ -117,6 +132,16 @@ class LightGCN(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n_users={self.n_users}, dim={self.dim}, n_layers={self.n_layers}, edges={self.edge_users.numel()}"
+
+
+def _check_index(t: object, name: str, size: int) -> None:
+    if not isinstance(t, Tensor) or t.dim() != 1 or t.dtype != torch.long:
+        what = f"{t.dtype} tensor of shape {tuple(t.shape)}" if isinstance(t, Tensor) else type(t).__name__
+        raise ValueError(f"checkpoint: {name} must be a 1-D int64 tensor, got {what}")
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= size):
+        raise ValueError(
+            f"checkpoint: {name} holds indices in [{int(t.min())}, {int(t.max())}], expected [0, {size})"
+        )
 
 
 def knn_graph(
@@ -234,6 +259,20 @@ class Freedom(LightGCN):
         device = self.weight.device
         self.item_src, self.item_dst = torch.cat(src).to(device), torch.cat(dst).to(device)
         self.item_weight = torch.cat(w).to(device)
+
+    def check_graph(self, state: dict[str, Tensor], n_items: int, prefix: str = "") -> None:
+        super().check_graph(state, n_items, prefix)
+        src, dst, w = (state.get(prefix + k) for k in ("item_src", "item_dst", "item_weight"))
+        if src is None and dst is None and w is None:
+            return  # no item-item graph saved: propagation refuses to run until one is built
+        if src is None or dst is None or w is None:
+            raise ValueError(f"checkpoint: {prefix}item_src, item_dst and item_weight must be saved together")
+        _check_index(src, prefix + "item_src", n_items)
+        _check_index(dst, prefix + "item_dst", n_items)
+        if not isinstance(w, Tensor) or w.shape != src.shape or dst.shape != src.shape:
+            raise ValueError(f"checkpoint: {prefix}item_src, item_dst and item_weight must have one length")
+        if not bool(torch.isfinite(w).all()):
+            raise ValueError(f"checkpoint: {prefix}item_weight holds non-finite values")
 
     def resize_graph(self, n_edges: int, n_item_edges: int = 0) -> None:
         super().resize_graph(n_edges)
