@@ -70,6 +70,8 @@ class RecModule(RankingModule):
             (`vrs.lit.optim.LazyAdamW`: moments and weight decay of the touched rows only), so a step
             with sampled or in-batch negatives costs what it touches instead of O(catalogue). Large
             catalogues only: it changes the optimiser, and one process only (no DDP).
+        embedding_dropout: dropout on the learned item embeddings (ID, learned modalities) while
+            training, one mask per item and step shared by its input and candidate uses.
         **legacy: the fine-tuning arguments of checkpoints written before `finetune` existed
             (`freeze_encoders`, `encoder_lr`, ...), upgraded by `vrs.lit.finetune.upgrade_legacy`.
     """
@@ -100,6 +102,7 @@ class RecModule(RankingModule):
         aux_category_weight: float = 0.0,
         n_categories: int = 0,
         sparse_id: bool = False,
+        embedding_dropout: float = 0.0,
         **legacy: Any,
     ) -> None:
         super().__init__(n_items, evaluation)
@@ -144,6 +147,7 @@ class RecModule(RankingModule):
             id_init_std=id_init_std,
             trained=tuple(extra),
             sparse_id=sparse_id,
+            embedding_dropout=embedding_dropout,
         )
         match = ContentMatch(**content_match) if content_match else None
         sizes = {"dim": dim, "max_len": max_len, "n_events": n_events}
@@ -267,6 +271,7 @@ class RecModule(RankingModule):
         return loss + self.aux_category_weight * aux
 
     def training_step(self, batch: RecBatch, batch_idx: int) -> Tensor:
+        self.net.item_tower.new_dropout_draw()
         if getattr(self.net.user_encoder, "cloze", False):
             return self._cloze_step(batch)
         states, encode_items = self._states(batch)  # (B, T, D)

@@ -43,6 +43,34 @@ def drop_modalities(
     return {m: keep[:, i] for i, m in enumerate(names)}
 
 
+def _mul32(h: Tensor, c: int) -> Tensor:
+    """(h * c) mod 2^32 for int64 h in [0, 2^32) without int64 overflow (16-bit halves)."""
+    return ((h & 0xFFFF) * c + (((h >> 16) * c) & 0xFFFF) * 65536) & 0xFFFFFFFF
+
+
+def _fmix32(h: Tensor) -> Tensor:
+    """MurmurHash3's 32-bit finaliser: well-mixed bits from consecutive keys."""
+    h = h ^ (h >> 16)
+    h = _mul32(h, 0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = _mul32(h, 0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def hashed_dropout_mask(idx: Tensor, width: int, p: float, seed: int, chunk: int = 16384) -> Tensor:
+    """(n, width) float keep mask (0 or 1 / (1 - p)) of rows `idx`, a pure function of (seed, item,
+    column): every lookup of an item within one draw sees the same mask, whichever subset it is
+    looked up in, without holding a mask for the whole catalogue."""
+    out = torch.empty(len(idx), width, device=idx.device)
+    cols = torch.arange(width, device=idx.device) * 0x9E3779B9 & 0xFFFFFFFF  # (width,)
+    threshold = int(p * 2**32)
+    for start in range(0, len(idx), chunk):
+        rows = _fmix32((idx[start : start + chunk].long() & 0xFFFFFFFF) ^ (seed & 0xFFFFFFFF))
+        h = _fmix32((rows[:, None] + cols[None, :]) & 0xFFFFFFFF)  # (c, width)
+        out[start : start + chunk] = (h >= threshold).float()
+    return out / (1.0 - p)
+
+
 def _coalesced(grad: Tensor) -> Tensor:
     return grad.coalesce() if grad.is_sparse else grad
 
@@ -76,6 +104,10 @@ class ItemTower(nn.Module):
             `configs/modalities/category.yaml`).
         sparse_id: the ID embedding's gradient is sparse when a subset of items is encoded (rows
             touched only; `vrs.lit.optim.LazyAdamW` updates those rows alone).
+        embedding_dropout: dropout on the learned embeddings (the ID embedding and `trained`
+            modalities) during training, one mask per item and draw (`new_dropout_draw`, once per
+            training step): an item's history input and its candidate vector share it, as when
+            the whole dropped embedding table is used for both (RecTools <= 0.15's item net).
     """
 
     def __init__(
@@ -92,8 +124,11 @@ class ItemTower(nn.Module):
         id_init_std: float = 0.02,
         trained: Collection[str] = (),
         sparse_id: bool = False,
+        embedding_dropout: float = 0.0,
     ):
         super().__init__()
+        if not 0.0 <= embedding_dropout < 1.0:
+            raise ValueError(f"model.embedding_dropout must be in [0, 1), got {embedding_dropout}")
         for name in [*towers, *trained]:
             if not name.isidentifier() or name == "id":
                 raise ValueError(f"modality name {name!r}: expected a Python identifier other than 'id'")
@@ -122,6 +157,35 @@ class ItemTower(nn.Module):
             self.towers[m].eval()
         self._trained = tuple(m for m in self.towers if m in trained)
         self._catalogue: CatalogueFeatures | None = None
+        self.embedding_dropout = embedding_dropout
+        self._dropout_seed = 0
+        self._masks: dict[str, tuple[int, Tensor]] = {}  # modality -> (seed, (N, F) mask) this draw
+
+    # Up to this many (item, column) entries, one draw's masks are drawn for the whole catalogue and
+    # looked up (a few ms per step); beyond, each lookup hashes its own rows (O(rows touched)).
+    _WHOLE_MASK_ENTRIES = 2**24
+
+    def _embedding_mask(self, modality: str, idx: Tensor | None, width: int) -> Tensor:
+        """The current draw's (n, width) embedding-dropout mask of rows `idx` (all N when None)."""
+        p, seed, device = self.embedding_dropout, self._dropout_seed, self._device()
+        if self.n_items * width > self._WHOLE_MASK_ENTRIES:
+            rows = torch.arange(self.n_items, device=device) if idx is None else idx.to(device)
+            return hashed_dropout_mask(rows, width, p, seed)
+        cached = self._masks.get(modality)
+        if cached is None or cached[0] != seed or cached[1].device != device:
+            offset = (("id", *self._trained).index(modality) + 1) * 0x9E3779B9
+            g = torch.Generator(device=device).manual_seed((seed + offset) % 2**63)
+            keep = torch.rand(self.n_items, width, device=device, generator=g) >= p
+            cached = (seed, keep)
+            self._masks[modality] = cached
+        keep = cached[1] if idx is None else cached[1][idx.to(device)]
+        return keep.float() / (1.0 - p)
+
+    def new_dropout_draw(self) -> None:
+        """Draws the next embedding-dropout masks (from torch's global generator, so a seeded run
+        repeats them); nothing is drawn when embedding dropout is off."""
+        if self.embedding_dropout > 0:
+            self._dropout_seed = int(torch.randint(0, 2**31 - 1, (1,)))
 
     def encoders(self) -> list[nn.Module]:
         """The encoders `freeze_encoders` and the fine-tuning settings apply to (not `trained`)."""
@@ -223,6 +287,10 @@ class ItemTower(nn.Module):
     def forward(self, idx: Tensor | None = None) -> Tensor:
         """Item vectors: idx (n,) long -> (n, D); idx None -> the whole catalogue (N, D)."""
         feats, present = self.modality_features(idx)
+        if self.training and self.embedding_dropout > 0:
+            for m in ("id", *self._trained):
+                if m in feats:
+                    feats[m] = feats[m] * self._embedding_mask(m, idx, feats[m].shape[1]).to(feats[m].dtype)
         feats = {m: self.norms[m](x) if m in self.norms else x for m, x in feats.items()}
         if self.training and self.modality_dropout > 0:
             present = drop_modalities(present, self.modality_dropout)
