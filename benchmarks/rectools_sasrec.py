@@ -1,4 +1,4 @@
-"""RecTools 0.19 SASRecModel on the S3-Rec Amazon files with eSASRec's settings, scored by vrs's ranking.
+"""RecTools SASRecModel (0.19.0 or 0.13.0) on the S3-Rec Amazon files, eSASRec's settings, vrs's ranking.
 
 The external reference for vrs's SASRec numbers: RecTools' own model and training loop, vrs's data,
 split and full-ranking metrics. Long, resumable, one process per run folder.
@@ -8,11 +8,25 @@ RUNS IN A SEPARATE ENVIRONMENT, NOT THE vrs ONE (RecTools must never become a vr
     python3.11 -m venv /work/venvs/rectools
     /work/venvs/rectools/bin/pip install "rectools[torch]==0.19.0" torch==2.14.1
 
+or, for RecTools 0.13.0, in a second one (the same script runs under both):
+
+    python3.11 -m venv /work/venvs/rectools013
+    /work/venvs/rectools013/bin/pip install "rectools[torch]==0.13.0" torch==2.14.1 pytorch-lightning==2.5.2
+
 torch must be pinned in the same command: 2.14.1 installs from this machine's disk, any other
-version downloads gigabytes. That resolves to numpy 1.26.4, pandas 2.3.3, pytorch-lightning 2.5.2,
-torchmetrics 1.9.0. vrs itself is not installed there: this script puts its own checkout first on
-sys.path and imports only vrs modules that need numpy/pandas/torch/torchmetrics (the S3-Rec reader,
-the split, the sequence tables and the ranking metrics).
+version downloads gigabytes. Both resolve to numpy 1.26.4, pandas 2.3.3, pytorch-lightning 2.5.2 and
+torchmetrics 1.9.0 (scipy 1.17.1 and 1.12.0). 0.13.0 alone would take pytorch-lightning 2.6.6, whose
+first epoch after a restore shuffles differently (a resumed run then no longer repeats an
+uninterrupted one); hence its pin. Why 0.13.0: it is the version the published eSASRec rows were
+produced with (transformer_benchmark's requirements.txt), and it trains differently: its
+IdEmbeddingsItemNet applies nn.Dropout(dropout_rate) to the item-ID embeddings, removed in 0.16.
+0.13.0 has no fit_partial and no trainer restore, and its Lightning module re-initialises the weights
+and builds a new Adam on every Trainer.fit; there this script does 0.19's fit_partial and restore
+steps itself, weights initialised and optimizer built once (fit_one_epoch, load_model). A run folder
+records its RecTools version and is resumed or scored only under that version. vrs itself is not
+installed in either environment: this script puts its own checkout first on sys.path and imports
+only vrs modules that need numpy/pandas/torch/torchmetrics (the S3-Rec reader, the split, the
+sequence tables and the ranking metrics).
 
 Run it (from the repository root; everything is written under --out):
 
@@ -20,6 +34,8 @@ Run it (from the repository root; everything is written under --out):
         benchmarks/rectools_sasrec.py --dataset Beauty --seed 0 --out RUN_DIR > RUN_DIR.log 2>&1 &
     /work/venvs/rectools/bin/python benchmarks/rectools_sasrec.py --max-users 500 --epochs 2 --out /tmp/x
     /work/venvs/rectools/bin/python benchmarks/rectools_sasrec.py --out RUN_DIR --test-only
+
+(/work/venvs/rectools013/bin/python for RecTools 0.13.0.)
 
 The same command continues a killed run from its last finished epoch (SIGTERM abandons the epoch in
 progress and exits 143); a finished run only rescores.
@@ -50,7 +66,8 @@ Validation histories are the training prefixes; test histories also hold the val
 Model selection (best epoch, patience) uses validation NDCG@10 like vrs (--monitor recall_10 for
 eSASRec's choice, Recall@10 = HR@10).
 
-Run folder: log.csv (one row per epoch), state.json (readable copy of the run state), resume.ckpt
+Run folder: log.csv (one row per epoch), state.json (readable copy of the run state, "rectools" its
+RecTools version; a folder from before that was recorded is taken as 0.19.0), resume.ckpt
 (Lightning checkpoint of the latest epoch, optimizer state and run state included), best.ckpt (the
 best validation epoch; load with SASRecModel.load_from_checkpoint), metrics.json (at the end). Each
 checkpoint has a <name>.sha256 record beside it: the script loads (unpickles) only checkpoints whose
@@ -62,6 +79,8 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import importlib.metadata
+import inspect
 import json
 import logging
 import os
@@ -77,14 +96,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import rectools
+import pytorch_lightning
 import torch
-from pytorch_lightning import seed_everything
+from pytorch_lightning import Trainer, seed_everything
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from rectools import Columns
 from rectools.dataset import Dataset
 from rectools.models import SASRecModel
+from rectools.models.nn.transformers.base import TransformerModelBase
+from torch.utils.data import DataLoader, TensorDataset
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "amazon-seq"
@@ -104,6 +125,14 @@ CSV_FIELDS = [
     "finished_at",
 ]
 RESUME, BEST = "resume.ckpt", "best.ckpt"
+RECTOOLS = importlib.metadata.version("rectools")
+# The version of run folders from before the version was recorded: 0.19.0 was the only recipe then.
+UNRECORDED_RECTOOLS = "0.19.0"
+# RecTools 0.16+ (0.19.0 here) has fit_partial and restores the trainer from a checkpoint; 0.13.0 has
+# neither, and fit_one_epoch / load_model do the same steps themselves there.
+NATIVE_PARTIAL_FIT = "_fit_partial" in vars(TransformerModelBase) and (
+    "model_params_update" in inspect.signature(SASRecModel.load_from_checkpoint).parameters
+)
 _stop = {"signal": None}
 
 
@@ -238,14 +267,107 @@ def save_checkpoint(model, path: Path) -> None:
     _vrs_io().write_hash_record(path)
 
 
+def train_once(lightning_model, initialised: bool) -> None:
+    """RecTools 0.13's Lightning module Xavier-initialises the weights in on_train_start and builds a new
+    Adam in configure_optimizers on every Trainer.fit; 0.19's does both once (its is_fitted flag and
+    cached optimizer). This gives a 0.13 module 0.19's behaviour, so that one fit per epoch goes on
+    training the same weights with the same optimizer state."""
+    done = {"init": initialised, "optimizer": None}
+    xavier_init, build_optimizer = lightning_model.on_train_start, lightning_model.configure_optimizers
+
+    def on_train_start() -> None:
+        if not done["init"]:
+            xavier_init()
+            done["init"] = True
+
+    def configure_optimizers():
+        if done["optimizer"] is None:
+            done["optimizer"] = build_optimizer()
+        return done["optimizer"]
+
+    lightning_model.on_train_start = on_train_start
+    lightning_model.configure_optimizers = configure_optimizers
+
+
+def fit_one_epoch(model, dataset) -> None:
+    """One more training epoch: 0.19's fit_partial(dataset, min_epochs=1, max_epochs=1), or under
+    RecTools without it (0.13) the same steps as 0.19's TransformerModelBase._fit_partial."""
+    if NATIVE_PARTIAL_FIT:
+        model.fit_partial(dataset, min_epochs=1, max_epochs=1)
+        return
+    prep = model.data_preparator
+    prep.process_dataset_train(dataset)
+    if not model.is_fitted:  # 0.19's _build_model_from_dataset
+        item_model = model._construct_item_net(prep.train_dataset)
+        model._init_lightning_model(
+            torch_model=model._init_torch_model(item_model),
+            dataset_schema=prep.train_dataset.get_schema(),
+            item_external_ids=prep.train_dataset.item_id_map.external_ids,
+            model_config=model.get_config(simple_types=True),
+        )
+        train_once(model.lightning_model, initialised=False)
+        model.fit_trainer = copy.deepcopy(model._trainer)
+    train_loader, val_loader = prep.get_dataloader_train(), prep.get_dataloader_val()
+    model.lightning_model.train()
+    loop = model.fit_trainer.fit_loop
+    ready = loop.epoch_progress.current.ready
+    loop.max_epochs = loop.min_epochs = ready + 1
+    model.fit_trainer.fit(model.lightning_model, train_loader, val_loader)
+    model.is_fitted = True
+
+
+def load_model(path: Path, ckpt: dict):
+    """SASRecModel.load_from_checkpoint with the trainer (optimizer, epoch counters) restored, as 0.19
+    does; under RecTools without that restore (0.13) the same steps as 0.19's _model_from_checkpoint."""
+    # The restore refuses a max_epochs below the checkpoint's epoch; equal, it trains nothing.
+    epochs = max(1, int(ckpt["epoch"]))
+    if NATIVE_PARTIAL_FIT:
+        update = {"epochs": epochs}
+        return SASRecModel.load_from_checkpoint(path, map_location="cpu", model_params_update=update)
+    ckpt = copy.deepcopy(ckpt)
+    ckpt["hyper_parameters"]["model_config"]["epochs"] = epochs
+    model = SASRecModel._model_from_checkpoint(ckpt)  # weights only
+    train_once(model.lightning_model, initialised=True)
+    model.fit_trainer = copy.deepcopy(model._trainer)
+    # A fit on a stub data set that only restores the trainer state, as 0.19 does it. Lightning 2.6+
+    # (what 0.13.0 resolves to without the 2.5.2 pin) unpickles it weights-only by default, which a
+    # RecTools checkpoint fails; own_checkpoint has vetted the file.
+    stub = DataLoader(TensorDataset(torch.Tensor()))
+    unpickle = {"weights_only": False} if "weights_only" in inspect.signature(Trainer.fit).parameters else {}
+    model.fit_trainer.fit(model.lightning_model, ckpt_path=str(path), train_dataloaders=stub, **unpickle)
+    return model
+
+
 def load_checkpoint(path: Path):
     """The model of a checkpoint with its trainer (optimizer, epoch counters) restored, and its run state."""
     ckpt = torch.load(own_checkpoint(path), map_location="cpu", weights_only=False)
-    # The restore refuses a max_epochs below the checkpoint's epoch; equal, it trains nothing.
-    update = {"epochs": max(1, int(ckpt["epoch"]))}
-    model = SASRecModel.load_from_checkpoint(path, map_location="cpu", model_params_update=update)
+    run = ckpt.get("vrs_run", {})
+    written_by = run.get("rectools", UNRECORDED_RECTOOLS)
+    if written_by != RECTOOLS:
+        raise SystemExit(
+            f"{path} was written by rectools {written_by}, this environment has rectools {RECTOOLS}: "
+            "a run continues (and is scored) only under the RecTools version that started it. Use that "
+            "version's virtualenv or a fresh --out folder."
+        )
+    model = load_model(path, ckpt)
     model.fit_trainer.callbacks.append(EpochClock())
-    return model, ckpt.get("vrs_run", {})
+    return model, run
+
+
+def item_tower(sim):
+    """The similarity module's item tower; RecTools 0.13 has no towers (identity for dot products)."""
+    if hasattr(sim, "item_tower_forward"):
+        return sim.item_tower_forward
+    assert sim.distance == "dot", sim.distance
+    return lambda embs: embs
+
+
+def session_tower(sim):
+    """The similarity module's session tower; RecTools 0.13 has no towers (identity for dot products)."""
+    if hasattr(sim, "session_tower_forward"):
+        return sim.session_tower_forward
+    assert sim.distance == "dot", sim.distance
+    return lambda embs: embs
 
 
 @torch.no_grad()
@@ -265,7 +387,7 @@ def score(model, data, targets: np.ndarray, max_len: int, batch_size: int = 2048
     is_known = torch.from_numpy(rt_of >= 0)
     # One extra coordinate keeps items RecTools never saw below every known item: user side 1,
     # item side 0 (known) or -1e30 (unknown), so score = RecTools' dot product or -1e30.
-    vecs = sim.item_tower_forward(item_embs).float()
+    vecs = item_tower(sim)(item_embs).float()
     items = torch.zeros(len(rt_of), vecs.shape[1] + 1)
     items[is_known, :-1] = vecs[torch.from_numpy(rt_of[rt_of >= 0])]
     items[~is_known, -1] = -1e30
@@ -283,7 +405,7 @@ def score(model, data, targets: np.ndarray, max_len: int, batch_size: int = 2048
             x[row, max_len - len(ids) :] = ids
             seen[row, seen_w - len(s["seen"]) :] = s["seen"]
         sess = torch_model.encode_sessions({"x": torch.from_numpy(x)}, item_embs)[:, -1, :]
-        users = torch.cat([sim.session_tower_forward(sess).float(), torch.ones(len(samples), 1)], dim=1)
+        users = torch.cat([session_tower(sim)(sess).float(), torch.ones(len(samples), 1)], dim=1)
         target = torch.tensor([s["target"] for s in samples], dtype=torch.long)
         ranking = rank_and_topk(users, items, target, torch.from_numpy(seen), k=0)
         metric.update(ranking.ranks, ranking.target_seen)
@@ -339,8 +461,9 @@ def test_best(args, out: Path, data, state: dict) -> None:
     train_s = [r["train_seconds"] for r in rows]
     metrics = {
         "model": "rectools.models.SASRecModel",
-        "rectools": rectools.__version__,
+        "rectools": RECTOOLS,
         "torch": torch.__version__,
+        "pytorch_lightning": pytorch_lightning.__version__,
         "dataset": args.dataset,
         "seed": state["seed"],
         "config": state["config"],
@@ -405,11 +528,16 @@ def main() -> None:
     items, split, data, split_info = load_data(args.data, args.dataset, args.max_users)
     dataset = rectools_dataset(split.train)
     commit = git_commit()
-    print(f"{args.dataset}: {split_info}, catalogue {data.n_items}; commit {commit}", flush=True)
+    print(
+        f"{args.dataset}: {split_info}, catalogue {data.n_items}; commit {commit}; rectools {RECTOOLS}"
+        f" (torch {torch.__version__}, pytorch-lightning {pytorch_lightning.__version__})",
+        flush=True,
+    )
 
     if (out / RESUME).is_file():
         model, state = load_checkpoint(out / RESUME)
         set_rng_state(state["rng"])  # after the load, which draws from the RNG
+        state.setdefault("rectools", UNRECORDED_RECTOOLS)  # load_checkpoint refused any other version
         state["session"] += 1
         state["commits"].append(commit)
         if (args.dataset, args.seed) != (state["dataset"], state["seed"]):
@@ -430,6 +558,7 @@ def main() -> None:
         state = {
             "dataset": args.dataset,
             "seed": args.seed,
+            "rectools": RECTOOLS,
             "config": {
                 "n_factors": args.n_factors,
                 "n_blocks": 1,
@@ -465,7 +594,7 @@ def main() -> None:
         epoch = state["epoch"] + 1
         t0 = time.perf_counter()
         try:
-            model.fit_partial(dataset, min_epochs=1, max_epochs=1)
+            fit_one_epoch(model, dataset)
         except SIGTERMException:
             print(f"SIGTERM during epoch {epoch}: abandoned, resume restarts it", flush=True)
             sys.exit(143)
