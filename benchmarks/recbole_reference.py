@@ -1,16 +1,35 @@
-"""RecBole 1.2.1 models on the S3-Rec Amazon files under vrs's protocol: the reference accuracy runs.
+"""RecBole 1.2.1 models under vrs's protocol: the reference accuracy runs.
 
 The reference side of vrs's baseline checks (`model=` / `user=` words against the model that field
 users know): RecBole's own model, trainer and full-ranking evaluation, on the same leave-one-out split
 as vrs (per user, the last item is the test target, the one before it the validation target; RecBole's
-{'LS': 'valid_and_test'} in time order), history items excluded from the ranking, early stopping on
-validation NDCG@10, test scored at the best validation epoch.
+{'LS': 'valid_and_test'} in time order), early stopping on validation NDCG@10, test scored at the best
+validation epoch.
+
+Data, one of:
+  --name NAME  an S3-Rec Amazon file (`--amazon-dir`/NAME.txt, default Beauty): one chronological line
+               per user.
+  --data DIR   a vrs dataset folder (items.parquet, interactions.parquet, dataset.json, as `vrs-prepare`
+               writes it). vrs's own code (imported from this checkout) reads it and splits it; each
+               user's sequence is written in vrs's event order (time, ties by the file's row order) with
+               timestamp = position, user / item tokens = vrs's indices, and a .item file holding the
+               whole catalogue, so RecBole ranks vrs's N items and its leave-one-out takes vrs's
+               targets. After RecBole builds its splits, every training / validation / test example is
+               checked against vrs's split (results.json `split_check`; a warning if any differs).
+               Known gaps, reported there: a user with exactly 3 events has a validation target in vrs
+               but none in RecBole's sequential split (whose first example, the validation target, is
+               trained on instead); a user with 2 events (not evaluated by vrs) gets a test target in
+               RecBole's general (LightGCN) split. MovieLens-100K has neither. vrs's event types are
+               not passed on (RecBole models here use items only).
 
 RUNS IN A SEPARATE ENVIRONMENT, NOT THE vrs ONE (recipe in benchmarks/recbole_sasrec_beauty.py;
-any folder works, e.g. /work/venvs/recbole). From the repository root:
+any folder works, e.g. /work/venvs/recbole; --data also needs `pip install --no-deps pyarrow==21.0.0`
+there: pyarrow 26 wants numpy 2, 21.0.0 takes RecBole's numpy 1.26). From the repository root:
 
     OMP_NUM_THREADS=1 /work/venvs/recbole/bin/python benchmarks/recbole_reference.py --model GRU4Rec \\
         --name Beauty --seed 0 --out RUN_DIR
+    OMP_NUM_THREADS=1 /work/venvs/recbole/bin/python benchmarks/recbole_reference.py --model BERT4Rec \\
+        --data data/real_images/ml100k --seed 0 --out RUN_DIR
     /work/venvs/recbole/bin/python benchmarks/recbole_reference.py --model GRU4Rec --max-users 500 --epochs 2
 
 Models and their settings (RecBole's defaults for the model, loss CE = full softmax):
@@ -21,11 +40,16 @@ Models and their settings (RecBole's defaults for the model, loss CE = full soft
   BERT4Rec the same sizes, 20% of the items masked (vrs: `user=bert4rec` with `model.dim=64`).
   LightGCN embedding 64, 2 layers, L2 1e-5, BPR with one uniform negative (vrs: `experiment=lightgcn`).
 
-Differences from vrs's evaluation, both small: RecBole ranks with torch.topk, so a tie with the target
-may fall either way (vrs counts ties against the target); and RecBole's validation and test run over
-every user with a target, as vrs's do. Writes RUN_DIR/results.json (the validation curve, seconds per
-epoch, test HR@10 / NDCG@10 at the best epoch, whose weights are kept in memory: no checkpoint file is
-written or unpickled) and RecBole's own log under RUN_DIR.
+Differences from vrs's evaluation: RecBole ranks with torch.topk, so a tie with the target may fall
+either way (vrs counts ties against the target). RecBole 1.2.1 excludes the user's earlier items
+from the ranking for general models (LightGCN) only: its full-ranking loader gives sequential models
+(GRU4Rec, SASRec, BERT4Rec) no history mask, so they rank every item, where vrs removes every earlier
+item of the user. And where a target repeats an earlier item of the user, RecBole's LightGCN keeps it
+rankable, where vrs counts it a miss. RecBole's validation and test run over every user with a target,
+as vrs's do. Writes RUN_DIR/results.json (the validation curve, seconds per epoch, test HR@10 /
+NDCG@10 at the best epoch, whose weights are kept in memory: no checkpoint file is written or
+unpickled; with --data also the folder, dataset.json's fingerprint and vrs's split counts) and
+RecBole's own log under RUN_DIR.
 """
 
 from __future__ import annotations
@@ -37,10 +61,16 @@ import shlex
 import sys
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recbole_sasrec_beauty import DEFAULT_DATA, convert, recbole_settings  # noqa: E402  (shared)
+
+REPO = Path(__file__).resolve().parents[1]
+PARTS = ("train", "valid", "test")
 
 MODELS = {
     "GRU4Rec": {"embedding_size": 64, "hidden_size": 128, "num_layers": 1, "dropout_prob": 0.3},
@@ -71,13 +101,136 @@ MODELS["LightGCN"] = {
 }
 
 
+def load_vrs(root: Path):
+    """vrs's own reading of a canonical dataset folder and its leave-one-out split.
+
+    Returns (SequenceData, Split, dataset.json as a dict). Imports vrs from this checkout (it is not
+    installed in the RecBole environment): the dataset reader, the split and the sequence tables need
+    numpy, pandas, pyarrow and torch only. The fingerprint is taken from dataset.json, not recomputed:
+    under RecBole's pandas 2.2, vrs's `fingerprint` hashes a null image path as the string "None" and
+    so differs from vrs's own (pandas 3) on a dataset with missing images; the split is the same.
+    """
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from vrs.data.schema.files import load_dataset
+    from vrs.data.sequences import SequenceData
+    from vrs.data.splits import make_split
+
+    ds = load_dataset(root, check_images=False)
+    split = make_split(ds.interactions, "leave_one_out")
+    return SequenceData(ds.items, ds.interactions, split), split, ds.meta
+
+
+def write_vrs_atomic(data, out_dir: Path, name: str, max_users: int | None = None) -> dict[str, int]:
+    """Writes `out_dir/<name>/<name>.inter` and `<name>.item` from vrs's sequences (`SequenceData`).
+
+    Tokens are vrs's indices (user index, item index in catalogue order). Each user's events are
+    written in vrs's order (time, ties by the interactions file's row order, as `order_interactions`
+    puts them) with timestamp = the event's seq_pos, so RecBole's time sort cannot reorder them and
+    its leave-one-out takes exactly vrs's test target (last event) and validation target (the one
+    before). The .item file lists the whole catalogue, so RecBole ranks the same N items as vrs
+    (items nobody interacted with included). `max_users` keeps vrs's first users only.
+    Returns the counts written.
+    """
+    n_users = data.n_users if max_users is None else min(max_users, data.n_users)
+    end = int(data.offsets[n_users])
+    users = np.repeat(np.arange(n_users), data.lengths[:n_users])
+    pos = np.arange(end) - data.offsets[users]
+    dataset_dir = out_dir / name
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    rows = zip(users.tolist(), data.items_flat[:end].tolist(), pos.tolist(), strict=True)
+    (dataset_dir / f"{name}.inter").write_text(
+        "user_id:token\titem_id:token\ttimestamp:float\n" + "".join(f"{u}\t{i}\t{p}\n" for u, i, p in rows)
+    )
+    (dataset_dir / f"{name}.item").write_text(
+        "item_id:token\n" + "".join(f"{i}\n" for i in range(data.n_items))
+    )
+    return {"users": n_users, "interactions": end, "items": data.n_items}
+
+
+def _key(user: int, target: int, history: np.ndarray | None) -> tuple[int, int, bytes]:
+    return (user, target, b"" if history is None else np.asarray(history, dtype=np.int32).tobytes())
+
+
+def vrs_examples(
+    data, sequential: bool, max_len: int, max_users: int | None = None
+) -> dict[str, list[tuple[int, int, bytes]]]:
+    """The examples RecBole must build from vrs's split, as (user, target item, history) keys.
+
+    Sequential models: every training event after the user's first (history = the training events
+    before it, the last `max_len`), and each validation / test target with the user's last `max_len`
+    events before it. General models: every training event, and each target, without history.
+    """
+    n_users = data.n_users if max_users is None else min(max_users, data.n_users)
+    out: dict[str, list[tuple[int, int, bytes]]] = {part: [] for part in PARTS}
+
+    def history(u: int, p: int) -> np.ndarray | None:
+        return data.user_seqs[u][max(0, p - max_len) : p] if sequential else None
+
+    for u in range(n_users):
+        seq = data.user_seqs[u]
+        for p in range(1 if sequential else 0, int(data.train_len[u])):
+            out["train"].append(_key(u, int(seq[p]), history(u, p)))
+    for part, targets in (("valid", data.val_targets), ("test", data.test_targets)):
+        for u, p in targets.tolist():
+            if u < n_users:
+                out[part].append(_key(u, int(data.user_seqs[u][p]), history(u, p)))
+    return out
+
+
+def compare_examples(
+    expected: dict[str, list[tuple[int, int, bytes]]], got: dict[str, list[tuple[int, int, bytes]]]
+) -> dict[str, dict[str, int]]:
+    """Per part, how many examples each side has and how many of vrs's are missing / RecBole's extra
+    (as multisets: a repeated example counts as often as it occurs)."""
+    report = {}
+    for part in PARTS:
+        want, have = Counter(expected[part]), Counter(got[part])
+        report[part] = {
+            "vrs": len(expected[part]),
+            "recbole": len(got[part]),
+            "missing": sum((want - have).values()),
+            "extra": sum((have - want).values()),
+            "users_vrs": len({k[0] for k in expected[part]}),
+            "users_recbole": len({k[0] for k in got[part]}),
+        }
+    return report
+
+
+def recbole_examples(dataset) -> list[tuple[int, int, bytes]]:
+    """A built RecBole dataset's examples as `vrs_examples` keys (tokens are vrs indices)."""
+    users = dataset.field2id_token[dataset.uid_field]
+    items = dataset.field2id_token[dataset.iid_field]
+    user_of = np.array([-1] + [int(t) for t in users[1:]], dtype=np.int64)  # id 0 is [PAD]
+    item_of = np.array([-1] + [int(t) for t in items[1:]], dtype=np.int64)
+    feat = dataset.inter_feat
+    u = user_of[feat[dataset.uid_field].numpy()].tolist()
+    i = item_of[feat[dataset.iid_field].numpy()].tolist()
+    list_field = getattr(dataset, "item_id_list_field", None)
+    if list_field is None:  # a general (not sequential) model: no history
+        return [_key(a, b, None) for a, b in zip(u, i, strict=True)]
+    lists = item_of[feat[list_field].numpy()]
+    lengths = feat[dataset.item_list_length_field].numpy().tolist()
+    return [_key(a, b, row[:n]) for a, b, row, n in zip(u, i, lists, lengths, strict=True)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", choices=sorted(MODELS), required=True)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding <name>.txt")
-    parser.add_argument("--name", default="Beauty")
+    parser.add_argument(
+        "--name", default=None, help="S3-Rec Amazon file <name>.txt in --amazon-dir (default Beauty)"
+    )
+    parser.add_argument(
+        "--amazon-dir", type=Path, default=DEFAULT_DATA, help="folder holding <name>.txt (with --name)"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="a vrs dataset folder (items.parquet, interactions.parquet, dataset.json) instead of --name",
+    )
     parser.add_argument(
         "--out", type=Path, required=True, help="run folder (created; must not hold results.json)"
     )
@@ -90,6 +243,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.data is not None and args.name is not None:
+        parser.error(
+            "--data (a vrs dataset folder) and --name (an S3-Rec file, in --amazon-dir) exclude each "
+            "other; the S3-Rec folder is now given with --amazon-dir"
+        )
+    if args.data is not None and not (args.data / "interactions.parquet").is_file():
+        hint = (
+            " (an S3-Rec folder? give it as --amazon-dir with --name)" if any(args.data.glob("*.txt")) else ""
+        )
+        parser.error(f"--data {args.data}: no interactions.parquet: not a vrs dataset folder{hint}")
     out = args.out.resolve()
     if (out / "results.json").exists():
         sys.exit(f"{out / 'results.json'} exists: this run is finished; give another --out")
@@ -112,8 +275,38 @@ def main() -> None:
         # RecBole 1.2.1's LightGCN builds its adjacency with dok_matrix._update, which SciPy 1.12
         # removed; the same bulk insert into the matrix's own dict (values are all 1).
         scipy.sparse.dok_matrix._update = lambda self, data: self._dict.update(data)
-    src = (args.data / f"{args.name}.txt").resolve()
-    n_users, n_inters = convert(src, out / "dataset", args.name, args.max_users)
+    load_col: dict[str, list[str]] = {"inter": ["user_id", "item_id", "timestamp"]}
+    source: dict[str, object]
+    if args.data is None:
+        name = args.name or "Beauty"
+        src = (args.amazon_dir / f"{name}.txt").resolve()
+        n_users, n_inters = convert(src, out / "dataset", name, args.max_users)
+        source = {"dataset": name, "source": str(src)}
+        data = None
+    else:
+        root = args.data.resolve()
+        data, split, meta = load_vrs(root)
+        read = {"users": data.n_users, "items": data.n_items, "interactions": len(data.items_flat)}
+        recorded = {k: meta.get("counts", {}).get(k) for k in read}
+        if recorded != read:
+            print(f"warning: {root}/dataset.json records counts {recorded}, read {read}", file=sys.stderr)
+        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in root.name) or "vrs"
+        counts = write_vrs_atomic(data, out / "dataset", name, args.max_users)
+        n_users, n_inters = counts["users"], counts["interactions"]
+        load_col["item"] = ["item_id"]  # the whole catalogue, as vrs ranks it
+        source = {
+            "dataset": meta.get("name", root.name),
+            "data": str(root),
+            "fingerprint": meta.get("fingerprint"),
+            "items": counts["items"],
+            "vrs_split": {
+                "users": data.n_users,
+                "val_targets": len(data.val_targets),
+                "test_targets": len(data.test_targets),
+                "users_not_evaluated": split.users_dropped,
+            },
+        }
+        print(f"{root}: {source['vrs_split']}, {counts}", flush=True)
     cwd = os.getcwd()
     os.chdir(out)  # RecBole writes ./log and ./log_tensorboard relative to the working folder
     sys.argv = sys.argv[:1]  # Config also reads --key=value from sys.argv
@@ -121,11 +314,12 @@ def main() -> None:
     try:
         config = Config(
             model=args.model,
-            dataset=args.name,
+            dataset=name,
             config_dict={
                 **recbole_settings(
                     out / "dataset", args.max_len, args.batch_size, args.lr, args.epochs, args.seed
                 ),
+                "load_col": load_col,
                 "metrics": ["Hit", "NDCG"],
                 "topk": [10],
                 "valid_metric": "NDCG@10",
@@ -139,6 +333,23 @@ def main() -> None:
         init_logger(config)
         dataset = create_dataset(config)
         train_data, valid_data, test_data = data_preparation(config, dataset)
+        if data is not None:
+            # What RecBole built against what vrs's split asks for, example by example.
+            sequential = hasattr(dataset, "item_id_list_field")
+            expected = vrs_examples(data, sequential, args.max_len, args.max_users)
+            got = {
+                part: recbole_examples(loader._dataset)
+                for part, loader in zip(PARTS, (train_data, valid_data, test_data), strict=True)
+            }
+            source["split_check"] = check = compare_examples(expected, got)
+            print(f"split check (RecBole's examples against vrs's split): {check}", flush=True)
+            if any(c["missing"] or c["extra"] for c in check.values()):
+                print(
+                    "warning: RecBole's leave-one-out differs from vrs's split (see split_check): users "
+                    "with 3 events get no validation target in RecBole's sequential split, users with 2 "
+                    "a test target in its general one",
+                    file=sys.stderr,
+                )
         init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
         model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
         trainer = Trainer(config, model)
@@ -176,7 +387,7 @@ def main() -> None:
     results = {
         "model": args.model,
         "recbole": recbole.__version__,
-        "dataset": args.name,
+        **source,
         "users": n_users,
         "interactions": n_inters,
         "seed": args.seed,
@@ -198,7 +409,7 @@ def main() -> None:
     tmp.write_text(json.dumps(results, indent=1))
     tmp.replace(out / "results.json")
     print(
-        f"{args.model} on {args.name}, seed {args.seed}: best epoch {best_epoch} of {len(curve)}; "
+        f"{args.model} on {source['dataset']}, seed {args.seed}: best epoch {best_epoch} of {len(curve)}; "
         f"val NDCG@10 {results['val'].get('ndcg@10', float('nan')):.4f}; "
         f"test HR@10 {results['test']['hit@10']:.4f} NDCG@10 {results['test']['ndcg@10']:.4f} -> {out / 'results.json'}"
     )

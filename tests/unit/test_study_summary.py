@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
 import yaml
 
+from tests.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _summarize():
-    path = ROOT / "experiments" / "reproduce_sasrec_amazon" / "summarize.py"
-    spec = importlib.util.spec_from_file_location("study_summarize", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/reproduce_sasrec_amazon/summarize.py", "study_summarize")
 
 
 def _run(
