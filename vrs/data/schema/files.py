@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from vrs.data.schema.checks import link_roots, validate_tables
@@ -34,7 +35,10 @@ def _normalise(items: pd.DataFrame, interactions: pd.DataFrame) -> tuple[pd.Data
         items[column] = items[column].fillna("").astype("str")
     if "image" not in items.columns:
         items["image"] = None
-    items["image"] = items["image"].astype("str")  # nulls stay NaN
+    missing = items["image"].isna()
+    # pandas 2's astype("str") writes a null as the string "None" (pandas 3 keeps it null): put the
+    # nulls back, so that items without a photo (and the fingerprint) do not depend on the version.
+    items["image"] = items["image"].astype("str").where(~missing, np.nan)
     interactions = interactions.reset_index(drop=True).copy()
     for column in ("user_id", "item_id"):
         interactions[column] = interactions[column].astype("str")
