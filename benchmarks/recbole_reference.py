@@ -106,9 +106,7 @@ def load_vrs(root: Path):
 
     Returns (SequenceData, Split, dataset.json as a dict). Imports vrs from this checkout (it is not
     installed in the RecBole environment): the dataset reader, the split and the sequence tables need
-    numpy, pandas, pyarrow and torch only. The fingerprint is taken from dataset.json, not recomputed:
-    under RecBole's pandas 2.2, vrs's `fingerprint` hashes a null image path as the string "None" and
-    so differs from vrs's own (pandas 3) on a dataset with missing images; the split is the same.
+    numpy, pandas, pyarrow and torch only. The fingerprint recorded is dataset.json's.
     """
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
