@@ -141,3 +141,49 @@ def test_content_profile_baseline_is_the_same_term_without_the_model() -> None:
         BaselineModule(n_items=N, kind="content_profile", encoder=TOY, modalities=["audio"]).attach_data(
             _content()
         )
+
+
+def test_whitening_equalises_the_feature_directions_before_the_cosine() -> None:
+    from vrs.models.content_match import content_vectors
+
+    g = torch.Generator().manual_seed(1)
+    # 200 items, 6 features: one direction 100x stronger than the rest, 20 items without the modality.
+    x = torch.randn(200, 6, generator=g) * torch.tensor([100.0, 1, 1, 1, 1, 1]) + 3.0
+    present = torch.ones(200, dtype=torch.bool)
+    present[:20] = False
+    x[:20] = 1e6  # never read: absent items' rows
+    plain = content_vectors({"m": x}, {"m": present}, ["m"])
+    tiny = content_vectors({"m": x}, {"m": present}, ["m"], whiten=1e-9)
+    # Without whitening the strong direction decides the cosine; fully whitened, the items' centred
+    # features have identity covariance before the unit-length step, so no direction dominates.
+    assert float(plain[20:, 0].abs().mean()) > 0.95
+    assert float(tiny[20:, 0].abs().mean()) < 0.6
+    rows = x[20:] - x[20:].mean(0)
+    values, vectors = torch.linalg.eigh(rows.double().T @ rows.double() / 180)
+    zca = (rows.double() @ (vectors * values.rsqrt()) @ vectors.T).float()
+    torch.testing.assert_close(tiny[20:], F.normalize(zca, dim=-1), atol=1e-4, rtol=1e-4)
+    assert torch.equal(tiny[:20], torch.zeros(20, 6))
+    # More shrinkage, less whitening: a large one is nearly the plain vectors.
+    big = content_vectors({"m": x}, {"m": present}, ["m"], whiten=1e6)
+    torch.testing.assert_close(big, plain, atol=1e-3, rtol=1e-3)
+    with pytest.raises(ValueError, match="whiten must be >= 0"):
+        content_vectors({"m": x}, {"m": present}, ["m"], whiten=-1.0)
+
+
+def test_the_whitened_term_and_the_whitened_baseline_agree() -> None:
+    from vrs.lit.baselines import BaselineModule
+    from vrs.models.content_match import content_vectors
+
+    baseline = BaselineModule(n_items=N, kind="content_profile", encoder=TOY, window=1, whiten=0.1)
+    torch.manual_seed(0)
+    baseline.attach_data(_content(), torch.arange(1, N + 1).float())
+    module = _module()
+    module.net.content_match.whiten = 0.1
+    module.net.content_match._cache = None
+    with torch.no_grad():
+        items = module.net.encode_items()
+    catalogue = module.net.item_tower.catalogue
+    want = content_vectors(catalogue.inputs, catalogue.present, ["image", "text"], whiten=0.1)
+    torch.testing.assert_close(items[:, D:], want)
+    torch.testing.assert_close(baseline.scorer().encode_items(), want)
+    assert not torch.allclose(want, _c(module), atol=1e-3)  # whitening changed c

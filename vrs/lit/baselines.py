@@ -30,6 +30,7 @@ class BaselineModule(RankingModule):
         encoder: `_target_` dict building a `Towers` (the profiles only).
         modalities: content_profile's modalities, towers of `encoder` (default image and text).
         window: content_profile's number of recent history items.
+        whiten: content_profile's feature whitening (`content_vectors`; 0: off).
         evaluation: {"ks", "exclude_seen", "chunk_size"}.
     """
 
@@ -41,6 +42,7 @@ class BaselineModule(RankingModule):
         evaluation: dict[str, Any] | None = None,
         modalities: list[str] | None = None,
         window: int = 1,
+        whiten: float = 0.0,
         **unused: Any,
     ) -> None:
         super().__init__(n_items, evaluation)
@@ -52,6 +54,7 @@ class BaselineModule(RankingModule):
         self.encoder_cfg = encoder
         self.modalities = list(modalities or ["image", "text"])
         self.window = int(window)
+        self.whiten = float(whiten)
         self._scorer: Scorer | None = None
 
     def scorer(self) -> Scorer:
@@ -84,7 +87,7 @@ class BaselineModule(RankingModule):
 
     def _content_vectors(self, content: ItemContent, feature_cache: FeatureCache | None) -> Tensor:
         catalogue = frozen_catalogue(self.encoder_cfg, content, self.modalities, feature_cache)
-        return content_vectors(catalogue.inputs, catalogue.present, self.modalities)  # (N, F)
+        return content_vectors(catalogue.inputs, catalogue.present, self.modalities, self.whiten)  # (N, F)
 
 
 @torch.no_grad()

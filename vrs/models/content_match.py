@@ -13,15 +13,29 @@ from vrs.models.item_tower import ItemTower
 
 
 def content_vectors(
-    inputs: dict[str, Tensor], present: dict[str, Tensor], modalities: Sequence[str]
+    inputs: dict[str, Tensor], present: dict[str, Tensor], modalities: Sequence[str], whiten: float = 0.0
 ) -> Tensor:
     """(N, F) c: per modality the features minus their mean over the items that have them, unit
-    length, 0 when absent; side by side, divided by sqrt(M) (c . c' = the mean per-modality cosine)."""
+    length, 0 when absent; side by side, divided by sqrt(M) (c . c' = the mean per-modality cosine).
+
+    whiten > 0: each modality's centred features are first whitened (ZCA) with shrinkage, x @ V
+    diag((lambda + whiten * mean(lambda))^-1/2) V^T over its covariance's eigenpairs (items that have
+    it), so that a few dominant directions (photo lighting, a shared text template) stop deciding
+    the cosine; smaller values whiten more."""
+    if whiten < 0:
+        raise ValueError(f"whiten must be >= 0 (0: off), got {whiten}")
     parts = []
     for m in modalities:
         x, has = inputs[m].float(), present[m].bool()  # (N, F_m), (N,)
         mean = x[has].mean(dim=0) if bool(has.any()) else torch.zeros_like(x[0])
-        parts.append(torch.where(has[:, None], F.normalize(x - mean, dim=-1), 0.0))
+        x = x - mean
+        if whiten > 0 and int(has.sum()) > 1:
+            rows = x[has].double()
+            values, vectors = torch.linalg.eigh(rows.T @ rows / len(rows))  # ascending
+            values = values.clamp(min=0.0)
+            scale = (values + whiten * values.mean()).rsqrt()
+            x = (x.double() @ (vectors * scale) @ vectors.T).float()
+        parts.append(torch.where(has[:, None], F.normalize(x, dim=-1), 0.0))
     return torch.cat(parts, dim=1) / math.sqrt(len(parts))
 
 
@@ -58,6 +72,8 @@ class ContentMatch(nn.Module):
             seed) a learned w fell from 10 to 8.5 while the learned part grew, and the best
             validation NDCG@10 was 0.0295 against 0.0361 with w fixed at 20 (0.0357 at 40).
         dim: columns of c kept (None: all F; more than F keeps F).
+        whiten: whitening of each modality's features before c (`content_vectors`; 0: off). Whitened
+            c has no few dominant directions to keep: use it with dim None.
     """
 
     def __init__(
@@ -67,6 +83,7 @@ class ContentMatch(nn.Module):
         weight: float = 20.0,
         learn_weight: bool = False,
         dim: int | None = 128,
+        whiten: float = 0.0,
     ) -> None:
         super().__init__()
         if not modalities:
@@ -75,7 +92,10 @@ class ContentMatch(nn.Module):
             raise ValueError(
                 f"content_match: window >= 1, weight > 0 and dim >= 1 (or null) expected, got {window}, {weight}, {dim}"
             )
+        if whiten < 0:
+            raise ValueError(f"content_match.whiten must be >= 0 (0: off), got {whiten}")
         self.dim = dim
+        self.whiten = float(whiten)
         self.modalities = tuple(modalities)
         self.window = int(window)
         self.log_weight = nn.Parameter(torch.tensor(math.log(weight)), requires_grad=learn_weight)
@@ -95,7 +115,7 @@ class ContentMatch(nn.Module):
     def _catalogue_features(self, tower: ItemTower) -> Tensor:
         catalogue = tower.catalogue  # on the module's device
         if self._cache is None or self._cache[0] is not catalogue:
-            c = content_vectors(catalogue.inputs, catalogue.present, self.modalities)  # (N, F)
+            c = content_vectors(catalogue.inputs, catalogue.present, self.modalities, self.whiten)  # (N, F)
             if self.dim is not None and self.dim < c.shape[1]:
                 # Leading eigenvectors of c^T c (F x F, deterministic), strongest first.
                 _, vectors = torch.linalg.eigh(c.double().T @ c.double())  # ascending eigenvalues
