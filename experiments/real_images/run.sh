@@ -19,8 +19,11 @@ FEATURES=${FEATURES:-cache/features}
 # More overrides for every trained arm, e.g. EXTRA="callbacks.early_stopping.patience=30" (MovieLens).
 EXTRA=${EXTRA:-}
 WINDOWS=${WINDOWS:-"1 2 3 5"}
-ORDER=(popularity visual_profile content_profile id_only image_only text_only concat gated cross_attention late
-  concat_nodrop concat_cm concat_noid concat_noid_cm concat_noid_cmfull concat_aux concat_cm_aux finetune_top)
+# content_profile_white: the profile on whitened features (model.whiten), every WHITEN x WINDOWS value.
+WHITEN=${WHITEN:-"0.1 0.03 0.01"}
+ORDER=(popularity visual_profile content_profile content_profile_white id_only image_only text_only concat gated cross_attention late
+  concat_nodrop concat_cm concat_noid concat_noid_cm concat_noid_cmfull concat_aux concat_cm_aux finetune_top
+  concat_cmw concat_noid_cmw)
 ARMS=${ARMS:-"${ORDER[*]}"}
 # shellcheck source=../reproduce_sasrec_amazon/train_run.sh
 source "$(dirname "$0")/../reproduce_sasrec_amazon/train_run.sh"
@@ -47,6 +50,10 @@ declare -A GRID=(
   # path carries the category for cold items; weight 0.5 set a priori.
   [concat_aux]="$FROZEN fusion=concat model.aux_category_weight=0.5"
   [concat_cm_aux]="$FROZEN fusion=concat model.content_match={modalities:[image,text],window:1} model.aux_category_weight=0.5"
+  # The content term on whitened features, with the whitened profile's best validation settings on
+  # H&M (whiten 0.01, window 2; every feature column: whitened features have no leading directions).
+  [concat_cmw]="$FROZEN fusion=concat model.content_match={modalities:[image,text],window:2,dim:null,whiten:0.01}"
+  [concat_noid_cmw]="$FROZEN fusion=concat model.use_id=false model.content_match={modalities:[image,text],window:2,dim:null,whiten:0.01}"
   # The image tower's last block trains with the model (pixels through EfficientNet at every step).
   [finetune_top]="$COMMON fusion=concat encoder.finetune.freeze=false encoder.finetune.trainable_layers=1"
 )
@@ -68,6 +75,13 @@ for name in $DATASETS; do
         for w in $WINDOWS; do
           evaluate "$OUT/content_profile_w$w/$name/seed0" model=content_profile model.window="$w" $COMMON \
             data.root="$root"
+        done ;;
+      content_profile_white)
+        for wh in $WHITEN; do
+          for w in $WINDOWS; do
+            evaluate "$OUT/content_profile_white${wh}_w$w/$name/seed0" model=content_profile model.window="$w" \
+              model.whiten="$wh" $COMMON data.root="$root"
+          done
         done ;;
       *)
         [[ -v "GRID[$arm]" ]] || { echo "unknown arm $arm (known: ${ORDER[*]})" >&2; exit 2; }

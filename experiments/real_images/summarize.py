@@ -4,8 +4,9 @@
 
 Reads <out>/<arm>/<dataset>/seed<k>/{metrics.json, test_users.parquet, wall_seconds, commit}. Warm
 Recall@10 is computed from test_users.parquet (targets seen in training; a rank below 10 is a hit);
-cold Recall@10 is vrs's `test_cold/recall_10`. The content-profile windows (content_profile_w<k>)
-are reported as one row, the window with the best validation NDCG@10.
+cold Recall@10 is vrs's `test_cold/recall_10`. The content-profile windows (content_profile_w<k>) are
+reported as one row, the window with the best validation NDCG@10; the whitened profiles
+(content_profile_white<s>_w<k>) as another, the (whitening, window) with the best validation NDCG@10.
 """
 
 from __future__ import annotations
@@ -59,13 +60,22 @@ def rows(out: Path) -> list[dict[str, object]]:
     return found
 
 
+def _family(arm: str) -> str | None:
+    """content_profile<variant>_w<k> and content_profile_white<s>_w<k> -> their family (one table row),
+    None for any other arm."""
+    match = re.fullmatch(r"(content_profile[\w.-]*?)_w\d+", arm)
+    return re.sub(r"_white[\d.e-]+$", "_white", match.group(1)) if match else None
+
+
 def _best_windows(found: list[dict[str, object]]) -> list[dict[str, object]]:
-    """Keeps, per dataset, the content_profile_w<k> run with the best validation NDCG@10."""
-    best: dict[str, dict[str, object]] = {}
+    """Keeps, per dataset and content-profile family, the run (window, whitening) with the best
+    validation NDCG@10."""
+    best: dict[tuple[str, str], dict[str, object]] = {}
     kept = []
     for row in found:
-        if re.fullmatch(r"content_profile_w\d+", str(row["arm"])):
-            key = str(row["dataset"])
+        family = _family(str(row["arm"]))
+        if family is not None:
+            key = (str(row["dataset"]), family)
             if key not in best or float(row["val_ndcg_10"] or 0) > float(best[key]["val_ndcg_10"] or 0):
                 best[key] = row
         else:
