@@ -47,7 +47,7 @@ class RecDataModule(L.LightningDataModule):
         on_bad_image: "error" | "skip" | "blank" for missing or corrupt image files.
         seed: shuffling seed of the training sampler.
         length_grouping: training batches are drawn from groups of this many batches sorted by
-            history length, so little of each batch is padding; 1 = plain shuffled batches.
+            history length, so little of each batch is padding; 1 = plain shuffled batches (default).
     """
 
     def __init__(
@@ -65,7 +65,7 @@ class RecDataModule(L.LightningDataModule):
         load_images: bool = True,
         on_bad_image: str = "error",
         seed: int = 0,
-        length_grouping: int = 50,
+        length_grouping: int = 1,
     ) -> None:
         super().__init__()
         self.root = Path(root)
