@@ -47,6 +47,7 @@ class LightGCN(nn.Module):
         # The training graph: edge e joins user edge_users[e] and item edge_items[e].
         self.register_buffer("edge_users", torch.zeros(0, dtype=torch.long))
         self.register_buffer("edge_items", torch.zeros(0, dtype=torch.long))
+        self._adjacency_cache: tuple[tuple, tuple[Tensor, Tensor]] | None = None
 
     @property
     def n_users(self) -> int:
@@ -63,6 +64,7 @@ class LightGCN(nn.Module):
         pairs = torch.unique(torch.stack([users.long(), items.long()]), dim=1)
         device = self.weight.device
         self.edge_users, self.edge_items = pairs[0].to(device), pairs[1].to(device)
+        self._adjacency_cache = None
 
     def check_graph(self, state: dict[str, Tensor], n_items: int, prefix: str = "") -> None:
         """Refuses a saved graph (`state`: a state dict, keys under `prefix`) that propagation could
@@ -83,6 +85,7 @@ class LightGCN(nn.Module):
         """Empty edge buffers of `n_edges` (a checkpoint's graph is then loaded into them)."""
         self.edge_users = torch.zeros(n_edges, dtype=torch.long, device=self.weight.device)
         self.edge_items = torch.zeros(n_edges, dtype=torch.long, device=self.weight.device)
+        self._adjacency_cache = None
 
     def propagate(self, items: Tensor) -> tuple[Tensor, Tensor]:
         """items (N, D) layer-0 item vectors -> final (U, D) user and (N, D) item vectors."""
@@ -91,20 +94,43 @@ class LightGCN(nn.Module):
                 "user=lightgcn has no training graph: the model sets it from the datamodule "
                 "(RecModule.fit_catalogue) or loads it from the checkpoint"
             )
-        eu, ei = self._edges()
-        n_users, n_items = self.n_users, items.shape[0]
-        deg_u = torch.bincount(eu, minlength=n_users).clamp(min=1).to(items.dtype)
-        deg_i = torch.bincount(ei, minlength=n_items).clamp(min=1).to(items.dtype)
-        norm = (deg_u[eu] * deg_i[ei]).rsqrt()[:, None]  # (E, 1)
-        u, i = self.weight.to(items.dtype), items
+        adjacency, adjacency_t = self._adjacency(items.shape[0], items.device)
+        u, i = self.weight.float(), items.float()
         sum_u, sum_i = u, i
         for _ in range(self.n_layers):
-            u, i = (
-                torch.zeros_like(u).index_add_(0, eu, norm * i[ei]),
-                torch.zeros_like(i).index_add_(0, ei, norm * u[eu]),
-            )
+            # Sparse products: 5x faster forward and backward than gathering E x D rows and adding
+            # them back with index_add_ (ML-100K: 98k edges, one thread).
+            u, i = torch.sparse.mm(adjacency, i), torch.sparse.mm(adjacency_t, u)
             sum_u, sum_i = sum_u + u, sum_i + i
-        return sum_u / (self.n_layers + 1), sum_i / (self.n_layers + 1)
+        return (sum_u / (self.n_layers + 1)).to(items.dtype), (sum_i / (self.n_layers + 1)).to(items.dtype)
+
+    def _adjacency(self, n_items: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The symmetrically normalised (U, N) user-item matrix of the edges propagation uses and its
+        transpose, sparse; rebuilt only when those edges change (a new graph, a loaded checkpoint,
+        FREEDOM's per-epoch pruning, train/eval)."""
+        key = (
+            n_items,
+            device,
+            self.edge_users.data_ptr(),
+            self.edge_users.numel(),
+            getattr(self, "graph_key", None),
+        )
+        if self._adjacency_cache is not None and self._adjacency_cache[0] == key:
+            return self._adjacency_cache[1]
+        eu, ei = self._edges()
+        deg_u = torch.bincount(eu, minlength=self.n_users).clamp(min=1).float()
+        deg_i = torch.bincount(ei, minlength=n_items).clamp(min=1).float()
+        norm = (deg_u[eu] * deg_i[ei]).rsqrt()  # (E,)
+        a = torch.sparse_coo_tensor(
+            torch.stack([eu, ei]), norm, (self.n_users, n_items), check_invariants=True
+        ).coalesce()
+        pair = (a.to(device), a.t().coalesce().to(device))
+        self._adjacency_cache = (key, pair)
+        return pair
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self._adjacency_cache = None  # the edge buffers are overwritten in place
+        super()._load_from_state_dict(*args, **kwargs)
 
     def _edges(self) -> tuple[Tensor, Tensor]:
         """The user-item edges propagation uses: every training pair."""
