@@ -246,3 +246,14 @@ def test_freedom_refuses_a_saved_item_graph_it_could_not_use() -> None:
         encoder.check_graph({**state, "item_weight": state["item_weight"].clone().fill_(float("nan"))}, N)
     with pytest.raises(ValueError, match="must be saved together"):
         encoder.check_graph({k: v for k, v in state.items() if k != "item_weight"}, N)
+
+
+def test_loading_another_graph_of_the_same_size_is_not_served_a_stale_matrix() -> None:
+    first, second = _encoder(), _encoder()
+    second.set_interactions(USERS, ITEMS.flip(0))  # other edges, the same count
+    items = torch.randn(N, D, generator=torch.Generator().manual_seed(1))
+    first.propagate(items)  # builds and caches its matrix
+    ptr = first.edge_users.data_ptr()
+    first.load_state_dict(second.state_dict())  # copied into the same buffers
+    assert first.edge_users.data_ptr() == ptr
+    torch.testing.assert_close(first.propagate(items), second.propagate(items))
