@@ -12,6 +12,8 @@ memory (wait4):
   train_ss   the same with 1,024 sampled negatives (logQ-corrected)
   train_ss_lazy  train_ss with `model.sparse_id=true`: sparse ID-table gradients and a lazy AdamW
              (touched rows only) instead of a dense update of the whole table every step
+  train_ib   the same with in-batch negatives (`loss=in_batch`: the batch's other targets)
+  train_ib_lazy  train_ib with `model.sparse_id=true`
   eval       `vrs-eval` full-ranking evaluation of every test user
   recommend  `vrs-recommend users=all k=10`
 
@@ -170,6 +172,8 @@ def one_size(args, n_items: int, n_events: int) -> dict:
         ("train_fs", ["loss=full_softmax"]),
         ("train_ss", ["loss=sampled_softmax", "loss.n_negatives=1024"]),
         ("train_ss_lazy", ["loss=sampled_softmax", "loss.n_negatives=1024", "model.sparse_id=true"]),
+        ("train_ib", ["loss=in_batch"]),
+        ("train_ib_lazy", ["loss=in_batch", "model.sparse_id=true"]),
     ):
         if stage not in args.stages:
             continue
@@ -208,7 +212,17 @@ def one_size(args, n_items: int, n_events: int) -> dict:
     return result
 
 
-STAGES = ("generate", "load", "train_fs", "train_ss", "train_ss_lazy", "eval", "recommend")
+STAGES = (
+    "generate",
+    "load",
+    "train_fs",
+    "train_ss",
+    "train_ss_lazy",
+    "train_ib",
+    "train_ib_lazy",
+    "eval",
+    "recommend",
+)
 
 
 def main(argv: list[str] | None = None) -> None:
