@@ -2,7 +2,8 @@
 
 vrs runs are folders RUN_ROOT/<model>/<dataset>/seed<k> (metrics.json, wall_seconds, commit);
 references are folders RUN_ROOT/<reference>_<dataset> holding a `results.json` written by a
-`benchmarks/*_reference.py` script (one row per seed of its chosen setting).
+`benchmarks/*_reference.py` script (one row per seed of its chosen setting), or, for
+`recbole_reference.py`, RUN_ROOT/<reference>_<dataset>/seed<k>/results.json (one per seed).
 
     python experiments/baselines/summarize.py RUN_ROOT [--csv experiments/baselines/results.csv]
 """
@@ -57,12 +58,28 @@ def reference_rows(root: Path) -> list[dict]:
     return rows
 
 
+def recbole_rows(root: Path) -> list[dict]:
+    rows = []
+    for results in sorted(root.glob("*_*/seed*/results.json")):
+        r = json.loads(results.read_text())
+        if "recbole" not in r:
+            continue
+        name, _, dataset = results.parent.parent.name.rpartition("_")
+        rows.append({
+            "dataset": dataset, "model": name, "implementation": f"RecBole {r['recbole']} {r['model']}",
+            "seed": r["seed"], "val_ndcg_10": r["val"]["ndcg@10"], "test_recall_10": r["test"]["hit@10"],
+            "test_ndcg_10": r["test"]["ndcg@10"], **{f"test_{b}": "" for b in BEYOND},
+            "wall_seconds": round(r["wall_seconds"], 2), "commit": "",
+        })  # fmt: skip
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", type=Path)
     p.add_argument("--csv", type=Path)
     args = p.parse_args(argv)
-    rows = vrs_rows(args.root) + reference_rows(args.root)
+    rows = vrs_rows(args.root) + reference_rows(args.root) + recbole_rows(args.root)
     if not rows:
         sys.exit(f"no finished run under {args.root}")
     rows.sort(key=lambda r: (r["dataset"], r["model"], r["seed"]))
