@@ -47,7 +47,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vrs_side import load_split  # noqa: E402  (shared with recbole_reference.py)
+
 DEFAULT_GRIDS = {
     "BPR": "k=64 lambda_reg=0.001,0.01,0.1 learning_rate=0.01,0.05 max_iter=50,100,200,400",
     # Cornac's VBPR defaults are k=k2=10, lr 0.005, lambda_w=lambda_b=0.01, 50 epochs of batch 100.
@@ -67,14 +69,7 @@ def parse_grid(text: str) -> list[dict[str, float]]:
 
 
 def load(root: Path):
-    sys.path.insert(0, str(REPO))  # this checkout's vrs, not installed in this environment
-    from vrs.data.schema.files import load_dataset
-    from vrs.data.sequences import SequenceData
-    from vrs.data.splits import make_split
-
-    ds = load_dataset(root, check_images=False)
-    split = make_split(ds.interactions, "leave_one_out")
-    data = SequenceData(ds.items, ds.interactions, split)
+    data, _, ds = load_split(root)
     data.item_table = ds.items  # the categories of the beyond-accuracy metrics
     return data
 

@@ -68,8 +68,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recbole_sasrec_beauty import DEFAULT_DATA, convert, recbole_settings  # noqa: E402  (shared)
+from vrs_side import load_split  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 PARTS = ("train", "valid", "test")
 
 MODELS = {
@@ -102,21 +102,11 @@ MODELS["LightGCN"] = {
 
 
 def load_vrs(root: Path):
-    """vrs's own reading of a canonical dataset folder and its leave-one-out split.
-
-    Returns (SequenceData, Split, dataset.json as a dict). Imports vrs from this checkout (it is not
-    installed in the RecBole environment): the dataset reader, the split and the sequence tables need
-    numpy, pandas, pyarrow and torch only. The fingerprint recorded is dataset.json's.
-    """
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    from vrs.data.schema.files import load_dataset
-    from vrs.data.sequences import SequenceData
-    from vrs.data.splits import make_split
-
-    ds = load_dataset(root, check_images=False)
-    split = make_split(ds.interactions, "leave_one_out")
-    return SequenceData(ds.items, ds.interactions, split), split, ds.meta
+    """vrs's own reading of a canonical dataset folder and its leave-one-out split
+    (`vrs_side.load_split`). Returns (SequenceData, Split, dataset.json as a dict); the fingerprint
+    recorded is dataset.json's."""
+    data, split, ds = load_split(root)
+    return data, split, ds.meta
 
 
 def write_vrs_atomic(data, out_dir: Path, name: str, max_users: int | None = None) -> dict[str, int]:
