@@ -3,6 +3,7 @@
     python experiments/reproduce_sasrec_amazon/summarize.py runs/reproduce_sasrec_amazon
     python experiments/reproduce_sasrec_amazon/summarize.py --tune runs/reproduce_sasrec_amazon
     python experiments/reproduce_sasrec_amazon/summarize.py --csv results.csv OUT [OUT ...]
+    python experiments/reproduce_sasrec_amazon/summarize.py --keep results.csv --csv results.csv OUT
     python experiments/reproduce_sasrec_amazon/summarize.py --help
 
 Reads <out>/<config>/<dataset>/seed<k>/{metrics.json, wall_seconds, csv/metrics.csv, stopped, commit};
@@ -11,6 +12,11 @@ prints a Markdown table, then which published targets the mean over seeds meets,
 (one row per run, finished or not: see RESULT_COLUMNS). A run with a
 `stopped` file was stopped for time before early stopping; the file says why, and its
 best-validation checkpoint was evaluated with vrs-eval.
+
+``--keep CSV`` adds the rows of an earlier results.csv (written by this script on another machine,
+whose run folders are gone); each (dataset, config, seed) then keeps one row, the most complete
+(finished > stopped for time > partial; a folder given now wins a tie), and the table and the
+targets are computed from those rows.
 
 ``--tune`` ranks the Beauty tuning arms of tune.sh (<out>/tune/<arm>/Beauty/seed0, test never computed)
 together with the a-priori configuration's Beauty seed-0 run, by best validation NDCG@10 only, and
@@ -23,7 +29,6 @@ import argparse
 import csv
 import json
 import statistics
-from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -86,15 +91,6 @@ def _epochs(run: Path) -> str:
     return f"{best} / {curve[-1][0] + 1}{'*' if (run / 'stopped').is_file() else ''}"
 
 
-def _configs(out: Path, dataset: str) -> Iterator[tuple[str, list[Path], list[dict]]]:
-    """Each configuration with a finished (or stopped-for-time) seed on a dataset: its name, the
-    seeds' metrics.json paths and their contents; seeds still training have none and are left out."""
-    for config in sorted(p.name for p in out.iterdir() if (p / dataset).is_dir()):
-        runs = sorted((out / config / dataset).glob("seed*/metrics.json"))
-        if runs:
-            yield config, runs, [json.loads(p.read_text()) for p in runs]
-
-
 RESULT_COLUMNS = [
     "dataset", "config", "seed", "kind", "status", "best_epoch", "epochs_run", "wall_seconds",
     "val_hr_10", "val_ndcg_10", "test_hr_10", "test_ndcg_10", "commit",
@@ -152,55 +148,96 @@ def result_rows(out: Path) -> list[dict[str, object]]:
     return rows
 
 
-def write_results(out: Path, path: Path | None = None, more: tuple[Path, ...] = ()) -> Path:
-    """Writes the result_rows of <out> (and of the folders in ``more``) to ``path`` (default
-    <out>/results.csv) through a temporary file; returns its path."""
-    path = out / "results.csv" if path is None else path
+def read_results(path: Path) -> list[dict[str, object]]:
+    """The rows of a results.csv this script wrote."""
+    with path.open() as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != RESULT_COLUMNS:
+            raise SystemExit(f"{path}: columns {reader.fieldnames}, expected {RESULT_COLUMNS}")
+        return list(reader)
+
+
+STATUS_RANK = {"partial": 0, "stopped": 1, "finished": 2}
+
+
+def all_rows(outs: tuple[Path, ...], keep: Path | None = None) -> list[dict[str, object]]:
+    """One row per (dataset, config, seed) from the rows of ``keep`` and the result_rows of every
+    folder in ``outs``: the most complete (finished, then stopped for time, then partial), and among
+    equals the one read last (folders after ``keep``, later folders after earlier ones)."""
+    rows = read_results(keep) if keep is not None else []
+    rows += [row for out in outs for row in result_rows(out)]
+    best: dict[tuple[str, str, str], tuple[tuple[int, int], dict[str, object]]] = {}
+    for order, row in enumerate(rows):
+        key = (str(row["dataset"]), str(row["config"]), str(row["seed"]))
+        rank = (STATUS_RANK[str(row["status"])], order)
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, row)
+    return [row for _, row in sorted(best.values(), key=lambda v: v[0][1])]
+
+
+def write_results(rows: list[dict[str, object]], path: Path) -> Path:
+    """Writes ``rows`` to ``path`` through a temporary file; returns its path."""
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        for folder in (out, *more):
-            writer.writerows(result_rows(folder))
+        writer.writerows(rows)
     tmp.replace(path)
     return path
 
 
-def table(out: Path) -> str:
+def _evaluated(rows: list[dict[str, object]], dataset: str) -> dict[str, list[dict[str, object]]]:
+    """config -> its rows on ``dataset`` that have test numbers (finished or stopped for time), by seed;
+    runs still training have none and are left out."""
+    out: dict[str, list[dict[str, object]]] = {}
+    for row in sorted(rows, key=lambda r: (r["config"], int(r["seed"]))):
+        if row["dataset"] == dataset and row["test_ndcg_10"] != "":
+            out.setdefault(str(row["config"]), []).append(row)
+    return out
+
+
+def _mean(rows: list[dict[str, object]], column: str) -> float:
+    return statistics.mean(float(r[column]) for r in rows)
+
+
+def table(rows: list[dict[str, object]]) -> str:
     lines = [
         "| dataset | model | seeds | test HR@10 | test NDCG@10 | best val NDCG@10 | best epoch / epochs run | wall / run |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for dataset in sorted({p.parent.name for p in out.glob("*/*/seed*")}):
+    for dataset in sorted({str(r["dataset"]) for r in rows}):
         for name, (hr, ndcg) in PUBLISHED.get(dataset, {}).items():
             lines.append(f"| {dataset} | {name} (published) | - | {hr:.4f} | {ndcg:.4f} | - | - | - |")
-        for config, runs, metrics in _configs(out, dataset):
-            walls = [
-                float((p.parent / "wall_seconds").read_text())
-                for p in runs
-                if (p.parent / "wall_seconds").is_file()
-            ]
+        for config, runs in _evaluated(rows, dataset).items():
+            walls = [float(r["wall_seconds"]) for r in runs if r["wall_seconds"] != ""]
             wall = f"{statistics.mean(walls) / 60:.0f} min" if walls else "-"
+            # "best / run" epochs of each seed; * = stopped for time, not by early stopping.
+            epochs = ", ".join(
+                f"{r['best_epoch']} / {r['epochs_run']}{'*' if r['status'] == 'stopped' else ''}"
+                for r in runs
+            )
             lines.append(
-                f"| {dataset} | {config} | {len(metrics)} | "
-                f"{mean_std([m['test/recall_10'] for m in metrics])} | "
-                f"{mean_std([m['test/ndcg_10'] for m in metrics])} | "
-                f"{mean_std([m['val/ndcg_10'] for m in metrics if 'val/ndcg_10' in m])} | "
-                f"{', '.join(_epochs(p.parent) for p in runs) or '-'} | {wall} |"
+                f"| {dataset} | {config} | {len(runs)} | "
+                + " | ".join(
+                    mean_std([float(r[c]) for r in runs])
+                    for c in ("test_hr_10", "test_ndcg_10", "val_ndcg_10")
+                )
+                + f" | {epochs} | {wall} |"
             )
     return "\n".join(lines)
 
 
-def targets(out: Path) -> str:
-    """Met / not met against the published SASRec and ICLRec rows, per dataset and configuration, on
-    the mean over the seeds run (popularity is compared with PopRec in the table, not here)."""
+def targets(rows: list[dict[str, object]]) -> str:
+    """Met / not met against the published rows in BARS, per dataset and configuration, on the mean
+    over the seeds run (popularity is compared with PopRec in the table, not here)."""
     lines = []
     for dataset, published in sorted(PUBLISHED.items()):
-        for config, runs, metrics in _configs(out, dataset):
+        configs = _evaluated(rows, dataset)
+        for config, runs in configs.items():
             if config == "popularity":
                 continue
-            stopped = sum((p.parent / "stopped").is_file() for p in runs)
-            ours = [statistics.mean(m[k] for m in metrics) for k in ("test/recall_10", "test/ndcg_10")]
+            stopped = sum(r["status"] == "stopped" for r in runs)
+            ours = [_mean(runs, c) for c in ("test_hr_10", "test_ndcg_10")]
             verdicts = []
             for name in BARS:
                 parts = [
@@ -209,19 +246,15 @@ def targets(out: Path) -> str:
                 ]
                 verdicts.append(f"{name}: {', '.join(parts)}")
             sibling = config.replace("_attr", "")
-            if sibling != config:
-                id_only = [
-                    m["test/ndcg_10"] for c, _, ms in _configs(out, dataset) if c == sibling for m in ms
-                ]
-                if id_only:
-                    gain = ours[1] / statistics.mean(id_only) - 1
-                    verdict = "met" if gain >= CONTENT_GAIN else "NOT met"
-                    verdicts.append(
-                        f"content over {sibling} NDCG@10 {gain:+.1%} ({verdict}: +{CONTENT_GAIN:.0%})"
-                    )
+            if sibling != config and sibling in configs:
+                gain = ours[1] / _mean(configs[sibling], "test_ndcg_10") - 1
+                verdict = "met" if gain >= CONTENT_GAIN else "NOT met"
+                verdicts.append(
+                    f"content over {sibling} NDCG@10 {gain:+.1%} ({verdict}: +{CONTENT_GAIN:.0%})"
+                )
             note = f", {stopped} stopped for time" if stopped else ""
             lines.append(
-                f"- {dataset} {config} ({len(metrics)} seed(s){note}): {ours[0]:.4f} / {ours[1]:.4f}; "
+                f"- {dataset} {config} ({len(runs)} seed(s){note}): {ours[0]:.4f} / {ours[1]:.4f}; "
                 + "; ".join(verdicts)
             )
     return "\n".join(lines)
@@ -298,24 +331,20 @@ def svg_plot(curves: dict[str, list[tuple[int, float]]], title: str) -> str:
     return "\n".join(parts)
 
 
-def main(out: Path, tune: bool = False) -> None:
-    if tune:
-        text, curves = tune_table(out)
-        print(text)
-        svg = svg_plot(curves, "Beauty tuning: validation NDCG@10 per epoch")
-        if svg:
-            path = out / "val_ndcg10_tune_Beauty.svg"
-            path.write_text(svg)
-            print(f"plot: {path}")
-        return
-    print(table(out))
-    print(f"rows per run: {write_results(out)}")
+def main(outs: tuple[Path, ...], keep: Path | None = None, path: Path | None = None) -> None:
+    """Writes the rows of ``outs`` (and those of ``keep`` they do not replace) to ``path`` (default
+    <first out>/results.csv), prints the table and the targets, and plots each dataset's curves."""
+    rows = all_rows(outs, keep)
+    print(f"rows per run: {write_results(rows, path or outs[0] / 'results.csv')}")
+    print(table(rows))
     print("\nTargets (mean over seeds; published SASRec must be met, ICLRec is the bar to aim for):")
-    print(targets(out))
-    for dataset in sorted({p.parent.name for p in out.glob("*/*/seed*")}):
+    print(targets(rows))
+    out = outs[0]
+    for dataset in sorted({p.parent.name for o in outs for p in o.glob("*/*/seed*")}):
         curves = {
             f"{run.parent.parent.name}/{run.name}": val_curve(run)
-            for run in sorted(out.glob(f"*/{dataset}/seed*"))
+            for o in outs
+            for run in sorted(o.glob(f"*/{dataset}/seed*"))
         }
         svg = svg_plot({k: v for k, v in curves.items() if v}, f"{dataset}: validation NDCG@10 per epoch")
         if svg:
@@ -324,16 +353,29 @@ def main(out: Path, tune: bool = False) -> None:
             print(f"plot: {path}")
 
 
+def tune(out: Path) -> None:
+    text, curves = tune_table(out)
+    print(text)
+    svg = svg_plot(curves, "Beauty tuning: validation NDCG@10 per epoch")
+    if svg:
+        path = out / "val_ndcg10_tune_Beauty.svg"
+        path.write_text(svg)
+        print(f"plot: {path}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "out", nargs="*", type=Path, help="run folder(s) (default runs/reproduce_sasrec_amazon)"
     )
     parser.add_argument("--tune", action="store_true", help="rank the Beauty tuning arms of tune.sh")
-    parser.add_argument("--csv", type=Path, help="only write the rows of the run folders to this file")
+    parser.add_argument("--csv", type=Path, help="write the rows here (default <first out>/results.csv)")
+    parser.add_argument(
+        "--keep", type=Path, help="an earlier results.csv whose rows the folders do not replace"
+    )
     args = parser.parse_args()
-    outs = args.out or [Path("runs/reproduce_sasrec_amazon")]
-    if args.csv:
-        print(write_results(outs[0], args.csv, tuple(outs[1:])))
+    outs = tuple(args.out or [Path("runs/reproduce_sasrec_amazon")])
+    if args.tune:
+        tune(outs[0])
     else:
-        main(outs[0], tune=args.tune)
+        main(outs, keep=args.keep, path=args.csv)

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.scripts import load_script
@@ -39,7 +40,8 @@ def test_results_csv_has_one_row_per_run(tmp_path: Path) -> None:
     _run(tmp_path, "tuned", 0, id_only, [(0.01, 0.02), (0.05, 0.09), (0.04, 0.08)],
          **{"metrics.json": metrics, "wall_seconds": "600\n", "commit": "abc\ndef\n"})  # fmt: skip
     _run(tmp_path, "attr", 1, concat, [(0.02, 0.03), (0.03, 0.05)])  # still training
-    path = _summarize().write_results(tmp_path)
+    summarize = _summarize()
+    path = summarize.write_results(summarize.all_rows((tmp_path,)), tmp_path / "results.csv")
     rows = list(csv.DictReader(path.open()))
     assert [(r["config"], r["seed"], r["kind"], r["status"]) for r in rows] == [
         ("attr", "1", "content", "partial"),
@@ -51,3 +53,49 @@ def test_results_csv_has_one_row_per_run(tmp_path: Path) -> None:
     assert float(tuned["test_hr_10"]) == 0.07 and float(tuned["test_ndcg_10"]) == 0.04
     assert tuned["commit"] == "abc+def"
     assert rows[0]["test_ndcg_10"] == "" and float(rows[0]["val_hr_10"]) == 0.05
+
+
+def test_keep_carries_rows_the_folders_do_not_replace(tmp_path: Path) -> None:
+    """Rows of an earlier results.csv (run folders on another machine) stay unless a folder given now
+    holds the same (dataset, config, seed) at least as complete; one row per key, counted once."""
+    summarize = _summarize()
+    id_only = {"_target_": "vrs.fusion.single_modality.SingleModalityFusion", "modality": "id"}
+    old = tmp_path / "old.csv"
+    base = dict.fromkeys(summarize.RESULT_COLUMNS, "")
+    earlier = [
+        {**base, "dataset": "Beauty", "config": "v2", "seed": "0", "kind": "id_only", "status": "finished",
+         "best_epoch": "5", "epochs_run": "16", "wall_seconds": "900", "val_hr_10": "0.1",
+         "val_ndcg_10": "0.06", "test_hr_10": "0.08", "test_ndcg_10": "0.05", "commit": "old"},
+        {**base, "dataset": "Beauty", "config": "v2", "seed": "1", "kind": "id_only", "status": "stopped",
+         "best_epoch": "3", "epochs_run": "9", "wall_seconds": "500", "val_hr_10": "0.1",
+         "val_ndcg_10": "0.05", "test_hr_10": "0.07", "test_ndcg_10": "0.04", "commit": "old"},
+        # the same run recorded twice (stopped, then continued elsewhere): the finished row counts
+        {**base, "dataset": "Beauty", "config": "v2", "seed": "0", "kind": "id_only", "status": "stopped",
+         "best_epoch": "4", "epochs_run": "8", "wall_seconds": "400", "val_hr_10": "0.1",
+         "val_ndcg_10": "0.05", "test_hr_10": "0.06", "test_ndcg_10": "0.03", "commit": "older"},
+        {**base, "dataset": "Beauty", "config": "v2", "seed": "2", "kind": "id_only", "status": "finished",
+         "best_epoch": "4", "epochs_run": "14", "wall_seconds": "800", "val_hr_10": "0.1",
+         "val_ndcg_10": "0.06", "test_hr_10": "0.08", "test_ndcg_10": "0.05", "commit": "old"},
+    ]  # fmt: skip
+    summarize.write_results(earlier, old)
+    out = tmp_path / "runs"
+    metrics = json.dumps({"val/ndcg_10": 0.07, "test/recall_10": 0.09, "test/ndcg_10": 0.06})
+    _run(out, "v2", 1, id_only, [(0.03, 0.05), (0.07, 0.11)],
+         **{"metrics.json": metrics, "wall_seconds": "700\n", "commit": "new\n"})  # fmt: skip
+    _run(out, "v2", 2, id_only, [(0.03, 0.05)])  # still training: the finished old row stays
+    rows = summarize.all_rows((out,), keep=old)
+    assert sorted((r["seed"], r["commit"], r["status"]) for r in rows) == [
+        ("0", "old", "finished"),
+        ("1", "new", "finished"),
+        ("2", "old", "finished"),
+    ]
+    table = summarize.table(rows)
+    assert (
+        "| Beauty | v2 | 3 | 0.0833 ± 0.0058 | 0.0533 ± 0.0058 | 0.0633 ± 0.0058 | 5 / 16, 1 / 2, 4 / 14 | 13 min |"
+        in table
+    )
+    assert "v2 (3 seed(s)): 0.0833 / 0.0533" in summarize.targets(rows)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("dataset,config\nBeauty,v2\n")
+    with pytest.raises(SystemExit, match="bad.csv: columns"):
+        summarize.all_rows((out,), keep=bad)
