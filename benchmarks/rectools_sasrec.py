@@ -107,6 +107,9 @@ from rectools.models import SASRecModel
 from rectools.models.nn.transformers.base import TransformerModelBase
 from torch.utils.data import DataLoader, TensorDataset
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vrs_side import load_own_checkpoint, vrs_io  # noqa: E402  (the checkpoint guard, tested in vrs's suite)
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "amazon-seq"
 CSV_FIELDS = [
@@ -151,28 +154,7 @@ def atomic_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
-    _vrs_io().write_hash_record(dst)
-
-
-def _vrs_io():
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))  # this checkout's vrs, not installed in this environment
-    import vrs.io
-
-    return vrs.io
-
-
-def own_checkpoint(path: Path) -> Path:
-    """`path`, if this script wrote it: RecTools checkpoints are pickles (RecTools itself loads them
-    with weights_only=False), so only a file whose hash record this script wrote, both this user's
-    and writable by no one else, is loaded."""
-    if not _vrs_io().matches_record(path):
-        raise SystemExit(
-            f"refusing to load {path}: not a checkpoint this script wrote (its {path.name}.sha256 record "
-            "is missing or differs, or one of them is not this user's or is writable by others); "
-            "loading it could run code. Start a fresh --out folder."
-        )
-    return path
+    vrs_io().write_hash_record(dst)
 
 
 def git_commit() -> str:
@@ -264,7 +246,7 @@ def save_checkpoint(model, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     model.fit_trainer.save_checkpoint(str(tmp))
     os.replace(tmp, path)
-    _vrs_io().write_hash_record(path)
+    vrs_io().write_hash_record(path)
 
 
 def train_once(lightning_model, initialised: bool) -> None:
@@ -331,7 +313,7 @@ def load_model(path: Path, ckpt: dict):
     model.fit_trainer = copy.deepcopy(model._trainer)
     # A fit on a stub data set that only restores the trainer state, as 0.19 does it. Lightning 2.6+
     # (what 0.13.0 resolves to without the 2.5.2 pin) unpickles it weights-only by default, which a
-    # RecTools checkpoint fails; own_checkpoint has vetted the file.
+    # RecTools checkpoint fails; load_checkpoint has vetted the file (own_checkpoint).
     stub = DataLoader(TensorDataset(torch.Tensor()))
     unpickle = {"weights_only": False} if "weights_only" in inspect.signature(Trainer.fit).parameters else {}
     model.fit_trainer.fit(model.lightning_model, ckpt_path=str(path), train_dataloaders=stub, **unpickle)
@@ -340,7 +322,7 @@ def load_model(path: Path, ckpt: dict):
 
 def load_checkpoint(path: Path):
     """The model of a checkpoint with its trainer (optimizer, epoch counters) restored, and its run state."""
-    ckpt = torch.load(own_checkpoint(path), map_location="cpu", weights_only=False)
+    ckpt = load_own_checkpoint(path)
     run = ckpt.get("vrs_run", {})
     written_by = run.get("rectools", UNRECORDED_RECTOOLS)
     if written_by != RECTOOLS:
@@ -546,7 +528,7 @@ def main() -> None:
         if state["best_epoch"] == state["epoch"] and state["epoch"] > 0:
             best_epoch = None
             if (out / BEST).is_file():
-                best = torch.load(own_checkpoint(out / BEST), weights_only=False)
+                best = load_own_checkpoint(out / BEST)
                 best_epoch = best.get("vrs_run", {}).get("epoch")
             if best_epoch != state["epoch"]:
                 atomic_copy(out / RESUME, out / BEST)
