@@ -8,7 +8,8 @@ memory (wait4):
   generate   this script's generator (numpy), written as a canonical dataset folder
   load       reading and validating the tables, the split and the training sequences
              (RecDataModule.setup; the sub-steps' seconds are printed too)
-  train_fs   `vrs-train` ID-only SASRec, full softmax (`linear_cross_entropy`), --steps steps
+  train_fs   `vrs-train` ID-only SASRec (`user=sasrec_v1`, the model of the rows so far), full softmax
+             (`linear_cross_entropy`), --steps steps
   train_ss   the same with 1,024 sampled negatives (logQ-corrected)
   train_ss_lazy  train_ss with `model.sparse_id=true`: sparse ID-table gradients and a lazy AdamW
              (touched rows only) instead of a dense update of the whole table every step
@@ -163,7 +164,7 @@ def one_size(args, n_items: int, n_events: int) -> dict:
     match = re.search(r"^STAGES (.*)$", (folder / "load.log").read_text(), re.M)
     result["load"] = {**load, **(json.loads(match.group(1)) if match else {})}
     common = [f"data.root={data}", "data=canonical", "data.load_images=false", "~encoder", "fusion=id_embedding",
-              "model.dim=64", "logger=csv", "test=false", "trainer.max_epochs=1",
+              "user=sasrec_v1", "model.dim=64", "logger=csv", "test=false", "trainer.max_epochs=1",
               f"+trainer.limit_train_batches={args.steps}", "+trainer.limit_val_batches=1",
               f"data.batch_size={args.batch_size}"]  # fmt: skip
     users = result["load"].get("users_with_training", 0)

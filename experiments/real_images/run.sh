@@ -28,7 +28,9 @@ ARMS=${ARMS:-"${ORDER[*]}"}
 # shellcheck source=../reproduce_sasrec_amazon/train_run.sh
 source "$(dirname "$0")/../reproduce_sasrec_amazon/train_run.sh"
 COMMON="data=canonical feature_cache=$FEATURES encoder=effnet_minilm"
-FROZEN="$COMMON encoder.finetune.freeze=true"
+# The trained arms keep the model defaults their rows were made with (vrs's before 2026-12).
+TRAINED="$COMMON user=sasrec_v1 model.init=default model.optimizer.weight_decay=0.01 model.optimizer.betas=[0.9,0.999]"
+FROZEN="$TRAINED encoder.finetune.freeze=true"
 declare -A GRID=(
   [id_only]="$FROZEN fusion=id_only"
   [image_only]="$FROZEN fusion=image_only"
@@ -55,7 +57,7 @@ declare -A GRID=(
   [concat_cmw]="$FROZEN fusion=concat model.content_match={modalities:[image,text],window:2,dim:null,whiten:0.01}"
   [concat_noid_cmw]="$FROZEN fusion=concat model.use_id=false model.content_match={modalities:[image,text],window:2,dim:null,whiten:0.01}"
   # The image tower's last block trains with the model (pixels through EfficientNet at every step).
-  [finetune_top]="$COMMON fusion=concat encoder.finetune.freeze=false encoder.finetune.trainable_layers=1"
+  [finetune_top]="$TRAINED fusion=concat encoder.finetune.freeze=false encoder.finetune.trainable_layers=1"
 )
 evaluate() {  # evaluate RUN_DIR OVERRIDES...: a baseline, once
   local run=$1
