@@ -52,6 +52,33 @@ def test_groups_seeds_and_labels_by_what_differs(sweep: Path) -> None:
     assert rows[0][1].endswith("(n=3)") and "±" in rows[1][1]
 
 
+def test_groups_that_differ_in_many_settings_are_labelled_by_folder(tmp_path: Path) -> None:
+    """The demo's fused model, popularity and visual_profile differ in dozens of settings: a label of
+    all of them is unreadable, their folders name them."""
+    rng = np.random.default_rng(0)
+    for name in ("fused", "popularity"):
+        _run(tmp_path / "demo" / name, name, 0, rng.integers(0, 40, 50))
+    for key, values in (("model", {"a": 1, "b": 2, "c": 3}), ("user", {"x": 1})):
+        for name, extra in (("fused", values), ("popularity", {})):
+            path = tmp_path / "demo" / name / "config.yaml"
+            cfg = yaml.safe_load(path.read_text())
+            cfg[key] = extra
+            path.write_text(yaml.safe_dump(cfg))
+    groups = compare.group_runs(compare.find_runs([str(tmp_path / "demo")]))
+    assert sorted(g.label for g in groups) == ["fused", "popularity"]
+    # Seed groups in study folders: the group's folder below what all runs share.
+    for seed in (0, 1):
+        _run(tmp_path / "s" / "a" / "Beauty" / f"seed{seed}", "A", seed, rng.integers(0, 40, 50))
+        _run(tmp_path / "s" / "b" / "Beauty" / f"seed{seed}", "B", seed, rng.integers(0, 40, 50))
+        for arm in ("a", "b"):
+            path = tmp_path / "s" / arm / "Beauty" / f"seed{seed}" / "config.yaml"
+            cfg = yaml.safe_load(path.read_text())
+            cfg["model"] = {k: f"{arm}{k}" for k in "pqrs"}
+            path.write_text(yaml.safe_dump(cfg))
+    groups = compare.group_runs(compare.find_runs([str(tmp_path / "s")]))
+    assert sorted((g.label, len(g.runs)) for g in groups) == [("a/Beauty", 2), ("b/Beauty", 2)]
+
+
 def test_paired_tests_find_the_better_group(sweep: Path, capsys: pytest.CaptureFixture) -> None:
     groups = compare.group_runs(compare.find_runs([str(sweep)]))
     base = next(g for g in groups if "Concat" in g.label)

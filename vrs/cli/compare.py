@@ -6,7 +6,7 @@ vrs-compare runs/sweep/multirun_X --baseline 'fusion=concat' --format markdown -
 
 Each argument is a run folder (metrics.json) or a folder holding runs (a multirun). Runs whose
 config.yaml differ only in the seed form one group; a group is labelled by the settings that
-differ between groups. Runs on different datasets are refused unless --mixed-datasets.
+differ between groups, or by its folder when they differ in more than LABEL_SETTINGS settings. Runs on different datasets are refused unless --mixed-datasets.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ KEYS = [
     "test/recall_10", "test/ndcg_10", "test/mrr_10", "test/recall_20", "test/ndcg_20",
     "test/coverage_10", "test_cold/recall_10", "test_cold/ndcg_10", "val/ndcg_10",
 ]  # fmt: skip
+# Groups that differ in more settings than this are labelled by their folders.
+LABEL_SETTINGS = 3
 # Settings that say where or how a run was written, not what was trained.
 _NOT_WHAT = ("seed", "paths.", "hydra.", "resume", "logger.", "callbacks.model_checkpoint.dirpath",
              "task_name", "feature_cache", "run_dir", "ckpt_path")  # fmt: skip
@@ -105,9 +108,16 @@ def group_runs(runs: list[Run], mixed_datasets: bool = False) -> list[Group]:
         groups.setdefault(key, Group(key)).runs.append(run)
     out = list(groups.values())
     differing = _differing_keys([dict(g.key) for g in out])
+    # Groups that differ in more settings than a label can show (different models, say) are named by
+    # their folders instead.
+    by_folder = len(differing) > LABEL_SETTINGS
+    top = Path(os.path.commonpath([str(r.path.resolve()) for r in runs])) if by_folder else None
     for g in out:
         if not g.runs[0].config:
             g.label = g.runs[0].path.name
+        elif top is not None:
+            folder = Path(os.path.commonpath([str(r.path.resolve()) for r in g.runs]))
+            g.label = str(folder.relative_to(top)) if folder != top else folder.name
         else:
             settings = dict(g.key)
             g.label = ", ".join(f"{k}={_plain(settings.get(k))}" for k in differing) or "all runs"
