@@ -61,22 +61,19 @@ def test_keep_carries_rows_the_folders_do_not_replace(tmp_path: Path) -> None:
     summarize = _summarize()
     id_only = {"_target_": "vrs.fusion.single_modality.SingleModalityFusion", "modality": "id"}
     old = tmp_path / "old.csv"
-    base = dict.fromkeys(summarize.RESULT_COLUMNS, "")
+    fields = ("seed", "status", "best_epoch", "epochs_run", "wall_seconds", "val_ndcg_10", "test_hr_10",
+              "test_ndcg_10", "commit")  # fmt: skip
+    base = {**dict.fromkeys(summarize.RESULT_COLUMNS, ""), "dataset": "Beauty", "config": "v2"}
     earlier = [
-        {**base, "dataset": "Beauty", "config": "v2", "seed": "0", "kind": "id_only", "status": "finished",
-         "best_epoch": "5", "epochs_run": "16", "wall_seconds": "900", "val_hr_10": "0.1",
-         "val_ndcg_10": "0.06", "test_hr_10": "0.08", "test_ndcg_10": "0.05", "commit": "old"},
-        {**base, "dataset": "Beauty", "config": "v2", "seed": "1", "kind": "id_only", "status": "stopped",
-         "best_epoch": "3", "epochs_run": "9", "wall_seconds": "500", "val_hr_10": "0.1",
-         "val_ndcg_10": "0.05", "test_hr_10": "0.07", "test_ndcg_10": "0.04", "commit": "old"},
-        # the same run recorded twice (stopped, then continued elsewhere): the finished row counts
-        {**base, "dataset": "Beauty", "config": "v2", "seed": "0", "kind": "id_only", "status": "stopped",
-         "best_epoch": "4", "epochs_run": "8", "wall_seconds": "400", "val_hr_10": "0.1",
-         "val_ndcg_10": "0.05", "test_hr_10": "0.06", "test_ndcg_10": "0.03", "commit": "older"},
-        {**base, "dataset": "Beauty", "config": "v2", "seed": "2", "kind": "id_only", "status": "finished",
-         "best_epoch": "4", "epochs_run": "14", "wall_seconds": "800", "val_hr_10": "0.1",
-         "val_ndcg_10": "0.06", "test_hr_10": "0.08", "test_ndcg_10": "0.05", "commit": "old"},
-    ]  # fmt: skip
+        {**base, "kind": "id_only", "val_hr_10": "0.1", **dict(zip(fields, values, strict=True))}
+        for values in (
+            ("0", "finished", "5", "16", "900", "0.06", "0.08", "0.05", "old"),
+            ("1", "stopped", "3", "9", "500", "0.05", "0.07", "0.04", "old"),
+            # the same run recorded twice (stopped, then continued elsewhere): the finished row counts
+            ("0", "stopped", "4", "8", "400", "0.05", "0.06", "0.03", "older"),
+            ("2", "finished", "4", "14", "800", "0.06", "0.08", "0.05", "old"),
+        )
+    ]
     summarize.write_results(earlier, old)
     out = tmp_path / "runs"
     metrics = json.dumps({"val/ndcg_10": 0.07, "test/recall_10": 0.09, "test/ndcg_10": 0.06})
