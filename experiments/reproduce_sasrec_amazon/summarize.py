@@ -88,7 +88,12 @@ def _epochs(run: Path) -> str:
     if not curve:
         return "-"
     best = max(curve, key=lambda p: p[1])[0]
-    return f"{best} / {curve[-1][0] + 1}{'*' if (run / 'stopped').is_file() else ''}"
+    return _epoch_text(best, curve[-1][0] + 1, (run / "stopped").is_file())
+
+
+def _epoch_text(best: object, run: object, stopped: bool) -> str:
+    """ "best / run" epochs; * = stopped for time, not by early stopping."""
+    return f"{best} / {run}{'*' if stopped else ''}"
 
 
 RESULT_COLUMNS = [
@@ -211,10 +216,8 @@ def table(rows: list[dict[str, object]]) -> str:
         for config, runs in _evaluated(rows, dataset).items():
             walls = [float(r["wall_seconds"]) for r in runs if r["wall_seconds"] != ""]
             wall = f"{statistics.mean(walls) / 60:.0f} min" if walls else "-"
-            # "best / run" epochs of each seed; * = stopped for time, not by early stopping.
             epochs = ", ".join(
-                f"{r['best_epoch']} / {r['epochs_run']}{'*' if r['status'] == 'stopped' else ''}"
-                for r in runs
+                _epoch_text(r["best_epoch"], r["epochs_run"], r["status"] == "stopped") for r in runs
             )
             lines.append(
                 f"| {dataset} | {config} | {len(runs)} | "
@@ -348,9 +351,9 @@ def main(outs: tuple[Path, ...], keep: Path | None = None, path: Path | None = N
         }
         svg = svg_plot({k: v for k, v in curves.items() if v}, f"{dataset}: validation NDCG@10 per epoch")
         if svg:
-            path = out / f"val_ndcg10_{dataset}.svg"
-            path.write_text(svg)
-            print(f"plot: {path}")
+            plot = out / f"val_ndcg10_{dataset}.svg"
+            plot.write_text(svg)
+            print(f"plot: {plot}")
 
 
 def tune(out: Path) -> None:

@@ -6,7 +6,8 @@ vrs-compare runs/sweep/multirun_X --baseline 'fusion=concat' --format markdown -
 
 Each argument is a run folder (metrics.json) or a folder holding runs (a multirun). Runs whose
 config.yaml differ only in the seed form one group; a group is labelled by the settings that
-differ between groups, or by its folder when they differ in more than LABEL_SETTINGS settings. Runs on different datasets are refused unless --mixed-datasets.
+differ between groups, or by its folder when they differ in more than LABEL_SETTINGS settings. Runs
+on different datasets are refused unless --mixed-datasets.
 """
 
 from __future__ import annotations
@@ -108,10 +109,10 @@ def group_runs(runs: list[Run], mixed_datasets: bool = False) -> list[Group]:
         groups.setdefault(key, Group(key)).runs.append(run)
     out = list(groups.values())
     differing = _differing_keys([dict(g.key) for g in out])
-    # Groups that differ in more settings than a label can show (different models, say) are named by
-    # their folders instead.
-    by_folder = len(differing) > LABEL_SETTINGS
-    top = Path(os.path.commonpath([str(r.path.resolve()) for r in runs])) if by_folder else None
+    # Too many differing settings for a label (different models, say): folders name the groups.
+    top = None
+    if len(differing) > LABEL_SETTINGS:
+        top = Path(os.path.commonpath([str(r.path.resolve()) for r in runs]))
     for g in out:
         if not g.runs[0].config:
             g.label = g.runs[0].path.name
