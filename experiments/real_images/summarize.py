@@ -1,12 +1,17 @@
 """results.csv (one row per finished run) and the Markdown table (mean ± std over seeds) of the study.
 
     python experiments/real_images/summarize.py runs/real_images
+    python experiments/real_images/summarize.py --keep experiments/real_images/results.csv RUNS...
 
 Reads <out>/<arm>/<dataset>/seed<k>/{metrics.json, test_users.parquet, wall_seconds, commit}. Warm
 Recall@10 is computed from test_users.parquet (targets seen in training; a rank below 10 is a hit);
 cold Recall@10 is vrs's `test_cold/recall_10`. The content-profile windows (content_profile_w<k>) are
 reported as one row, the window with the best validation NDCG@10; the whitened profiles
 (content_profile_white<s>_w<k>) as another, the (whitening, window) with the best validation NDCG@10.
+
+``--keep CSV`` adds the rows of an earlier results.csv (from run folders that are gone, e.g. another
+machine's): each (dataset, arm, seed) keeps one row, the one read last (the folders after ``--keep``,
+a later folder after an earlier one).
 """
 
 from __future__ import annotations
@@ -60,6 +65,33 @@ def rows(out: Path) -> list[dict[str, object]]:
     return found
 
 
+def read_rows(path: Path) -> list[dict[str, object]]:
+    """The rows of a results.csv this script wrote, with numbers as numbers and blanks as None."""
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != COLUMNS:
+            raise SystemExit(f"{path}: columns {reader.fieldnames}, expected {COLUMNS}")
+        found = list(reader)
+    for row in found:
+        for name in COLUMNS:
+            value = row[name]
+            if value == "":
+                row[name] = None
+            elif name in METRICS:
+                row[name] = float(value)
+            elif name in ("seed", "wall_seconds"):
+                row[name] = int(value)
+    return found
+
+
+def merged(outs: list[Path], keep: Path | None = None) -> list[dict[str, object]]:
+    """One row per (dataset, arm, seed): the rows of ``keep``, then of each folder, the last read winning."""
+    best: dict[tuple[str, str, int], dict[str, object]] = {}
+    for row in (read_rows(keep) if keep is not None else []) + [r for out in outs for r in rows(out)]:
+        best[(str(row["dataset"]), str(row["arm"]), int(row["seed"]))] = row  # type: ignore[arg-type]
+    return [best[key] for key in sorted(best)]
+
+
 def _family(arm: str) -> str | None:
     """content_profile<variant>_w<k> and content_profile_white<s>_w<k> -> their family (one table row),
     None for any other arm."""
@@ -101,10 +133,13 @@ def table(found: list[dict[str, object]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("out", type=Path, nargs="?", default=Path("runs/real_images"))
+    parser.add_argument("out", type=Path, nargs="*", help="run folders (default: runs/real_images)")
     parser.add_argument("--csv", type=Path, help="results file (default: results.csv beside this script)")
+    parser.add_argument(
+        "--keep", type=Path, help="an earlier results.csv whose rows the folders do not replace"
+    )
     args = parser.parse_args()
-    found = rows(args.out)
+    found = merged(args.out or [Path("runs/real_images")], args.keep)
     path = args.csv or Path(__file__).with_name("results.csv")
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="") as f:

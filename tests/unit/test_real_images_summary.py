@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.scripts import load_script
 
 
@@ -23,3 +25,42 @@ def test_each_profile_family_keeps_its_best_validation_run() -> None:
         ("hm", "concat_cm", 0.0353),
         ("hm", "concat_cm", 0.0349),  # trained arms keep every seed
     }
+
+
+def test_keep_merges_earlier_rows_with_run_folders(tmp_path) -> None:
+    import csv
+    import json
+
+    summarize = load_script("experiments/real_images/summarize.py", "real_images_summarize")
+    earlier = [
+        {"dataset": "hm", "arm": "concat", "seed": 0, "val_ndcg_10": 0.02, "test_recall_10": 0.03,
+         "test_ndcg_10": 0.015, "cold_recall_10": None, "warm_recall_10": 0.04, "wall_seconds": 540,
+         "commit": "aaa"},
+        {"dataset": "hm", "arm": "concat", "seed": 1, "val_ndcg_10": 0.021, "test_recall_10": 0.031,
+         "test_ndcg_10": 0.016, "cold_recall_10": 0.02, "warm_recall_10": 0.05, "wall_seconds": None,
+         "commit": "aaa"},
+    ]  # fmt: skip
+    keep = tmp_path / "results.csv"
+    with keep.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=summarize.COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(earlier)
+    run = tmp_path / "runs" / "concat" / "hm" / "seed1"  # replaces the earlier seed-1 row
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(
+        json.dumps(
+            {"val/ndcg_10": 0.03, "test/recall_10": 0.05, "test/ndcg_10": 0.025, "test_cold/recall_10": 0.04}
+        )
+    )
+    (run / "wall_seconds").write_text("60\n")
+    (run / "commit").write_text("bbb\nccc\n")
+    found = summarize.merged([tmp_path / "runs"], keep)
+    assert [(r["seed"], r["test_ndcg_10"], r["wall_seconds"], r["commit"]) for r in found] == [
+        (0, 0.015, 540, "aaa"),
+        (1, 0.025, 60, "bbb+ccc"),
+    ]
+    assert found[0]["cold_recall_10"] is None  # a blank stays blank, not 0
+    assert "| hm | concat | 2 | 0.0250 ± 0.0071 |" in summarize.table(found)
+    (tmp_path / "bad.csv").write_text("dataset,arm\nhm,concat\n")
+    with pytest.raises(SystemExit, match="bad.csv: columns"):
+        summarize.merged([], tmp_path / "bad.csv")
