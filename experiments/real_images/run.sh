@@ -21,9 +21,14 @@ EXTRA=${EXTRA:-}
 WINDOWS=${WINDOWS:-"1 2 3 5"}
 # content_profile_white: the profile on whitened features (model.whiten), every WHITEN x WINDOWS value.
 WHITEN=${WHITEN:-"0.1 0.03 0.01"}
-ORDER=(popularity visual_profile content_profile content_profile_white id_only image_only text_only concat gated cross_attention late
+# content_profile_session: the whitened profile of the recent items at most GAP timestamp units older
+# than the latest (model.session_gap; H&M's timestamps are days, MovieLens' seconds), every WHITEN x
+# GAPS x SESSION_WINDOWS value.
+GAPS=${GAPS:-"0 86400 259200"}
+SESSION_WINDOWS=${SESSION_WINDOWS:-"2 3 5 10"}
+ORDER=(popularity visual_profile content_profile content_profile_white content_profile_session id_only image_only text_only concat gated cross_attention late
   concat_nodrop concat_cm concat_noid concat_noid_cm concat_noid_cmfull concat_aux concat_cm_aux finetune_top
-  concat_cmw concat_noid_cmw)
+  concat_cmw concat_noid_cmw concat_noid_cmws)
 ARMS=${ARMS:-"${ORDER[*]}"}
 # shellcheck source=../reproduce_sasrec_amazon/train_run.sh
 source "$(dirname "$0")/../reproduce_sasrec_amazon/train_run.sh"
@@ -56,6 +61,9 @@ declare -A GRID=(
   # H&M (whiten 0.01, window 2; every feature column: whitened features have no leading directions).
   [concat_cmw]="$FROZEN fusion=concat model.content_match={modalities:[image,text],window:2,dim:null,whiten:0.01}"
   [concat_noid_cmw]="$FROZEN fusion=concat model.use_id=false model.content_match={modalities:[image,text],window:2,dim:null,whiten:0.01}"
+  # The same on the latest day's items (session_gap 0 on H&M's day timestamps), with the session
+  # profile's best validation settings on H&M (whiten 0.1, window 3).
+  [concat_noid_cmws]="$FROZEN fusion=concat model.use_id=false model.content_match={modalities:[image,text],window:3,dim:null,whiten:0.1,session_gap:0}"
   # The image tower's last block trains with the model (pixels through EfficientNet at every step).
   [finetune_top]="$TRAINED fusion=concat encoder.finetune.freeze=false encoder.finetune.trainable_layers=1"
 )
@@ -83,6 +91,15 @@ for name in $DATASETS; do
           for w in $WINDOWS; do
             evaluate "$OUT/content_profile_white${wh}_w$w/$name/seed0" model=content_profile model.window="$w" \
               model.whiten="$wh" $COMMON data.root="$root"
+          done
+        done ;;
+      content_profile_session)
+        for wh in $WHITEN; do
+          for gap in $GAPS; do
+            for w in $SESSION_WINDOWS; do
+              evaluate "$OUT/content_profile_session_white${wh}_gap${gap}_w$w/$name/seed0" model=content_profile \
+                model.window="$w" model.whiten="$wh" model.session_gap="$gap" $COMMON data.root="$root"
+            done
           done
         done ;;
       *)

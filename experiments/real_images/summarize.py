@@ -7,7 +7,8 @@ Reads <out>/<arm>/<dataset>/seed<k>/{metrics.json, test_users.parquet, wall_seco
 Recall@10 is computed from test_users.parquet (targets seen in training; a rank below 10 is a hit);
 cold Recall@10 is vrs's `test_cold/recall_10`. The content-profile windows (content_profile_w<k>) are
 reported as one row, the window with the best validation NDCG@10; the whitened profiles
-(content_profile_white<s>_w<k>) as another, the (whitening, window) with the best validation NDCG@10.
+(content_profile_white<s>_w<k>) as another, the (whitening, window) with the best validation NDCG@10;
+the session profiles (content_profile_session_white<s>_gap<g>_w<k>) as a third.
 
 ``--keep CSV`` adds the rows of an earlier results.csv (from run folders that are gone, e.g. another
 machine's): each (dataset, arm, seed) keeps one row, the one read last (the folders after ``--keep``,
@@ -93,10 +94,10 @@ def merged(outs: list[Path], keep: Path | None = None) -> list[dict[str, object]
 
 
 def _family(arm: str) -> str | None:
-    """content_profile<variant>_w<k> and content_profile_white<s>_w<k> -> their family (one table row),
-    None for any other arm."""
+    """content_profile<variant>_w<k>, content_profile_white<s>_w<k> and
+    content_profile_session_white<s>_gap<g>_w<k> -> their family (one table row), None for any other arm."""
     match = re.fullmatch(r"(content_profile[\w.-]*?)_w\d+", arm)
-    return re.sub(r"_white[\d.e-]+$", "_white", match.group(1)) if match else None
+    return re.sub(r"_white[\d.e-]+", "_white", re.sub(r"_gap\d+$", "", match.group(1))) if match else None
 
 
 def _best_windows(found: list[dict[str, object]]) -> list[dict[str, object]]:

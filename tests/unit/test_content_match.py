@@ -187,3 +187,55 @@ def test_the_whitened_term_and_the_whitened_baseline_agree() -> None:
     torch.testing.assert_close(items[:, D:], want)
     torch.testing.assert_close(baseline.scorer().encode_items(), want)
     assert not torch.allclose(want, _c(module), atol=1e-3)  # whitening changed c
+
+
+def _recent_mean_by_hand(values, mask, window, times, gap):
+    """Per position p: the mean of values at the last `window` real positions <= p whose time is at
+    most `gap` before p's."""
+    out = torch.zeros_like(values)
+    for b in range(values.shape[0]):
+        for p in range(values.shape[1]):
+            if not mask[b, p]:
+                continue
+            real = [q for q in range(p + 1) if mask[b, q]][-window:]
+            kept = [q for q in real if gap is None or times[b, p] - times[b, q] <= gap]
+            out[b, p] = values[b, kept].mean(dim=0)
+    return out
+
+
+@pytest.mark.parametrize("window", [1, 3, 7])
+@pytest.mark.parametrize("gap", [None, 0, 2])
+def test_recent_mean_keeps_the_last_window_items_within_the_session_gap(window: int, gap: int | None) -> None:
+    from vrs.models.content_match import recent_mean
+
+    g = torch.Generator().manual_seed(1)
+    values = torch.randn(3, 7, 4, generator=g)
+    mask = torch.arange(7) >= torch.tensor([[0], [3], [6]])  # left padded, one history of one item
+    times = torch.randint(0, 3, (3, 7), generator=g).cumsum(dim=1) * mask  # non-decreasing, 0 at padding
+    got = recent_mean(values, mask, window, times if gap is not None else None, gap)
+    torch.testing.assert_close(got, _recent_mean_by_hand(values, mask, window, times, gap))
+
+
+def test_session_gap_in_the_model_and_the_baseline_needs_times() -> None:
+    from vrs.models.baselines import ContentProfileRecommender
+    from vrs.models.content_match import recent_mean
+
+    module, batch = _module(window=3), _batch()
+    module.net.content_match.session_gap = 0
+    batch.times = torch.tensor([[0, 0, 1, 1, 2, 2], [0, 1, 2, 3, 4, 4]])
+    c = _c(module)
+    with torch.no_grad():
+        items = module.net.encode_items()
+        term = module.net.encode_users(batch, items)[:, D:] @ items[:, D:].T / 5.0  # w = 5
+    # Only the latest timestamp's items: 3 and 4 (user 0), 9 and 10 (user 1).
+    expected = torch.stack([c[[3, 4]].mean(0), c[[9, 10]].mean(0)]) @ c.T
+    torch.testing.assert_close(term, expected, atol=1e-5, rtol=1e-5)
+    scorer = ContentProfileRecommender(c, window=3, session_gap=0)
+    torch.testing.assert_close(scorer.score(scorer.encode_users(batch), c), expected, atol=1e-5, rtol=1e-5)
+    batch.times = None
+    with pytest.raises(ValueError, match="session_gap needs the history's event times"):
+        scorer.encode_users(batch)
+    with pytest.raises(ValueError, match="session_gap must be >= 0"):
+        recent_mean(c[None], torch.ones(1, N, dtype=torch.bool), 2, torch.zeros(1, N), -1)
+    with pytest.raises(ValueError, match="session_gap must be >= 0"):
+        ContentProfileRecommender(c, session_gap=-1)

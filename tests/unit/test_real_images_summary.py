@@ -14,6 +14,8 @@ def test_each_profile_family_keeps_its_best_validation_run() -> None:
         ("hm", "content_profile_white0.1_w2", 0.041), ("hm", "content_profile_white0.01_w2", 0.0425),
         ("hm", "content_profile_white0.01_w3", 0.041), ("ml100k", "content_profile_white0.01_w2", 0.03),
         ("hm", "content_profile_text_w1", 0.0355), ("hm", "concat_cm", 0.0353), ("hm", "concat_cm", 0.0349),
+        ("hm", "content_profile_session_white0.1_gap0_w3", 0.0477),
+        ("hm", "content_profile_session_white0.01_gap86400_w2", 0.0464),
     ]  # fmt: skip
     found = [{"dataset": d, "arm": a, "val_ndcg_10": v} for d, a, v in runs]
     kept = {(r["dataset"], r["arm"], r["val_ndcg_10"]) for r in summarize._best_windows(found)}
@@ -24,6 +26,7 @@ def test_each_profile_family_keeps_its_best_validation_run() -> None:
         ("hm", "content_profile_text_w1", 0.0355),
         ("hm", "concat_cm", 0.0353),
         ("hm", "concat_cm", 0.0349),  # trained arms keep every seed
+        ("hm", "content_profile_session_white0.1_gap0_w3", 0.0477),
     }
 
 

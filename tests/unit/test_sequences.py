@@ -73,6 +73,7 @@ def test_train_dataset_shapes_padding_and_shift(data):
     assert batch.mask[1].tolist() == [False, False, False, True]
     assert batch.events.tolist() == [[1, 2, 1, 2], [0, 0, 0, 1]]
     assert batch.users.tolist() == [0, 2]
+    assert batch.times.tolist() == [[0, 1, 2, 3], [0, 0, 0, 20]]  # each input's own timestamp
     # Targets are the inputs shifted by one wherever both are real.
     assert torch.equal(batch.items[0, 1:], batch.targets[0, :-1])
 
@@ -100,6 +101,9 @@ def test_eval_dataset_history_seen_and_collate(data):
     assert batch.seen[1].tolist() == [-1, -1] + sorted(idx("i2", "i3"))
     assert batch.index.tolist() == [0, 1] and batch.users.tolist() == [0, 1]
     assert batch.items[1].tolist() == idx("i2", "i3") and batch.mask.all()
+    assert batch.times.tolist() == [[4, 5], [10, 11]]
+    # A history given without times (a new user's, in serving) makes a batch without them.
+    assert collate_eval([{**ds[0], "times": None}, ds[1]]).times is None
     # Validation: a's history stops before its val event; the test history includes it.
     val = EvalDataset(data, data.val_targets, max_len=10)[0]
     assert val["items"].tolist() == data.user_seqs[0][:5].tolist()

@@ -22,6 +22,8 @@ class RecBatch:
             to T), -1 padded; used to exclude already-seen candidates.
         index: evaluation only: (B,) row id of each sample, so DDP padding can be de-duplicated.
         users: (B,) user indices.
+        times: (B, T) int64 timestamps of the history events (the table's units), 0 at padding;
+            None when the history came without them (a new user's, in serving).
     """
 
     items: Tensor
@@ -31,6 +33,7 @@ class RecBatch:
     seen: Tensor | None = None
     index: Tensor | None = None
     users: Tensor | None = None
+    times: Tensor | None = None
 
     def to(self, device: torch.device | str) -> RecBatch:
         values = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -36,6 +36,7 @@ class SequenceData:
         user_ids: (U,) user_id of each user index.
         items_flat: all events' item indices, (user, seq_pos) order.
         events_flat: all events' event ids, same order.
+        times_flat: all events' timestamps (int64, the table's units), same order.
         offsets: (U + 1,) start of each user's events in the flat arrays.
         user_seqs: per user, item indices in full time order.
         user_events: per user, event ids in full time order.
@@ -70,6 +71,7 @@ class SequenceData:
 
         self.items_flat = item_idx.astype(np.int64)
         self.events_flat = (event_codes + 1).astype(np.int64)
+        self.times_flat = df["timestamp"].to_numpy(dtype=np.int64)
         lengths = np.bincount(user_codes, minlength=self.n_users)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         self.lengths = lengths.astype(np.int64)
@@ -112,8 +114,8 @@ class TrainSequenceDataset(Dataset):
     """One sample per user with at least 2 train events: next-item prediction over the train prefix.
 
     A sample covers the user's last ``max_len + 1`` train events: inputs are events[:-1] and
-    targets events[1:]. Each sample is a dict with ``user``, ``items``, ``events``, ``targets``
-    and ``start`` (seq_pos of the first input, so positions can be audited).
+    targets events[1:]. Each sample is a dict with ``user``, ``items``, ``events``, ``times``,
+    ``targets`` and ``start`` (seq_pos of the first input, so positions can be audited).
     """
 
     def __init__(self, data: SequenceData, max_len: int) -> None:
@@ -138,13 +140,22 @@ class TrainSequenceDataset(Dataset):
         off = int(self.data.offsets[u])
         seq = self.data.items_flat[off + start : off + end]
         ev = self.data.events_flat[off + start : off + end]
-        return {"user": u, "items": seq[:-1], "events": ev[:-1], "targets": seq[1:], "start": start}
+        times = self.data.times_flat[off + start : off + end - 1]
+        return {
+            "user": u,
+            "items": seq[:-1],
+            "events": ev[:-1],
+            "times": times,
+            "targets": seq[1:],
+            "start": start,
+        }
 
 
 class EvalDataset(Dataset):
     """One sample per target (user index, seq_pos).
 
-    A sample holds the history (the user's last ``max_len`` events before the target), the
+    A sample holds the history (the user's last ``max_len`` events before the target, their
+    ``items``, ``events`` and ``times``), the
     target item, ``seen`` = every distinct item the user had before the target (not truncated),
     ``index`` = the row of ``targets`` and ``user``.
     """
@@ -172,6 +183,7 @@ class EvalDataset(Dataset):
             "user": u,
             "items": self.data.items_flat[off + start : off + p],
             "events": self.data.events_flat[off + start : off + p],
+            "times": self.data.times_flat[off + start : off + p],
             "target": int(self.data.items_flat[off + p]),
             "seen": np.unique(self.data.items_flat[off : off + p]),
             "index": i,
@@ -189,27 +201,32 @@ def _left_pad(arrays: list[np.ndarray], width: int, fill: int) -> np.ndarray:
     return out
 
 
-def _history(samples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+def _history(
+    samples: list[dict[str, Any]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, int]:
     # T >= 1 even if every history is empty, so downstream code never sees a zero-width tensor.
     width = max(1, max(len(s["items"]) for s in samples))
     items = torch.from_numpy(_left_pad([s["items"] for s in samples], width, 0))  # (B, T)
     events = torch.from_numpy(_left_pad([s["events"] for s in samples], width, 0))  # (B, T)
+    times = None  # a history given without times (a new user's) makes the batch's None
+    if all(s.get("times") is not None for s in samples):
+        times = torch.from_numpy(_left_pad([s["times"] for s in samples], width, 0))  # (B, T)
     lens = torch.tensor([len(s["items"]) for s in samples])
     mask = torch.arange(width) >= width - lens[:, None]  # (B, T)
-    return items, events, mask, width
+    return items, events, mask, times, width
 
 
 def collate_train(samples: list[dict[str, Any]]) -> RecBatch:
-    """Left-pad training samples: items/events/mask (B, T), targets (B, T) with -1 at padding."""
-    items, events, mask, width = _history(samples)
+    """Left-pad training samples: items/events/times/mask (B, T), targets (B, T) with -1 at padding."""
+    items, events, mask, times, width = _history(samples)
     targets = torch.from_numpy(_left_pad([s["targets"] for s in samples], width, -1))  # (B, T)
     users = torch.tensor([s["user"] for s in samples], dtype=torch.long)
-    return RecBatch(items=items, events=events, mask=mask, targets=targets, users=users)
+    return RecBatch(items=items, events=events, mask=mask, targets=targets, users=users, times=times)
 
 
 def collate_eval(samples: list[dict[str, Any]]) -> RecBatch:
-    """Left-pad evaluation samples: items/events/mask (B, T), targets (B,), seen (B, S) -1 padded."""
-    items, events, mask, _ = _history(samples)
+    """Left-pad evaluation samples: items/events/times/mask (B, T), targets (B,), seen (B, S) -1 padded."""
+    items, events, mask, times, _ = _history(samples)
     seen_width = max(1, max(len(s["seen"]) for s in samples))
     seen = torch.from_numpy(_left_pad([s["seen"] for s in samples], seen_width, -1))  # (B, S)
     return RecBatch(
@@ -220,6 +237,7 @@ def collate_eval(samples: list[dict[str, Any]]) -> RecBatch:
         seen=seen,
         index=torch.tensor([s["index"] for s in samples], dtype=torch.long),
         users=torch.tensor([s["user"] for s in samples], dtype=torch.long),
+        times=times,
     )
 
 

@@ -31,6 +31,8 @@ class BaselineModule(RankingModule):
         modalities: content_profile's modalities, towers of `encoder` (default image and text).
         window: content_profile's number of recent history items.
         whiten: content_profile's feature whitening (`content_vectors`; 0: off).
+        session_gap: content_profile's age limit of the recent items, in time units (`recent_mean`;
+            None: off).
         evaluation: {"ks", "exclude_seen", "chunk_size"}.
     """
 
@@ -43,6 +45,7 @@ class BaselineModule(RankingModule):
         modalities: list[str] | None = None,
         window: int = 1,
         whiten: float = 0.0,
+        session_gap: int | None = None,
         **unused: Any,
     ) -> None:
         super().__init__(n_items, evaluation)
@@ -55,6 +58,7 @@ class BaselineModule(RankingModule):
         self.modalities = list(modalities or ["image", "text"])
         self.window = int(window)
         self.whiten = float(whiten)
+        self.session_gap = session_gap
         self._scorer: Scorer | None = None
 
     def scorer(self) -> Scorer:
@@ -77,7 +81,7 @@ class BaselineModule(RankingModule):
             return
         if self.kind == "content_profile":
             self._scorer = ContentProfileRecommender(
-                self._content_vectors(content, feature_cache), self.window
+                self._content_vectors(content, feature_cache), self.window, self.session_gap
             )
             return
         features, has_image = image_features(self.encoder_cfg, content, feature_cache)

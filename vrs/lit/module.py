@@ -57,7 +57,7 @@ class RecModule(RankingModule):
         scheduler: optional `_partial_` `_target_` dict of an LR scheduler (stepped per epoch).
         evaluation: {"ks", "exclude_seen", "chunk_size"}.
         dataset_fingerprint: fingerprint of the dataset trained on, checked at evaluation.
-        content_match: {"modalities", "window", "weight", "learn_weight"} of a content-profile term
+        content_match: {"modalities", "window", "weight", "learn_weight", "dim", "whiten", "session_gap"} of a content-profile term
             (`vrs.models.content_match.ContentMatch`; frozen modalities only), or None.
         n_users: number of users of the training data; used by user encoders with a vector per
             user (`user=mf`), which take it as `n_users`.

@@ -89,15 +89,20 @@ class ContentProfileRecommender(nn.Module):
     Args:
         content: (N, F) content vectors c (0 for items without content).
         window: history items averaged, the most recent ones.
+        session_gap: of those, only the ones at most this many time units older than the latest
+            (`recent_mean`); None: all `window`.
     """
 
     causal: bool = True
 
-    def __init__(self, content: Tensor, window: int = 1):
+    def __init__(self, content: Tensor, window: int = 1, session_gap: int | None = None):
         super().__init__()
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
+        if session_gap is not None and session_gap < 0:
+            raise ValueError(f"session_gap must be >= 0 time units (or null: off), got {session_gap}")
         self.window = int(window)
+        self.session_gap = None if session_gap is None else int(session_gap)
         self.register_buffer("content", content.detach().float())  # (N, F)
 
     def encode_items(self, idx: Tensor | None = None) -> Tensor:
@@ -106,7 +111,7 @@ class ContentProfileRecommender(nn.Module):
 
     def sequence_states(self, batch: RecBatch, item_vectors: Tensor | None = None) -> Tensor:
         """(B, T, F): the mean c of the last `window` items up to each position (0 at padding)."""
-        return recent_mean(self.content[batch.items], batch.mask, self.window)
+        return recent_mean(self.content[batch.items], batch.mask, self.window, batch.times, self.session_gap)
 
     def encode_users(self, batch: RecBatch, item_vectors: Tensor | None = None) -> Tensor:
         """(B, F): the state at the most recent event (left padding)."""

@@ -39,10 +39,40 @@ def content_vectors(
     return torch.cat(parts, dim=1) / math.sqrt(len(parts))
 
 
-def recent_mean(values: Tensor, mask: Tensor, window: int) -> Tensor:
+def recent_mean(
+    values: Tensor, mask: Tensor, window: int, times: Tensor | None = None, session_gap: int | None = None
+) -> Tensor:
     """values (B, T, F) + mask (B, T) -> (B, T, F): the mean over the last `window` real positions up
-    to each position (0 at padding)."""
+    to each position (0 at padding).
+
+    With `session_gap`, only those of them at most `session_gap` time units older than the position
+    itself count (times (B, T); 0: the same timestamp, e.g. one day's basket when times are days):
+    an item bought long before the latest one says little about the next."""
     mask = mask.bool()
+    if session_gap is not None:
+        if times is None:
+            raise ValueError(
+                "session_gap needs the history's event times, and this batch has none (a history given "
+                "without timestamps): set session_gap to null for it"
+            )
+        if session_gap < 0:
+            raise ValueError(f"session_gap must be >= 0 time units (or null: off), got {session_gap}")
+        total, count = (
+            torch.zeros_like(values),
+            torch.zeros(mask.shape, dtype=values.dtype, device=values.device),
+        )
+        for k in range(min(window, mask.shape[1])):  # position p gathers p - k
+            v, m, t = values, mask, times
+            if k:
+                v, m, t = (
+                    F.pad(values, (0, 0, k, 0))[:, :-k],
+                    F.pad(mask, (k, 0))[:, :-k],
+                    F.pad(times, (k, 0))[:, :-k],
+                )
+            keep = m & mask & (times - t <= session_gap)  # (B, T)
+            total = total + torch.where(keep[..., None], v, 0.0)
+            count = count + keep.to(values.dtype)
+        return torch.where(mask[..., None], total / count.clamp(min=1.0)[..., None], 0.0)
     total = torch.where(mask[..., None], values, 0.0).cumsum(dim=1)  # (B, T, F)
     count = mask.to(values.dtype).cumsum(dim=1)  # (B, T)
     if window < mask.shape[1]:  # minus the running sums `window` positions earlier
@@ -74,6 +104,8 @@ class ContentMatch(nn.Module):
         dim: columns of c kept (None: all F; more than F keeps F).
         whiten: whitening of each modality's features before c (`content_vectors`; 0: off). Whitened
             c has no few dominant directions to keep: use it with dim None.
+        session_gap: only recent items at most this many time units older than the latest count
+            (`recent_mean`; null: the last `window` items whatever their age).
     """
 
     def __init__(
@@ -84,6 +116,7 @@ class ContentMatch(nn.Module):
         learn_weight: bool = False,
         dim: int | None = 128,
         whiten: float = 0.0,
+        session_gap: int | None = None,
     ) -> None:
         super().__init__()
         if not modalities:
@@ -94,6 +127,11 @@ class ContentMatch(nn.Module):
             )
         if whiten < 0:
             raise ValueError(f"content_match.whiten must be >= 0 (0: off), got {whiten}")
+        if session_gap is not None and session_gap < 0:
+            raise ValueError(
+                f"content_match.session_gap must be >= 0 time units (or null: off), got {session_gap}"
+            )
+        self.session_gap = None if session_gap is None else int(session_gap)
         self.dim = dim
         self.whiten = float(whiten)
         self.modalities = tuple(modalities)
@@ -128,7 +166,8 @@ class ContentMatch(nn.Module):
         c = self._catalogue_features(tower)
         return c if idx is None else c[idx.to(c.device)]
 
-    def user_features(self, c_history: Tensor, mask: Tensor) -> Tensor:
-        """c of the history (B, T, F) + mask (B, T) -> (B, T, F): w x the mean c of the last `window`
-        real items up to each position (0 at padding)."""
-        return self.log_weight.exp() * recent_mean(c_history, mask, self.window)
+    def user_features(self, c_history: Tensor, mask: Tensor, times: Tensor | None = None) -> Tensor:
+        """c of the history (B, T, F) + mask (B, T) (+ times (B, T) for `session_gap`) -> (B, T, F): w x
+        the mean c of the last `window` real items up to each position (0 at padding)."""
+        recent = recent_mean(c_history, mask, self.window, times, self.session_gap)
+        return self.log_weight.exp() * recent

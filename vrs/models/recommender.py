@@ -116,7 +116,9 @@ class Recommender(nn.Module):
             return self.user_encoder(h, batch.mask, batch.events, **extra)
         d = self.dim  # the learned part feeds the user encoder; the content part, the profile
         states = self.user_encoder(h[..., :d], batch.mask, batch.events, **extra)
-        return torch.cat([states, self.content_match.user_features(h[..., d:], batch.mask)], dim=-1)
+        return torch.cat(
+            [states, self.content_match.user_features(h[..., d:], batch.mask, batch.times)], dim=-1
+        )
 
     def encode_users(self, batch: RecBatch, item_vectors: Tensor | None = None) -> Tensor:
         """User vectors (B, D): the state at the most recent event (position T-1; left padding)."""
