@@ -28,7 +28,7 @@ GAPS=${GAPS:-"0 86400 259200"}
 SESSION_WINDOWS=${SESSION_WINDOWS:-"2 3 5 10"}
 ORDER=(popularity visual_profile content_profile content_profile_white content_profile_session id_only image_only text_only concat gated cross_attention late
   concat_nodrop concat_cm concat_noid concat_noid_cm concat_noid_cmfull concat_aux concat_cm_aux finetune_top
-  concat_cmw concat_noid_cmw concat_noid_cmws)
+  concat_cmw concat_noid_cmw concat_noid_cmws id_only_defaults concat_defaults)
 ARMS=${ARMS:-"${ORDER[*]}"}
 # shellcheck source=../reproduce_sasrec_amazon/train_run.sh
 source "$(dirname "$0")/../reproduce_sasrec_amazon/train_run.sh"
@@ -64,6 +64,10 @@ declare -A GRID=(
   # The same on the latest day's items (session_gap 0 on H&M's day timestamps), with the session
   # profile's best validation settings on H&M (whiten 0.1, window 3).
   [concat_noid_cmws]="$FROZEN fusion=concat model.use_id=false model.content_match={modalities:[image,text],window:3,dim:null,whiten:0.1,session_gap:0}"
+  # vrs's sequence-model defaults since 2026-12 (user=sasrec and model=fused as the Amazon study chose
+  # them on Beauty validation) instead of the earlier ones the other trained arms keep.
+  [id_only_defaults]="$COMMON encoder.finetune.freeze=true fusion=id_only"
+  [concat_defaults]="$COMMON encoder.finetune.freeze=true fusion=concat"
   # The image tower's last block trains with the model (pixels through EfficientNet at every step).
   [finetune_top]="$TRAINED fusion=concat encoder.finetune.freeze=false encoder.finetune.trainable_layers=1"
 )
