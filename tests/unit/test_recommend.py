@@ -247,3 +247,31 @@ def test_faiss_flat_index_gives_the_exact_lists(model: RecModule, dm: RecDataMod
     assert flat["item_id"].tolist() == exact["item_id"].tolist()
     with pytest.raises(ValueError, match="index='annoy'"):
         recommend(model.net, dm.data, MAX_LEN, users=users, index="annoy")
+
+
+def test_a_session_gap_model_serves_dataset_users_with_their_times(dm: RecDataModule) -> None:
+    torch.manual_seed(0)
+    module = RecModule(
+        dm.n_items, dm.n_events, MAX_LEN, dim=16, encoder=TOY, fusion=_fusion("concat"), user=USER,
+        finetune={"freeze": True},
+        content_match={"modalities": ["image", "text"], "window": 3, "dim": None, "session_gap": 0},
+    )  # fmt: skip
+    module.attach_data(dm.content, dm.train_counts)
+    module.eval()
+    data, ids = dm.data, list(dm.data.item_index)
+    name = str(data.user_ids[0])
+    u = data.user_index[name]
+    seq, events = data.user_seqs[u][-MAX_LEN:], data.user_events[u][-MAX_LEN:]
+    times = data.times_flat[data.offsets[u] : data.offsets[u + 1]][-MAX_LEN:]
+    batch = RecBatch(
+        items=torch.as_tensor(seq)[None], events=torch.as_tensor(events)[None],
+        mask=torch.ones(1, len(seq), dtype=torch.bool), targets=torch.zeros(1, dtype=torch.long),
+        times=torch.as_tensor(times)[None],
+    )  # fmt: skip
+    with torch.no_grad():
+        user = module.net.encode_users(batch, module.net.encode_items())[0]
+    top, _ = _brute_force(module, user, data.user_seqs[u], 5)
+    table = recommend(module.net, data, MAX_LEN, users=[name], k=5)
+    assert table["item_id"].tolist() == [ids[i] for i in top]
+    with pytest.raises(ValueError, match="session_gap needs the history's event times"):
+        recommend(module.net, data, MAX_LEN, users=[], histories={"new": [ids[0], ids[1]]})

@@ -133,13 +133,16 @@ def _in_request_order(table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
 
 
 def user_sample(data: SequenceData, user: int, max_len: int) -> dict[str, Any]:
-    """The `collate_eval` sample of dataset user `user`: its last `max_len` events, all items seen."""
+    """The `collate_eval` sample of dataset user `user`: its last `max_len` events (items, event
+    types, times), all items seen."""
     seq, events = data.user_seqs[user], data.user_events[user]
-    return _sample(seq[-max_len:], events[-max_len:], np.unique(seq), user)
+    times = data.times_flat[data.offsets[user] : data.offsets[user + 1]]
+    return _sample(seq[-max_len:], events[-max_len:], np.unique(seq), user, times[-max_len:])
 
 
 def history_sample(data: SequenceData, name: str, items: Sequence[object], max_len: int) -> dict[str, Any]:
-    """The `collate_eval` sample of a new history (item ids, oldest first) named `name`."""
+    """The `collate_eval` sample of a new history (item ids, oldest first) named `name`; it has no
+    times (a model with `session_gap` refuses it)."""
     if not items:
         raise ValueError(f"history {name!r} is empty: give at least one item id")
     seq = np.asarray(require_known(data.item_index, items, f"item id(s) in history {name!r}"), dtype=np.int64)
@@ -147,9 +150,19 @@ def history_sample(data: SequenceData, name: str, items: Sequence[object], max_l
     return _sample(seq[-max_len:], np.full(min(len(seq), max_len), event), np.unique(seq), -1)
 
 
-def _sample(items: np.ndarray, events: np.ndarray, seen: np.ndarray, user: int) -> dict[str, Any]:
+def _sample(
+    items: np.ndarray, events: np.ndarray, seen: np.ndarray, user: int, times: np.ndarray | None = None
+) -> dict[str, Any]:
     # target and index are unused here; collate_eval wants them.
-    return {"user": user, "items": items, "events": events, "target": 0, "seen": seen, "index": 0}
+    return {
+        "user": user,
+        "items": items,
+        "events": events,
+        "times": times,
+        "target": 0,
+        "seen": seen,
+        "index": 0,
+    }
 
 
 def explain(
