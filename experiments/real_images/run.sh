@@ -28,7 +28,7 @@ GAPS=${GAPS:-"0 86400 259200"}
 SESSION_WINDOWS=${SESSION_WINDOWS:-"2 3 5 10"}
 ORDER=(popularity visual_profile content_profile content_profile_white content_profile_session id_only image_only text_only concat gated cross_attention late
   concat_nodrop concat_cm concat_noid concat_noid_cm concat_noid_cmfull concat_aux concat_cm_aux finetune_top
-  concat_cmw concat_noid_cmw concat_noid_cmws id_only_defaults concat_defaults)
+  concat_cmw concat_noid_cmw concat_noid_cmws id_only_defaults concat_defaults id_only_allwin concat_allwin)
 ARMS=${ARMS:-"${ORDER[*]}"}
 # shellcheck source=../reproduce_sasrec_amazon/train_run.sh
 source "$(dirname "$0")/../reproduce_sasrec_amazon/train_run.sh"
@@ -68,6 +68,10 @@ declare -A GRID=(
   # them on Beauty validation) instead of the earlier ones the other trained arms keep.
   [id_only_defaults]="$COMMON encoder.finetune.freeze=true fusion=id_only"
   [concat_defaults]="$COMMON encoder.finetune.freeze=true fusion=concat"
+  # Every train event a target once per epoch (data.train_windows=all) rather than each user's last
+  # 51 events only: MovieLens users average 106 events.
+  [id_only_allwin]="$FROZEN fusion=id_only data.train_windows=all"
+  [concat_allwin]="$FROZEN fusion=concat data.train_windows=all"
   # The image tower's last block trains with the model (pixels through EfficientNet at every step).
   [finetune_top]="$TRAINED fusion=concat encoder.finetune.freeze=false encoder.finetune.trainable_layers=1"
 )

@@ -167,3 +167,25 @@ def test_unpadded_sampler_defaults_and_errors():
     with pytest.raises(ValueError, match="permutation"):
         UnpaddedDistributedSampler(3, order=np.array([0, 0, 2]))
     assert list(UnpaddedDistributedSampler(3, order=np.array([2, 0, 1]))) == [2, 0, 1]
+
+
+@pytest.mark.parametrize("max_len", [1, 2, 3, 10])
+def test_all_windows_make_every_train_event_after_the_first_a_target_once(data, max_len):
+    ds = TrainSequenceDataset(data, max_len=max_len, windows="all")
+    targets: dict[int, list[int]] = {}
+    for i in range(len(ds)):
+        s = ds[i]
+        assert 1 <= len(s["items"]) <= max_len and len(s["items"]) == ds.lengths[i]
+        seq = data.user_seqs[s["user"]]
+        n = len(s["items"])
+        assert s["items"].tolist() == seq[s["start"] : s["start"] + n].tolist()  # consecutive events
+        assert s["targets"].tolist() == seq[s["start"] + 1 : s["start"] + n + 1].tolist()
+        targets.setdefault(s["user"], []).extend(range(s["start"] + 1, s["start"] + n + 1))
+    # a has 5 train events and c 2 (b's single one trains nothing): positions 1.. once each.
+    assert {u: sorted(p) for u, p in targets.items()} == {0: [1, 2, 3, 4], 2: [1]}
+    last = TrainSequenceDataset(data, max_len=max_len)  # "last": one sample per user, its most recent
+    assert len(last) == 2 and [last[i]["targets"][-1] for i in range(2)] == [IDX["i3"], IDX["i1"]]
+    if max_len >= 4:
+        assert len(ds) == 2  # windows as long as the prefixes: the same samples as "last"
+    with pytest.raises(ValueError, match="train_windows must be 'last' or 'all'"):
+        TrainSequenceDataset(data, max_len=2, windows="every")

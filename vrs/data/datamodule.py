@@ -48,6 +48,8 @@ class RecDataModule(L.LightningDataModule):
         seed: shuffling seed of the training sampler.
         length_grouping: training batches are drawn from groups of this many batches sorted by
             history length, so little of each batch is padding; 1 = plain shuffled batches (default).
+        train_windows: "last": one training sample per user, its last `max_len` + 1 train events;
+            "all": every train event a target once per epoch (`TrainSequenceDataset`).
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class RecDataModule(L.LightningDataModule):
         on_bad_image: str = "error",
         seed: int = 0,
         length_grouping: int = 1,
+        train_windows: str = "last",
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -82,6 +85,9 @@ class RecDataModule(L.LightningDataModule):
         self.on_bad_image = on_bad_image
         self.seed = seed
         self.length_grouping = length_grouping
+        if train_windows not in ("last", "all"):
+            raise ValueError(f"data.train_windows must be 'last' or 'all', got {train_windows!r}")
+        self.train_windows = train_windows
         self.dataset: Dataset | None = None
         self.split: Split | None = None
         self.data: SequenceData | None = None
@@ -213,7 +219,7 @@ class RecDataModule(L.LightningDataModule):
 
     # -- loaders ----------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
-        dataset = TrainSequenceDataset(self._require(), self.max_len)
+        dataset = TrainSequenceDataset(self._require(), self.max_len, self.train_windows)
         world, rank = self._world()
         batches = LengthGroupedBatchSampler(
             dataset.lengths,

@@ -111,19 +111,33 @@ class SequenceData:
 
 
 class TrainSequenceDataset(Dataset):
-    """One sample per user with at least 2 train events: next-item prediction over the train prefix.
+    """Next-item prediction samples over the users' train prefixes (users with at least 2 train events).
 
-    A sample covers the user's last ``max_len + 1`` train events: inputs are events[:-1] and
-    targets events[1:]. Each sample is a dict with ``user``, ``items``, ``events``, ``times``,
-    ``targets`` and ``start`` (seq_pos of the first input, so positions can be audited).
+    A sample covers at most ``max_len + 1`` consecutive train events: inputs are events[:-1] and
+    targets events[1:]. ``windows="last"``: one sample per user, its last ``max_len + 1`` train
+    events (SASRec's), so events older than that never train. ``windows="all"``: the prefix cut into
+    windows ending at its end, ``max_len`` events earlier, and so on, so that every train event after
+    the first is a target exactly once per epoch (long histories train on all their events, as
+    RecBole's augmentation does, at one sample per ``max_len`` targets rather than one per target).
+    Each sample is a dict with ``user``, ``items``, ``events``, ``times``, ``targets`` and ``start``
+    (seq_pos of the first input, so positions can be audited).
     """
 
-    def __init__(self, data: SequenceData, max_len: int) -> None:
+    def __init__(self, data: SequenceData, max_len: int, windows: str = "last") -> None:
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
+        if windows not in ("last", "all"):
+            raise ValueError(f"data.train_windows must be 'last' or 'all', got {windows!r}")
         self.data = data
         self.max_len = max_len
-        self.users = np.flatnonzero(data.train_len >= 2)
+        users = np.flatnonzero(data.train_len >= 2)
+        if windows == "last":
+            self.users, self.ends = users, data.train_len[users]
+        else:
+            counts = -(-(data.train_len[users] - 1) // max_len)  # ceil((L - 1) / max_len) windows each
+            self.users = np.repeat(users, counts)
+            first = np.repeat(np.cumsum(counts) - counts, counts)
+            self.ends = data.train_len[self.users] - (np.arange(len(self.users)) - first) * max_len
 
     def __len__(self) -> int:
         return len(self.users)
@@ -131,11 +145,10 @@ class TrainSequenceDataset(Dataset):
     @property
     def lengths(self) -> np.ndarray:
         """(n,) input length T of each sample."""
-        return np.minimum(self.data.train_len[self.users] - 1, self.max_len)
+        return np.minimum(self.ends - 1, self.max_len)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        u = int(self.users[i])
-        end = int(self.data.train_len[u])
+        u, end = int(self.users[i]), int(self.ends[i])
         start = max(0, end - self.max_len - 1)
         off = int(self.data.offsets[u])
         seq = self.data.items_flat[off + start : off + end]
