@@ -20,6 +20,13 @@ def _run(path: Path, fusion: str, seed: int, ranks: np.ndarray, root: str = "/d/
         "fusion": {"_target_": fusion},
         "data": {"root": root},
         "paths": {"output_dir": str(path)},
+        # A saved config is resolved: its folder settings name the run's own folder.
+        "trainer": {"default_root_dir": str(path), "max_epochs": 200},
+        "callbacks": {
+            "model_checkpoint": {"dirpath": f"{path}/checkpoints"},
+            "resume_checkpoint": {"dirpath": f"{path}/checkpoints"},
+        },
+        "resume": "last" if seed == 1 else None,  # an interrupted and continued seed
     }
     (path / "config.yaml").write_text(yaml.safe_dump(cfg))
     hit = ranks < 10

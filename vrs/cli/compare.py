@@ -30,9 +30,11 @@ KEYS = [
 ]  # fmt: skip
 # Groups that differ in more settings than this are labelled by their folders.
 LABEL_SETTINGS = 3
-# Settings that say where or how a run was written, not what was trained.
-_NOT_WHAT = ("seed", "paths.", "hydra.", "resume", "logger.", "callbacks.model_checkpoint.dirpath",
-             "task_name", "feature_cache", "run_dir", "ckpt_path")  # fmt: skip
+# Settings that say where or how a run was written, not what was trained: these prefixes, and any
+# setting ending in one of _WHERE (a saved config is resolved, so every folder setting names the run's).
+_NOT_WHAT = ("seed", "paths.", "hydra.", "resume", "logger.", "task_name", "feature_cache", "run_dir",
+             "ckpt_path")  # fmt: skip
+_WHERE = (".dirpath", ".default_root_dir")
 
 
 class CompareError(ValueError):
@@ -102,7 +104,7 @@ def group_runs(runs: list[Run], mixed_datasets: bool = False) -> list[Group]:
         )
     groups: dict[tuple, Group] = {}
     for run in runs:
-        what = {k: v for k, v in run.config.items() if not k.startswith(_NOT_WHAT)}
+        what = {k: v for k, v in run.config.items() if not (k.startswith(_NOT_WHAT) or k.endswith(_WHERE))}
         key = (
             tuple(sorted((k, repr(v)) for k, v in what.items())) if run.config else (("run", str(run.path)),)
         )
