@@ -20,6 +20,7 @@ from vrs.data.sequences import (
     SequenceData,
     TrainSequenceDataset,
     UnpaddedDistributedSampler,
+    check_train_windows,
     collate_eval,
     collate_train,
 )
@@ -85,9 +86,7 @@ class RecDataModule(L.LightningDataModule):
         self.on_bad_image = on_bad_image
         self.seed = seed
         self.length_grouping = length_grouping
-        if train_windows not in ("last", "all"):
-            raise ValueError(f"data.train_windows must be 'last' or 'all', got {train_windows!r}")
-        self.train_windows = train_windows
+        self.train_windows = check_train_windows(train_windows)  # refused here, not at the first epoch
         self.dataset: Dataset | None = None
         self.split: Split | None = None
         self.data: SequenceData | None = None

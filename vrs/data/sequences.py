@@ -110,6 +110,16 @@ class SequenceData:
         return counts
 
 
+TRAIN_WINDOWS = ("last", "all")
+
+
+def check_train_windows(windows: str) -> str:
+    """`windows` if it is one of TRAIN_WINDOWS; otherwise a ValueError naming data.train_windows."""
+    if windows not in TRAIN_WINDOWS:
+        raise ValueError(f"data.train_windows must be 'last' or 'all', got {windows!r}")
+    return windows
+
+
 class TrainSequenceDataset(Dataset):
     """Next-item prediction samples over the users' train prefixes (users with at least 2 train events).
 
@@ -126,8 +136,7 @@ class TrainSequenceDataset(Dataset):
     def __init__(self, data: SequenceData, max_len: int, windows: str = "last") -> None:
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
-        if windows not in ("last", "all"):
-            raise ValueError(f"data.train_windows must be 'last' or 'all', got {windows!r}")
+        check_train_windows(windows)
         self.data = data
         self.max_len = max_len
         users = np.flatnonzero(data.train_len >= 2)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vrs.data.batch import RecBatch
-from vrs.models.content_match import recent_mean
+from vrs.models.content_match import check_session_gap, recent_mean
 
 
 class PopularityRecommender(nn.Module):
@@ -99,10 +99,8 @@ class ContentProfileRecommender(nn.Module):
         super().__init__()
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
-        if session_gap is not None and session_gap < 0:
-            raise ValueError(f"session_gap must be >= 0 time units (or null: off), got {session_gap}")
         self.window = int(window)
-        self.session_gap = None if session_gap is None else int(session_gap)
+        self.session_gap = check_session_gap(session_gap)
         self.register_buffer("content", content.detach().float())  # (N, F)
 
     def encode_items(self, idx: Tensor | None = None) -> Tensor:

@@ -39,6 +39,13 @@ def content_vectors(
     return torch.cat(parts, dim=1) / math.sqrt(len(parts))
 
 
+def check_session_gap(session_gap: int | None, setting: str = "session_gap") -> int | None:
+    """`session_gap` as an int (None: off); a negative gap is refused, naming `setting`."""
+    if session_gap is not None and session_gap < 0:
+        raise ValueError(f"{setting} must be >= 0 time units (or null: off), got {session_gap}")
+    return None if session_gap is None else int(session_gap)
+
+
 def recent_mean(
     values: Tensor, mask: Tensor, window: int, times: Tensor | None = None, session_gap: int | None = None
 ) -> Tensor:
@@ -55,22 +62,17 @@ def recent_mean(
                 "session_gap needs the history's event times, and this batch has none (a history given "
                 "without timestamps): set session_gap to null for it"
             )
-        if session_gap < 0:
-            raise ValueError(f"session_gap must be >= 0 time units (or null: off), got {session_gap}")
-        total, count = (
-            torch.zeros_like(values),
-            torch.zeros(mask.shape, dtype=values.dtype, device=values.device),
-        )
-        for k in range(min(window, mask.shape[1])):  # position p gathers p - k
-            v, m, t = values, mask, times
-            if k:
-                v, m, t = (
-                    F.pad(values, (0, 0, k, 0))[:, :-k],
-                    F.pad(mask, (k, 0))[:, :-k],
-                    F.pad(times, (k, 0))[:, :-k],
-                )
-            keep = m & mask & (times - t <= session_gap)  # (B, T)
-            total = total + torch.where(keep[..., None], v, 0.0)
+        gap = check_session_gap(session_gap)
+        T = mask.shape[1]
+
+        def back(x: Tensor, k: int) -> Tensor:  # x at position p - k, for each position p (padded)
+            return F.pad(x, (0, 0, k, 0) if x.dim() == 3 else (k, 0))[:, :T]
+
+        total = torch.zeros_like(values)
+        count = torch.zeros(mask.shape, dtype=values.dtype, device=values.device)
+        for k in range(min(window, T)):
+            keep = back(mask, k) & mask & (times - back(times, k) <= gap)  # (B, T)
+            total = total + torch.where(keep[..., None], back(values, k), 0.0)
             count = count + keep.to(values.dtype)
         return torch.where(mask[..., None], total / count.clamp(min=1.0)[..., None], 0.0)
     total = torch.where(mask[..., None], values, 0.0).cumsum(dim=1)  # (B, T, F)
@@ -127,11 +129,7 @@ class ContentMatch(nn.Module):
             )
         if whiten < 0:
             raise ValueError(f"content_match.whiten must be >= 0 (0: off), got {whiten}")
-        if session_gap is not None and session_gap < 0:
-            raise ValueError(
-                f"content_match.session_gap must be >= 0 time units (or null: off), got {session_gap}"
-            )
-        self.session_gap = None if session_gap is None else int(session_gap)
+        self.session_gap = check_session_gap(session_gap, "content_match.session_gap")
         self.dim = dim
         self.whiten = float(whiten)
         self.modalities = tuple(modalities)
