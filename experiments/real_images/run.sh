@@ -3,6 +3,7 @@
 # results.csv and the table. From the repository root, after prepare.sh:
 #   bash experiments/real_images/run.sh                                    # every arm (hours on 2 cores)
 #   DATASETS=hm ARMS="concat concat_cm" SEEDS=0 bash experiments/real_images/run.sh
+#   DATASETS=ml100k ARMS="gated_allwin late_allwin" bash experiments/real_images/run.sh  # any ARM_allwin
 # Frozen EfficientNet-Lite0 + MiniLM features come from the feature cache (FEATURES; vrs-extract
 # fills it, or the first run does). Trained arms: early stopping on validation NDCG@10, test at the
 # best validation epoch, one run per seed; finished runs are skipped, interrupted ones continue
@@ -68,10 +69,6 @@ declare -A GRID=(
   # them on Beauty validation) instead of the earlier ones the other trained arms keep.
   [id_only_defaults]="$COMMON encoder.finetune.freeze=true fusion=id_only"
   [concat_defaults]="$COMMON encoder.finetune.freeze=true fusion=concat"
-  # Every train event a target once per epoch (data.train_windows=all) rather than each user's last
-  # 51 events only: MovieLens users average 106 events.
-  [id_only_allwin]="$FROZEN fusion=id_only data.train_windows=all"
-  [concat_allwin]="$FROZEN fusion=concat data.train_windows=all"
   # The image tower's last block trains with the model (pixels through EfficientNet at every step).
   [finetune_top]="$TRAINED fusion=concat encoder.finetune.freeze=false encoder.finetune.trainable_layers=1"
 )
@@ -111,12 +108,19 @@ for name in $DATASETS; do
           done
         done ;;
       *)
-        [[ -v "GRID[$arm]" ]] || { echo "unknown arm $arm (known: ${ORDER[*]})" >&2; exit 2; }
+        # ARM_allwin: the trained arm with every train event a target once per epoch
+        # (data.train_windows=all) rather than each user's last 51 events only (MovieLens users
+        # average 106 events).
+        base=${arm%_allwin} more=
+        [[ $base != "$arm" && ! -v "GRID[$arm]" ]] && more=data.train_windows=all
+        [[ -v "GRID[$base]" || -v "GRID[$arm]" ]] ||
+          { echo "unknown arm $arm (known: ${ORDER[*]}, each trained one also as ARM_allwin)" >&2; exit 2; }
+        overrides=${GRID[$arm]:-${GRID[$base]} $more}
         for seed in $SEEDS; do
           run="$OUT/$arm/$name/seed$seed"
           if [[ -f "$run/metrics.json" ]]; then echo "done: $run"; continue; fi
           # shellcheck disable=SC2086
-          train_run "$run" ${GRID[$arm]} data.root="$root" seed="$seed" logger=csv $EXTRA
+          train_run "$run" $overrides data.root="$root" seed="$seed" logger=csv $EXTRA
         done ;;
     esac
   done
