@@ -5,7 +5,13 @@ references are folders RUN_ROOT/<reference>_<dataset> holding a `results.json` w
 `benchmarks/*_reference.py` script (one row per seed of its chosen setting), or, for
 `recbole_reference.py`, RUN_ROOT/<reference>_<dataset>/seed<k>/results.json (one per seed).
 
-    python experiments/baselines/summarize.py RUN_ROOT [--csv experiments/baselines/results.csv]
+    python experiments/baselines/summarize.py RUN_ROOT... [--csv experiments/baselines/results.csv]
+        [--keep experiments/baselines/results.csv]
+
+``--keep CSV`` adds the rows of an earlier results.csv (from run folders that are gone, e.g. another
+machine's): each (dataset, model, implementation, seed) keeps one row, the one read last (the folders
+after ``--keep``, a later folder after an earlier one). A run resumed at another commit records both,
+joined by "+".
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ def vrs_rows(root: Path) -> list[dict]:
             "test_recall_10": m.get("test/recall_10"), "test_ndcg_10": m.get("test/ndcg_10"),
             **{f"test_{b}": m.get(f"test/{b}", "") for b in BEYOND},
             "wall_seconds": wall.read_text().strip() if wall.is_file() else "",
-            "commit": commit.read_text().strip() if commit.is_file() else "",
+            "commit": "+".join(commit.read_text().split()) if commit.is_file() else "",
         })  # fmt: skip
     return rows
 
@@ -74,15 +80,40 @@ def recbole_rows(root: Path) -> list[dict]:
     return rows
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a results.csv this script wrote (numbers stay strings, as the folders' wall and commit)."""
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != FIELDS:
+            sys.exit(f"{path}: columns {reader.fieldnames}, expected {FIELDS}")
+        found = list(reader)
+    for line, row in enumerate(found, start=2):
+        try:
+            row["seed"] = int(row["seed"])
+        except ValueError:
+            sys.exit(f"{path}, row {line}: seed {row['seed']!r}, expected an integer")
+        row["commit"] = "+".join(row["commit"].split())  # older files kept a resumed run's commits on lines
+    return found
+
+
+def merged(roots: list[Path], keep: Path | None = None) -> list[dict]:
+    """One row per (dataset, model, implementation, seed): ``keep``'s, then each root's, the last read winning."""
+    found = read_rows(keep) if keep is not None else []
+    for root in roots:
+        found += vrs_rows(root) + reference_rows(root) + recbole_rows(root)
+    best = {(r["dataset"], r["model"], r["implementation"], r["seed"]): r for r in found}
+    return [best[key] for key in sorted(best)]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("root", type=Path)
+    p.add_argument("roots", type=Path, nargs="+", metavar="RUN_ROOT")
     p.add_argument("--csv", type=Path)
+    p.add_argument("--keep", type=Path, help="an earlier results.csv whose rows the folders do not replace")
     args = p.parse_args(argv)
-    rows = vrs_rows(args.root) + reference_rows(args.root) + recbole_rows(args.root)
+    rows = merged(args.roots, args.keep)
     if not rows:
-        sys.exit(f"no finished run under {args.root}")
-    rows.sort(key=lambda r: (r["dataset"], r["model"], r["seed"]))
+        sys.exit(f"no finished run under {', '.join(map(str, args.roots))}")
     if args.csv:
         tmp = args.csv.with_name(args.csv.name + ".tmp")
         with tmp.open("w", newline="") as f:

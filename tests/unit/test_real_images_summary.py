@@ -67,3 +67,41 @@ def test_keep_merges_earlier_rows_with_run_folders(tmp_path) -> None:
     (tmp_path / "bad.csv").write_text("dataset,arm\nhm,concat\n")
     with pytest.raises(SystemExit, match="bad.csv: columns"):
         summarize.merged([], tmp_path / "bad.csv")
+
+
+def test_baselines_keep_merges_earlier_rows_and_joins_commits(tmp_path) -> None:
+    import csv
+    import json
+
+    summarize = load_script("experiments/baselines/summarize.py", "baselines_summarize")
+    blank = {f"test_{b}": "" for b in summarize.BEYOND}
+    earlier = [
+        {"dataset": "hm", "model": "freedom", "implementation": "vrs", "seed": 0, "val_ndcg_10": "0.01",
+         "test_recall_10": "0.02", "test_ndcg_10": "0.008", **blank, "wall_seconds": "90", "commit": "aaa"},
+        {"dataset": "hm", "model": "freedom", "implementation": "vrs", "seed": 1, "val_ndcg_10": "0.011",
+         "test_recall_10": "0.021", "test_ndcg_10": "0.009", **blank, "wall_seconds": "", "commit": "aaa"},
+    ]  # fmt: skip
+    keep = tmp_path / "results.csv"
+    with keep.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=summarize.FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(earlier)
+    run = tmp_path / "runs" / "freedom" / "hm" / "seed1"  # replaces the earlier seed-1 row
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(
+        json.dumps({"val/ndcg_10": 0.03, "test/recall_10": 0.05, "test/ndcg_10": 0.025})
+    )
+    (run / "commit").write_text("bbb\nccc\n")
+    found = summarize.merged([tmp_path / "runs"], keep)
+    assert [(r["seed"], r["val_ndcg_10"], r["commit"]) for r in found] == [
+        (0, "0.01", "aaa"),
+        (1, 0.03, "bbb+ccc"),
+    ]
+    out = tmp_path / "merged.csv"
+    summarize.main([str(tmp_path / "runs"), "--keep", str(keep), "--csv", str(out)])
+    assert out.read_text() == keep.read_text().replace(
+        "hm,freedom,vrs,1,0.011,0.021,0.009,,,,,,aaa", "hm,freedom,vrs,1,0.03,0.05,0.025,,,,,,bbb+ccc"
+    )
+    keep.write_text("dataset,model\nhm,freedom\n")
+    with pytest.raises(SystemExit, match="columns"):
+        summarize.main([str(tmp_path / "runs"), "--keep", str(keep)])
