@@ -69,8 +69,10 @@ declare -A GRID=(
   # them on Beauty validation) instead of the earlier ones the other trained arms keep.
   [id_only_defaults]="$COMMON encoder.finetune.freeze=true fusion=id_only"
   [concat_defaults]="$COMMON encoder.finetune.freeze=true fusion=concat"
-  # The image tower's last block trains with the model (pixels through EfficientNet at every step).
-  [finetune_top]="$TRAINED fusion=concat encoder.finetune.freeze=false encoder.finetune.trainable_layers=1"
+  # The image tower's last block (and its 1x1 head) trains with the model; the text tower stays
+  # frozen. The frozen stages run once per catalogue (their output is kept), the top at every step;
+  # while encoder weights train, the loss takes in-batch negatives (encoder.finetune.negatives).
+  [finetune_top]="$TRAINED fusion=concat encoder.finetune.freeze=false encoder.finetune.trainable_layers={image:1,text:0}"
 )
 evaluate() {  # evaluate RUN_DIR OVERRIDES...: a baseline, once
   local run=$1

@@ -92,7 +92,7 @@ def _batch() -> RecBatch:
 
 def _module(**kwargs) -> RecModule:
     torch.manual_seed(0)
-    module = RecModule(N, 1, 4, dim=8, encoder=TOY, **kwargs)
+    module = RecModule(N, 1, 4, dim=8, **{"encoder": TOY} | kwargs)
     module.attach_data(_content(), torch.ones(N))
     return module
 
@@ -271,3 +271,76 @@ def test_checkpoints_naming_towers_by_attribute_still_load() -> None:
         for k, v in saved.items()
         if k.startswith("net.item_tower.towers.text.")
     )
+
+
+def test_a_timm_tower_splits_into_a_cached_trunk_and_a_trained_head() -> None:
+    from vrs.encoders.timm import TimmImageEncoder
+
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="random weights"):
+        image = TimmImageEncoder(weights=None, image_size=32)
+    assert image.trunk_depth() == 0  # everything trains: nothing to cache
+    set_trainable_layers(image, 1)
+    assert image.trunk_depth() == 7  # the stem and the first 6 of 7 blocks
+    image.train()
+    pixels = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
+    whole = image(pixels)
+    for depth in range(9):  # any split composes to the whole encoder, in training mode too
+        assert torch.allclose(image.run_head(image.run_trunk(pixels, depth), depth), whole, atol=1e-6)
+    image.freeze_bn_stats = False  # batch statistics: a trunk's output would depend on its chunk
+    assert image.trunk_depth() == 0
+
+
+def test_per_tower_trainable_layers_cache_the_image_trunk_and_freeze_the_text() -> None:
+    effnet = {"_target_": "vrs.encoders.pretrained.build_effnet_towers", "image_size": 32, "text_dim": 8,
+              "weights": None}  # fmt: skip
+    layers = {"trainable_layers": {"image": 1, "text": 0}, "lr": 0.05, "negatives": "catalogue"}
+    with pytest.warns(UserWarning, match="random weights"):
+        module = _module(encoder=effnet, finetune=layers)
+    tower = module.net.item_tower
+    catalogue = tower.catalogue
+    assert tower.frozen == ("text",) and catalogue.encoded == {"text"}
+    assert dict(catalogue.trunks) == {"image": 7} and catalogue.inputs["image"].shape[:2] == (N, 192)
+    idx = torch.tensor([3, 0, 7])
+    image = tower.towers["image"]
+    feats, _ = tower.modality_features(idx)
+    assert torch.allclose(feats["image"], image(_content().images[idx]), atol=1e-5)
+    before = _step(module)
+    after = module.state_dict()
+    prefix = "net.item_tower.towers."
+    top = [prefix + "image." + n for n, p in image.named_parameters() if p.requires_grad]
+    fixed = [k for k in after if k.startswith(prefix) and k not in top and after[k].is_floating_point()]
+    assert top and all(
+        k.removeprefix(prefix + "image.").startswith(("model.blocks.6.", "model.conv_head", "model.bn2"))
+        for k in top
+    )
+    assert all(not torch.equal(before[k], after[k]) for k in top if "running" not in k)
+    assert fixed and all(torch.equal(before[k], after[k]) for k in fixed)
+    image.model.blocks[5].requires_grad_(True)  # a cached stage would now train: stale features
+    with pytest.raises(RuntimeError, match="first 7 stages were frozen .* call set_content again"):
+        tower(idx)
+    with (
+        pytest.raises(
+            ValueError, match=r"names the towers \['image'\]; this encoder's towers are \['image', 'text'\]"
+        ),
+        pytest.warns(UserWarning, match="random weights"),
+    ):
+        _module(encoder=effnet, finetune={"trainable_layers": {"image": 1}})
+    with pytest.raises(ValueError, match=r"trainable_layers=\{'image': -1\}: expected null or an integer"):
+        FineTuning.from_dict({"trainable_layers": {"image": -1}})
+
+
+def test_a_cached_trunk_head_recomputes_its_blocks_under_gradient_checkpointing() -> None:
+    from vrs.encoders.timm import TimmImageEncoder
+
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        with pytest.warns(UserWarning, match="random weights"):
+            image = TimmImageEncoder(weights=None, image_size=32)
+        set_trainable_layers(image, 2)
+        image.set_grad_checkpointing(checkpointing)
+        hidden = image.run_trunk(torch.rand(2, 3, 32, 32), image.trunk_depth())
+        image.run_head(hidden, image.trunk_depth()).square().sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in image.parameters() if p.requires_grad]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)

@@ -78,6 +78,20 @@ class ModalityEncoder(nn.Module):
         """Recompute activations in the backward pass instead of storing them (less memory)."""
         raise ValueError(f"{type(self).__name__} does not support gradient checkpointing")
 
+    def trunk_depth(self) -> int:
+        """How many leading stages are frozen and independent of the batch: their output (`run_trunk`)
+        is computed once per catalogue and only the rest (`run_head`) runs at each step, so that
+        training the top blocks costs the top blocks alone. 0 (the default): nothing to cache."""
+        return 0
+
+    def run_trunk(self, inputs: Tensor, depth: int) -> Tensor:
+        """Inputs -> the output of the first `depth` stages (`trunk_depth`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no cacheable trunk")
+
+    def run_head(self, hidden: Tensor, depth: int) -> Tensor:
+        """The output of the first `depth` stages -> features: `run_head(run_trunk(x, d), d) == self(x)`."""
+        raise NotImplementedError(f"{type(self).__name__} has no cacheable trunk")
+
 
 class ImageEncoder(ModalityEncoder):
     """(n, 3, H, W) uint8 in 0..255 or float in [0, 1] -> (n, out_dim).

@@ -1,18 +1,20 @@
 """What the item tower reads about every catalogue item, held apart from the model.
 
 `CatalogueFeatures` holds, per modality, either the inputs of an encoder that trains (pixels, token
-ids) or the features of a frozen one, and which items have the modality. It is built once from the
+ids), the output of its frozen leading stages when only its top trains (`ModalityEncoder.run_trunk`), or
+the features of a frozen one, and which items have the modality. It is built once from the
 catalogue's `ItemContent` (`CatalogueFeatures.build`) and handed to the item tower, which keeps only
 parameters: checkpoints, `module.to(device)` and DDP's parameter broadcast never see the catalogue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from vrs.data.content import ItemContent
@@ -22,7 +24,9 @@ from vrs.encoders.cache import FeatureCache
 _PROGRESS_MIN_CHUNKS = 16  # 4,096 items at the default chunk size
 
 
-def encode_in_chunks(encoder: nn.Module, inputs: Tensor, chunk_size: int, name: str = "items") -> Tensor:
+def encode_in_chunks(
+    encoder: Callable[[Tensor], Tensor], inputs: Tensor, chunk_size: int, name: str = "items"
+) -> Tensor:
     """Run `encoder` over `inputs` in chunks of `chunk_size` rows: (n, ...) -> (n, F).
 
     Encoding the catalogue outside training (frozen features, or a trained encoder before an
@@ -44,11 +48,14 @@ class CatalogueFeatures:
             seen in training (an untrained embedding counts as absent: cold items are scored from
             their content).
         encoded: the modalities whose `inputs` are already features.
+        trunks: modality -> depth d of a trained encoder whose `inputs` are the output of its first
+            d (frozen) stages: the item tower runs `encoder.run_head(inputs, d)`.
     """
 
     inputs: dict[str, Tensor]
     present: dict[str, Tensor]
     encoded: frozenset[str] = frozenset()
+    trunks: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         sizes = {f"inputs[{m}]": len(t) for m, t in self.inputs.items()}
@@ -58,6 +65,11 @@ class CatalogueFeatures:
         if not set(self.encoded) <= set(self.inputs):
             raise ValueError(
                 f"encoded modalities {sorted(self.encoded)} without inputs ({sorted(self.inputs)})"
+            )
+        if not set(self.trunks) <= set(self.inputs) - set(self.encoded):
+            raise ValueError(
+                f"trunk modalities {sorted(self.trunks)} must be inputs of trained encoders "
+                f"({sorted(set(self.inputs) - set(self.encoded))})"
             )
 
     @property
@@ -80,6 +92,7 @@ class CatalogueFeatures:
             inputs={m: t.to(device) for m, t in self.inputs.items()},
             present={m: t.to(device) for m, t in self.present.items()},
             encoded=self.encoded,
+            trunks=self.trunks,
         )
 
     @classmethod
@@ -94,7 +107,8 @@ class CatalogueFeatures:
         feature_cache: FeatureCache | None = None,
         chunk_size: int = 256,
     ) -> CatalogueFeatures:
-        """Read each tower's inputs from `content`; run the `frozen` towers once over the catalogue.
+        """Read each tower's inputs from `content`; run the `frozen` towers once over the catalogue,
+        and the frozen leading stages (`ModalityEncoder.trunk_depth`) of the others.
 
         Args:
             content: the content of all N items, in catalogue order.
@@ -114,10 +128,18 @@ class CatalogueFeatures:
             if known.shape != (n,):
                 raise ValueError(f"known_items must have shape ({n},), got {tuple(known.shape)}")
             present["id"] = known
+        trunks: dict[str, int] = {}
         for m, encoder in towers.items():
             inputs[m], has = _read(m, encoder, content, m in frozen, feature_cache, chunk_size)
             present[m] = has.bool().cpu()
-        return cls(inputs=inputs, present=present, encoded=frozenset(m for m in towers if m in frozen))
+            depth = 0 if m in frozen else encoder.trunk_depth()
+            if depth:
+                trunk = functools.partial(encoder.run_trunk, depth=depth)
+                device = next((p.device for p in encoder.parameters()), torch.device("cpu"))
+                inputs[m] = encode_in_chunks(trunk, inputs[m].to(device), chunk_size, f"{m} trunk").cpu()
+                trunks[m] = depth
+        encoded = frozenset(m for m in towers if m in frozen)
+        return cls(inputs=inputs, present=present, encoded=encoded, trunks=trunks)
 
 
 def _read(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import timm
 import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from vrs.encoders.base import (
@@ -230,6 +231,39 @@ class TimmImageEncoder(ImageEncoder):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)
+
+    def _stages(self) -> list[nn.Module]:
+        """stem (conv_stem, bn1), each of `model.blocks`, top (conv_head, bn2, pooling): in order."""
+        m = self.model
+        return [nn.ModuleList([m.conv_stem, m.bn1]), *m.blocks, nn.ModuleList([m.conv_head, m.bn2])]
+
+    def trunk_depth(self) -> int:
+        # Batch statistics would make the trunk's output depend on its chunk; the top stage always
+        # stays in the head (a wholly frozen encoder is frozen, not trunked).
+        if not (self.freeze_bn_stats and hasattr(self.model, "blocks") and hasattr(self.model, "conv_head")):
+            return 0
+        stages = self._stages()
+        depth = 0
+        while depth < len(stages) - 1 and not any(p.requires_grad for p in stages[depth].parameters()):
+            depth += 1
+        return depth
+
+    def run_trunk(self, inputs: Tensor, depth: int) -> Tensor:
+        x = resize_normalize(inputs, self.image_size, self.mean, self.std)
+        if depth >= 1:
+            x = self.model.bn1(self.model.conv_stem(x))
+        for block in self.model.blocks[: max(depth - 1, 0)]:
+            x = block(x)
+        return x
+
+    def run_head(self, hidden: Tensor, depth: int) -> Tensor:
+        x = hidden
+        if depth == 0:
+            x = self.model.bn1(self.model.conv_stem(x))
+        recompute = getattr(self.model, "grad_checkpointing", False) and torch.is_grad_enabled()
+        for block in self.model.blocks[max(depth - 1, 0) :]:
+            x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False) if recompute else block(x)
+        return self.model.forward_head(self.model.bn2(self.model.conv_head(x)))
 
     def forward(self, images: Tensor) -> Tensor:
         """(n, 3, H, W) uint8 or float in [0, 1] -> (n, out_dim) pooled features."""

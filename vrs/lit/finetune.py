@@ -17,10 +17,24 @@ if TYPE_CHECKING:
 NEGATIVES = ("in_batch", "catalogue")
 
 
+_LAYERS_OK, _LAYERS = optional(integer(0))
+# One value for every tower, or one per tower, e.g. {image: 1, text: 0} (0 freezes a tower).
+TRAINABLE_LAYERS: Rule = (
+    lambda v: (
+        _LAYERS_OK(v)
+        or (
+            isinstance(v, Mapping)
+            and bool(v)
+            and all(isinstance(k, str) and _LAYERS_OK(x) for k, x in v.items())
+        )
+    ),
+    f"{_LAYERS}, or {{modality: {_LAYERS}}} naming each tower",
+)
+
 # setting -> (test, what is expected); vrs.cli.checks applies the same rules to `encoder.finetune.*`.
 RULES: dict[str, Rule] = {
     "freeze": BOOL,
-    "trainable_layers": optional(integer(0)),
+    "trainable_layers": TRAINABLE_LAYERS,
     "lr": optional(number(0, open_low=True)),
     "gradient_checkpointing": BOOL,
     "negatives": choice(*NEGATIVES),
@@ -34,7 +48,10 @@ class FineTuning:
     Args:
         freeze: keep encoder weights fixed (their features come from the feature cache).
         trainable_layers: with trainable encoders, train only the last K blocks of each (and what
-            follows them); None trains every layer.
+            follows them); None trains every layer. A dict gives each tower its own (every tower
+            named), e.g. {"image": 1, "text": 0}: a tower with 0 is frozen (its features computed
+            once), and of a tower whose top alone trains the frozen stages run once per catalogue
+            (`ModalityEncoder.trunk_depth`).
         lr: learning rate of the encoder weights (None: the optimiser's).
         gradient_checkpointing: recompute encoder activations in the backward pass (less memory).
         negatives: "in_batch": while encoder weights train, the loss is replaced by what its
@@ -44,7 +61,7 @@ class FineTuning:
     """
 
     freeze: bool = False
-    trainable_layers: int | None = None
+    trainable_layers: int | Mapping[str, int | None] | None = None
     lr: float | None = None
     gradient_checkpointing: bool = False
     negatives: str = "in_batch"
@@ -68,7 +85,10 @@ class FineTuning:
         unknown = sorted(map(str, set(node) - set(RULES)))
         if unknown:
             raise ValueError(f"finetune: unknown settings {unknown}; expected some of {list(RULES)}")
-        return cls(**node)
+        values = dict(node)
+        if isinstance(values.get("trainable_layers"), Mapping):  # plain values (a DictConfig too)
+            values["trainable_layers"] = dict(values["trainable_layers"])
+        return cls(**values)
 
     def apply(self, towers: Towers) -> None:
         """Marks which weights of trainable towers train, and switches on gradient checkpointing.
@@ -77,11 +97,18 @@ class FineTuning:
         """
         from vrs.encoders.base import set_trainable_layers
 
-        for enc in towers.values():
+        layers = self.trainable_layers
+        if isinstance(layers, Mapping) and not self.freeze and set(layers) != set(towers):
+            raise ValueError(
+                f"finetune.trainable_layers names the towers {sorted(layers)}; this encoder's towers are "
+                f"{list(towers)}: give each one (0 freezes a tower, null trains all its layers)"
+            )
+        for m, enc in towers.items():
             if self.freeze:
                 continue
-            if self.trainable_layers is not None:
-                set_trainable_layers(enc, self.trainable_layers)
+            k = layers.get(m) if isinstance(layers, Mapping) else layers
+            if k is not None:
+                set_trainable_layers(enc, k)
             if self.gradient_checkpointing:
                 enc.set_grad_checkpointing(True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Mapping
 
 import torch
@@ -75,6 +76,12 @@ def _coalesced(grad: Tensor) -> Tensor:
     return grad.coalesce() if grad.is_sparse else grad
 
 
+def _all_fixed(encoder: nn.Module) -> bool:
+    """The encoder has weights and none of them trains."""
+    params = list(encoder.parameters())
+    return bool(params) and not any(p.requires_grad for p in params)
+
+
 class ItemTower(nn.Module):
     """Encodes catalogue items from their modalities, keyed by name, fused into one D-wide vector.
 
@@ -83,8 +90,10 @@ class ItemTower(nn.Module):
     and computed. The catalogue is attached once (`attach`, or `set_content` to build it from the
     content): a data-side `CatalogueFeatures` holding each tower's inputs, which the tower only
     references (the module holds parameters alone; the catalogue follows the module's device lazily).
-    With `freeze_encoders` the towers not listed in `trained` are frozen, kept in eval mode, and run
-    once over the whole catalogue when it is built; `forward` then only reads their features.
+    With `freeze_encoders` the towers not listed in `trained` are frozen (so is any tower none of
+    whose weights train), kept in eval mode, and run once over the whole catalogue when it is built;
+    `forward` then only reads their features. Of a tower whose top stages alone train, the frozen
+    leading stages run once too (`ModalityEncoder.trunk_depth`), and `forward` runs the rest.
 
     Args:
         n_items: catalogue size N.
@@ -144,7 +153,10 @@ class ItemTower(nn.Module):
         # Unused encoders are not registered: no dead weights in checkpoints, no unused-parameter
         # errors under DDP.
         self.towers = nn.ModuleDict({m: enc for m, enc in towers.items() if m in self.modalities})
-        self.frozen: tuple[str, ...] = tuple(m for m in self.towers if freeze_encoders and m not in trained)
+        # A tower none of whose weights train (e.g. finetune.trainable_layers 0 for it) is frozen too.
+        self.frozen: tuple[str, ...] = tuple(
+            m for m, enc in self.towers.items() if m not in trained and (freeze_encoders or _all_fixed(enc))
+        )
         self.id_emb = nn.Embedding(n_items, dim, sparse=sparse_id) if "id" in self.modalities else None
         if self.id_emb is not None and sparse_id:
             # Rows looked up several times in a step are summed once, before clipping measures the norm.
@@ -229,6 +241,12 @@ class ItemTower(nn.Module):
                 f"the catalogue features hold {sorted(catalogue.inputs)} (encoded: {sorted(catalogue.encoded)}), "
                 f"the tower needs {list(self.modalities)} (frozen: {list(self.frozen)})"
             )
+        trunks = {m: d for m, enc in self.towers.items() if m not in self.frozen and (d := enc.trunk_depth())}
+        if dict(catalogue.trunks) != trunks:
+            raise ValueError(
+                f"the catalogue features hold the frozen trunks {dict(catalogue.trunks)}, the tower's "
+                f"encoders have {trunks} (modality: frozen leading stages)"
+            )
         self._catalogue = catalogue
 
     def set_content(
@@ -278,11 +296,26 @@ class ItemTower(nn.Module):
         feats: dict[str, Tensor] = {}
         for m, encoder in self.towers.items():
             inputs = rows(catalogue.inputs[m])
-            feats[m] = inputs if m in self.frozen else encode_in_chunks(encoder, inputs, self.chunk_size, m)
+            if m in self.frozen:
+                feats[m] = inputs
+            elif m in catalogue.trunks:
+                feats[m] = encode_in_chunks(self._head(m, catalogue.trunks[m]), inputs, self.chunk_size, m)
+            else:
+                feats[m] = encode_in_chunks(encoder, inputs, self.chunk_size, m)
         if self.id_emb is not None:
             feats["id"] = self.id_emb.weight if every else self.id_emb(idx)
         present = {m: rows(p) for m, p in present_all.items()}
         return {m: feats[m] for m in self.modalities}, present
+
+    def _head(self, modality: str, depth: int) -> Callable[[Tensor], Tensor]:
+        """The encoder's stages after its cached trunk; an error once a trunk weight trains."""
+        encoder = self.towers[modality]
+        if encoder.trunk_depth() < depth:
+            raise RuntimeError(
+                f"the {modality} encoder's first {depth} stages were frozen when the catalogue was built "
+                f"and are trained now (frozen stages: {encoder.trunk_depth()}); call set_content again"
+            )
+        return functools.partial(encoder.run_head, depth=depth)
 
     def forward(self, idx: Tensor | None = None) -> Tensor:
         """Item vectors: idx (n,) long -> (n, D); idx None -> the whole catalogue (N, D)."""
