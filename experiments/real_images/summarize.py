@@ -10,6 +10,10 @@ reported as one row, the window with the best validation NDCG@10; the whitened p
 (content_profile_white<s>_w<k>) as another, the (whitening, window) with the best validation NDCG@10;
 the session profiles (content_profile_session_white<s>_gap<g>_w<k>) as a third.
 
+``--curves DIR`` also writes each trained run's validation NDCG@10 per epoch (DIR/curves.csv, from
+the runs' csv logs, a resumed run's earlier log included) and one chart per dataset
+(DIR/curves_<dataset>.svg: each arm's mean over its seeds, per epoch).
+
 ``--keep CSV`` adds the rows of an earlier results.csv (from run folders that are gone, e.g. another
 machine's): each (dataset, arm, seed) keeps one row, the one read last (the folders after ``--keep``,
 a later folder after an earlier one).
@@ -93,6 +97,61 @@ def merged(outs: list[Path], keep: Path | None = None) -> list[dict[str, object]
     return [best[key] for key in sorted(best)]
 
 
+def curve_rows(outs: list[Path]) -> list[dict[str, object]]:
+    """(dataset, arm, seed, epoch, val_ndcg_10) of every finished trained run's csv log; a resumed run's log
+    before the resume (metrics.before_resume.csv) first, a later value of an epoch winning."""
+    found = []
+    for out in outs:
+        for log in sorted(out.glob("*/*/seed*/csv/metrics.csv")):
+            run = log.parent.parent
+            if not (run / "metrics.json").is_file():
+                continue  # unfinished: no row in results.csv either
+            per_epoch: dict[int, float] = {}
+            for part in (log.with_name("metrics.before_resume.csv"), log):
+                if not part.is_file():
+                    continue
+                with part.open(newline="") as f:
+                    for row in csv.DictReader(f):
+                        if row.get("val/ndcg_10"):
+                            per_epoch[int(row["epoch"])] = float(row["val/ndcg_10"])
+            found += [
+                {"dataset": run.parent.name, "arm": run.parent.parent.name, "seed": int(run.name.removeprefix("seed")),
+                 "epoch": epoch, "val_ndcg_10": value}
+                for epoch, value in sorted(per_epoch.items())
+            ]  # fmt: skip
+    return found
+
+
+def write_curves(found: list[dict[str, object]], folder: Path) -> list[Path]:
+    """curves.csv and curves_<dataset>.svg (each arm's mean over its seeds per epoch) in `folder`."""
+    from vrs.report.plots import PALETTE, Series, line_chart_svg, standalone
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / "curves.csv"]
+    frame = pd.DataFrame(found, columns=["dataset", "arm", "seed", "epoch", "val_ndcg_10"])
+    tmp = folder / ".curves.csv.tmp"
+    frame.to_csv(tmp, index=False)
+    tmp.replace(written[0])
+    for dataset, runs in frame.groupby("dataset"):
+        means = runs.groupby(["arm", "epoch"])["val_ndcg_10"].mean()
+        series = [
+            Series(
+                str(arm), [(float(e) + 1, float(v)) for e, v in means[arm].items()], PALETTE[i % len(PALETTE)]
+            )
+            for i, arm in enumerate(sorted(runs["arm"].unique()))
+        ]
+        svg = line_chart_svg(
+            series, f"{dataset}: validation NDCG@10 per epoch (mean over seeds)", "epoch", 720, 360,
+            log_x=False, legend=True,
+        )  # fmt: skip
+        path = folder / f"curves_{dataset}.svg"
+        tmp = folder / f".{path.name}.tmp"
+        tmp.write_text(standalone(svg) + "\n")
+        tmp.replace(path)
+        written.append(path)
+    return written
+
+
 def _family(arm: str) -> str | None:
     """content_profile<variant>_w<k>, content_profile_white<s>_w<k> and
     content_profile_session_white<s>_gap<g>_w<k> -> their family (one table row), None for any other arm."""
@@ -139,6 +198,7 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="an earlier results.csv whose rows the folders do not replace"
     )
+    parser.add_argument("--curves", type=Path, help="folder for curves.csv and curves_<dataset>.svg")
     args = parser.parse_args()
     found = merged(args.out or [Path("runs/real_images")], args.keep)
     path = args.csv or Path(__file__).with_name("results.csv")
@@ -150,6 +210,9 @@ def main() -> None:
     tmp.replace(path)
     print(table(found))
     print(f"rows per run: {path}")
+    if args.curves:
+        written = write_curves(curve_rows(args.out or [Path("runs/real_images")]), args.curves)
+        print("curves: " + ", ".join(map(str, written)))
 
 
 if __name__ == "__main__":

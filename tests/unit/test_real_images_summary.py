@@ -105,3 +105,35 @@ def test_baselines_keep_merges_earlier_rows_and_joins_commits(tmp_path) -> None:
     keep.write_text("dataset,model\nhm,freedom\n")
     with pytest.raises(SystemExit, match="columns"):
         summarize.main([str(tmp_path / "runs"), "--keep", str(keep)])
+
+
+def test_curves_read_finished_runs_logs_across_a_resume(tmp_path) -> None:
+    summarize = load_script("experiments/real_images/summarize.py", "real_images_summarize")
+
+    def run(arm: str, seed: int, logs: dict[str, str], finished: bool = True) -> None:
+        folder = tmp_path / "runs" / arm / "hm" / f"seed{seed}"
+        (folder / "csv").mkdir(parents=True)
+        for name, text in logs.items():
+            (folder / "csv" / name).write_text(text)
+        if finished:
+            (folder / "metrics.json").write_text("{}")
+
+    header = "epoch,step,train/loss,val/ndcg_10\n"
+    # Validation rows and training rows are separate lines of Lightning's csv log.
+    run("concat", 0, {"metrics.before_resume.csv": header + "0,7,,0.01\n0,7,3.2,\n1,15,,0.02\n",
+                      "metrics.csv": header + "1,15,,0.025\n2,23,,0.03\n"})  # fmt: skip
+    run("concat", 1, {"metrics.csv": header + "0,7,,0.03\n1,15,,0.04\n"})
+    run("gated", 0, {"metrics.csv": header + "0,7,,0.5\n"}, finished=False)  # no row in results.csv
+    found = summarize.curve_rows([tmp_path / "runs"])
+    assert [(r["seed"], r["epoch"], r["val_ndcg_10"]) for r in found] == [
+        (0, 0, 0.01), (0, 1, 0.025), (0, 2, 0.03), (1, 0, 0.03), (1, 1, 0.04),
+    ]  # fmt: skip
+    written = summarize.write_curves(found, tmp_path / "curves")
+    assert [p.name for p in written] == ["curves.csv", "curves_hm.svg"]
+    assert (tmp_path / "curves" / "curves.csv").read_text().splitlines()[:2] == [
+        "dataset,arm,seed,epoch,val_ndcg_10", "hm,concat,0,0,0.01",
+    ]  # fmt: skip
+    svg = written[1].read_text()
+    assert "<style>" in svg and ">concat</text>" in svg and "gated" not in svg
+    assert "concat @ 1: 0.0200</title>" in svg  # epoch 0 (shown as 1): mean of 0.01 and 0.03
+    assert "concat @ 3: 0.0300</title>" in svg  # epoch 2: seed 0 alone

@@ -13,6 +13,7 @@ from PIL import Image, ImageOps
 
 from vrs.data.images import BAD_IMAGE_ERRORS
 from vrs.report.evaluation import UserCard
+from vrs.report.plots import CHART_CSS
 
 STAGE_ORDER = ("test", "test_cold", "val")
 METRIC_ORDER = (
@@ -214,7 +215,8 @@ def page(title: str, facts: Mapping[str, str], sections: Sequence[tuple[str, str
 """
 
 
-CSS = """
+CSS = (
+    """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px auto;max-width:1500px;
  padding:0 16px;color:#222}
 h1{font-size:22px;margin-bottom:6px} h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px}
@@ -226,8 +228,6 @@ table.metrics th,table.metrics td{border:1px solid #ddd;padding:3px 10px;text-al
 table.metrics thead th{background:#f3f3f3} table.metrics tbody th{text-align:left;font-weight:normal}
 td.best{font-weight:bold} td.na{color:#aaa}
 .charts{display:flex;flex-wrap:wrap;gap:16px}
-svg.chart{font-size:11px;fill:#333;background:#fff} svg .chart-title{font-size:13px;font-weight:bold}
-svg .axis{stroke:#666} svg .grid{stroke:#eee}
 .legend{font-size:13px;margin:6px 0} .legend .key{margin-right:14px;white-space:nowrap}
 .legend i{display:inline-block;width:12px;height:12px;border-radius:6px;margin-right:4px;vertical-align:-1px}
 .legend i.dash{height:3px;border-radius:0;width:18px;vertical-align:3px}
@@ -253,3 +253,5 @@ figure.rec.hit{background:#e3f6e3;border-radius:6px;outline:3px solid #2e9e2e}
 .label-because{flex-basis:100%}
 .why{display:inline-flex;flex-direction:column;align-items:center}
 """
+    + CHART_CSS
+)

@@ -16,6 +16,16 @@ from torch import Tensor
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
            "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]  # fmt: skip
 OTHER = "#cfcfcf"
+# The charts' own styles: the report's page carries them once, a chart saved alone (`standalone`) inline.
+CHART_CSS = """svg.chart{font-size:11px;fill:#333;background:#fff} svg .chart-title{font-size:13px;font-weight:bold}
+svg .axis{stroke:#666} svg .grid{stroke:#eee}
+"""
+
+
+def standalone(svg: str) -> str:
+    """A chart of `line_chart_svg` with its styles inside, for a file of its own."""
+    head, end, rest = svg.partition(">")
+    return f"{head}{end}\n<style>{CHART_CSS}</style>{rest}"
 
 
 def pca_2d(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -95,9 +105,16 @@ class Series:
 
 
 def line_chart_svg(
-    series: Sequence[Series], title: str, x_label: str = "K", width: int = 420, height: int = 280
+    series: Sequence[Series],
+    title: str,
+    x_label: str = "K",
+    width: int = 420,
+    height: int = 280,
+    log_x: bool = True,
+    legend: bool = False,
 ) -> str:
-    """A line chart with a log-scaled x axis (cut-offs K span 1..50) as an inline <svg> element.
+    """A line chart with a log-scaled x axis (cut-offs K span 1..50; `log_x=False`: linear, e.g.
+    epochs) as an inline <svg> element; `legend` names the series under the chart.
 
     Each point carries a <title>, so hovering shows its exact value.
     """
@@ -106,13 +123,17 @@ def line_chart_svg(
     if not xs:
         return ""
     left, right, top, bottom = 48, 12, 28, 36
-    x_lo, x_hi = math.log(xs[0]), math.log(xs[-1])
+    rows = math.ceil(len(series) / 3) if legend else 0
+    height += 16 * rows
+    bottom += 16 * rows
+    scale = math.log if log_x else float
+    x_lo, x_hi = scale(xs[0]), scale(xs[-1])
     step = _nice_step(max(ys) if ys else 0.0)
     n_ticks = max(1, math.ceil((max(ys) if ys else 0.0) / step - 1e-9))
     y_hi = step * n_ticks
 
     def px(x: float) -> float:
-        frac = 0.5 if x_hi == x_lo else (math.log(x) - x_lo) / (x_hi - x_lo)
+        frac = 0.5 if x_hi == x_lo else (scale(x) - x_lo) / (x_hi - x_lo)
         return left + frac * (width - left - right)
 
     def py(y: float) -> float:
@@ -126,11 +147,17 @@ def line_chart_svg(
         'class="axis"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" class="axis"/>',
     ]
-    for x in xs:
+    # A linear axis labels about 8 round values; a log one (few cut-offs) labels each.
+    labels = xs if log_x else [x for x in xs if x % _nice_step(xs[-1], 8) == 0] or xs
+    for x in labels:
         out.append(f'<text x="{px(x):.1f}" y="{height - bottom + 14}" text-anchor="middle">{x:g}</text>')
     out.append(
-        f'<text x="{(left + width - right) / 2}" y="{height - 4}" text-anchor="middle">{x_label}</text>'
+        f'<text x="{(left + width - right) / 2}" y="{height - bottom + 32}" text-anchor="middle">{x_label}</text>'
     )
+    for i, s in enumerate(series if legend else []):
+        x, y = left + (i % 3) * (width - left) / 3, height - 16 * (rows - i // 3) + 8
+        out.append(f'<rect x="{x:.1f}" y="{y - 8:.1f}" width="10" height="10" fill="{s.colour}"/>')
+        out.append(f'<text x="{x + 14:.1f}" y="{y + 1:.1f}">{html.escape(s.name)}</text>')
     for i in range(n_ticks + 1):
         y = step * i
         out.append(f'<line x1="{left}" y1="{py(y):.1f}" x2="{width - right}" y2="{py(y):.1f}" class="grid"/>')
