@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import csv
+import json
+from pathlib import Path
+
 import pytest
 
 from tests.scripts import load_script
+
+
+def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _finished_run(folder: Path, metrics: dict[str, float]) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
 
 
 def test_each_profile_family_keeps_its_best_validation_run() -> None:
@@ -31,9 +49,6 @@ def test_each_profile_family_keeps_its_best_validation_run() -> None:
 
 
 def test_keep_merges_earlier_rows_with_run_folders(tmp_path) -> None:
-    import csv
-    import json
-
     summarize = load_script("experiments/real_images/summarize.py", "real_images_summarize")
     earlier = [
         {"dataset": "hm", "arm": "concat", "seed": 0, "val_ndcg_10": 0.02, "test_recall_10": 0.03,
@@ -43,18 +58,14 @@ def test_keep_merges_earlier_rows_with_run_folders(tmp_path) -> None:
          "test_ndcg_10": 0.016, "cold_recall_10": 0.02, "warm_recall_10": 0.05, "wall_seconds": None,
          "commit": "aaa"},
     ]  # fmt: skip
-    keep = tmp_path / "results.csv"
-    with keep.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=summarize.COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(earlier)
-    run = tmp_path / "runs" / "concat" / "hm" / "seed1"  # replaces the earlier seed-1 row
-    run.mkdir(parents=True)
-    (run / "metrics.json").write_text(
-        json.dumps(
-            {"val/ndcg_10": 0.03, "test/recall_10": 0.05, "test/ndcg_10": 0.025, "test_cold/recall_10": 0.04}
-        )
-    )
+    keep = _write_csv(tmp_path / "results.csv", summarize.COLUMNS, earlier)
+    metrics = {
+        "val/ndcg_10": 0.03,
+        "test/recall_10": 0.05,
+        "test/ndcg_10": 0.025,
+        "test_cold/recall_10": 0.04,
+    }
+    run = _finished_run(tmp_path / "runs" / "concat" / "hm" / "seed1", metrics)  # replaces the earlier seed 1
     (run / "wall_seconds").write_text("60\n")
     (run / "commit").write_text("bbb\nccc\n")
     found = summarize.merged([tmp_path / "runs"], keep)
@@ -70,9 +81,6 @@ def test_keep_merges_earlier_rows_with_run_folders(tmp_path) -> None:
 
 
 def test_baselines_keep_merges_earlier_rows_and_joins_commits(tmp_path) -> None:
-    import csv
-    import json
-
     summarize = load_script("experiments/baselines/summarize.py", "baselines_summarize")
     blank = {f"test_{b}": "" for b in summarize.BEYOND}
     earlier = [
@@ -81,16 +89,11 @@ def test_baselines_keep_merges_earlier_rows_and_joins_commits(tmp_path) -> None:
         {"dataset": "hm", "model": "freedom", "implementation": "vrs", "seed": 1, "val_ndcg_10": "0.011",
          "test_recall_10": "0.021", "test_ndcg_10": "0.009", **blank, "wall_seconds": "", "commit": "aaa"},
     ]  # fmt: skip
-    keep = tmp_path / "results.csv"
-    with keep.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=summarize.FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(earlier)
-    run = tmp_path / "runs" / "freedom" / "hm" / "seed1"  # replaces the earlier seed-1 row
-    run.mkdir(parents=True)
-    (run / "metrics.json").write_text(
-        json.dumps({"val/ndcg_10": 0.03, "test/recall_10": 0.05, "test/ndcg_10": 0.025})
-    )
+    keep = _write_csv(tmp_path / "results.csv", summarize.FIELDS, earlier)
+    metrics = {"val/ndcg_10": 0.03, "test/recall_10": 0.05, "test/ndcg_10": 0.025}
+    run = _finished_run(
+        tmp_path / "runs" / "freedom" / "hm" / "seed1", metrics
+    )  # replaces the earlier seed 1
     (run / "commit").write_text("bbb\nccc\n")
     found = summarize.merged([tmp_path / "runs"], keep)
     assert [(r["seed"], r["val_ndcg_10"], r["commit"]) for r in found] == [
