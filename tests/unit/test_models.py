@@ -310,3 +310,11 @@ def test_catalogue_encoding_shows_progress_outside_training_only(monkeypatch, ca
         tower()
     err = capsys.readouterr().err
     assert "encoding image" in err and "encoding text" in err
+    monkeypatch.setattr(catalogue, "_PROGRESS_MIN_CHUNKS", 100)  # few chunks: a bar only once slow
+    with torch.no_grad():
+        tower()
+    assert "encoding image" not in capsys.readouterr().err
+    monkeypatch.setattr(catalogue, "_PROGRESS_DELAY_S", 0.0)
+    with torch.no_grad():
+        tower()
+    assert "encoding image" in capsys.readouterr().err

@@ -21,7 +21,8 @@ from vrs.data.content import ItemContent
 from vrs.encoders.base import ModalityEncoder
 from vrs.encoders.cache import FeatureCache
 
-_PROGRESS_MIN_CHUNKS = 16  # 4,096 items at the default chunk size
+_PROGRESS_MIN_CHUNKS = 16  # 4,096 items at the default chunk size: a bar from the start
+_PROGRESS_DELAY_S = 5.0  # fewer chunks: a bar once the encoding has taken this long (slow encoders)
 
 
 def encode_in_chunks(
@@ -29,11 +30,19 @@ def encode_in_chunks(
 ) -> Tensor:
     """Run `encoder` over `inputs` in chunks of `chunk_size` rows: (n, ...) -> (n, F).
 
-    Encoding the catalogue outside training (frozen features, or a trained encoder before an
-    evaluation) can take minutes: a progress bar from _PROGRESS_MIN_CHUNKS chunks on."""
+    Encoding the catalogue outside training (frozen features, a frozen trunk, or a trained encoder
+    before an evaluation) can take minutes: a progress bar from _PROGRESS_MIN_CHUNKS chunks on, or
+    after _PROGRESS_DELAY_S seconds; never inside a training step."""
     chunks = inputs.split(chunk_size)
-    quiet = torch.is_grad_enabled() or len(chunks) < _PROGRESS_MIN_CHUNKS
-    bar = tqdm(chunks, desc=f"encoding {name}", unit="chunk", leave=False, disable=quiet)
+    delay = 0.0 if len(chunks) >= _PROGRESS_MIN_CHUNKS else _PROGRESS_DELAY_S
+    bar = tqdm(
+        chunks,
+        desc=f"encoding {name}",
+        unit="chunk",
+        leave=False,
+        disable=torch.is_grad_enabled(),
+        delay=delay,
+    )
     return torch.cat([encoder(chunk) for chunk in bar], dim=0)
 
 
