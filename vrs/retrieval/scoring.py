@@ -65,9 +65,19 @@ def _targets(
         raise ValueError(
             f"targets must lie in [0, {n}); got range [{int(targets.min())}, {int(targets.max())}]"
         )
+    vectors = items[targets]  # (B, D)
+    scores = (users * vectors).sum(-1, keepdim=True)  # (B, 1)
+    # An item whose vector equals the target's (e.g. every cold item's shared fallback) ties with it,
+    # but the pass's matmul rounds its score differently from this dot product, either way: lower the
+    # bar by a bound on the rounding of two D-term float32 dot products, so ties count against the
+    # target as they must (an item within it of the target counts as a tie: 1e-5 relative at D=64).
+    if b:
+        u = torch.finfo(users.dtype).eps / 2
+        reach = vectors.norm(dim=1, keepdim=True) + items.norm(dim=1).max()  # (B, 1)
+        scores = scores - 2 * users.shape[1] * u * users.norm(dim=1, keepdim=True) * reach
     return _Targets(
         items=targets,
-        scores=(users * items[targets]).sum(-1, keepdim=True),  # (B, 1)
+        scores=scores,
         seen=torch.zeros(b, dtype=torch.bool, device=users.device),
         counts=torch.empty(layout.n_chunks, b, device=users.device),
         # The C pass leaves the target's column out by position instead.
