@@ -69,12 +69,14 @@ def _targets(
     scores = (users * vectors).sum(-1, keepdim=True)  # (B, 1)
     # An item whose vector equals the target's (e.g. every cold item's shared fallback) ties with it,
     # but the pass's matmul rounds its score differently from this dot product, either way: lower the
-    # bar by a bound on the rounding of two D-term float32 dot products, so ties count against the
-    # target as they must (an item within it of the target counts as a tie: 1e-5 relative at D=64).
+    # bar by 8 sqrt(D) u sum|u_i v_i|, several times the rounding that D-term float32 sums show (it
+    # grows like sqrt(D), not like the worst case D), so ties count against the target as they must;
+    # distinct items 1e-4 apart (relative; 1e-5 at D=64) still rank as they score.
     if b:
         u = torch.finfo(users.dtype).eps / 2
-        reach = vectors.norm(dim=1, keepdim=True) + items.norm(dim=1).max()  # (B, 1)
-        scores = scores - 2 * users.shape[1] * u * users.norm(dim=1, keepdim=True) * reach
+        scores = scores - 8 * math.sqrt(users.shape[1]) * u * (users.abs() * vectors.abs()).sum(
+            -1, keepdim=True
+        )
     return _Targets(
         items=targets,
         scores=scores,
