@@ -200,7 +200,8 @@ def main() -> None:
     )
     parser.add_argument("--curves", type=Path, help="folder for curves.csv and curves_<dataset>.svg")
     args = parser.parse_args()
-    found = merged(args.out or [Path("runs/real_images")], args.keep)
+    outs = args.out or [Path("runs/real_images")]
+    found = merged(outs, args.keep)
     path = args.csv or Path(__file__).with_name("results.csv")
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="") as f:
@@ -211,7 +212,7 @@ def main() -> None:
     print(table(found))
     print(f"rows per run: {path}")
     if args.curves:
-        written = write_curves(curve_rows(args.out or [Path("runs/real_images")]), args.curves)
+        written = write_curves(curve_rows(outs), args.curves)
         print("curves: " + ", ".join(map(str, written)))
 
 

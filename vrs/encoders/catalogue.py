@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from vrs.data.content import ItemContent
@@ -144,11 +144,16 @@ class CatalogueFeatures:
             depth = 0 if m in frozen else encoder.trunk_depth()
             if depth:
                 trunk = functools.partial(encoder.run_trunk, depth=depth)
-                device = next((p.device for p in encoder.parameters()), torch.device("cpu"))
-                inputs[m] = encode_in_chunks(trunk, inputs[m].to(device), chunk_size, f"{m} trunk").cpu()
+                inputs[m] = encode_in_chunks(
+                    trunk, inputs[m].to(_device(encoder)), chunk_size, f"{m} trunk"
+                ).cpu()
                 trunks[m] = depth
         encoded = frozenset(m for m in towers if m in frozen)
         return cls(inputs=inputs, present=present, encoded=encoded, trunks=trunks)
+
+
+def _device(encoder: nn.Module) -> torch.device:
+    return next((p.device for p in encoder.parameters()), torch.device("cpu"))
 
 
 def _read(
@@ -168,7 +173,7 @@ def _read(
     raw, present = encoder.read(content)
     if not frozen:
         return raw, present
-    device = next((p.device for p in encoder.parameters()), torch.device("cpu"))
+    device = _device(encoder)
     if cache is None:
         return encode_in_chunks(encoder, raw.to(device), chunk_size, modality).cpu(), present
     return cache.features(modality, encoder, raw.to(device)).cpu(), present

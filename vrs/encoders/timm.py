@@ -233,7 +233,7 @@ class TimmImageEncoder(ImageEncoder):
         self.model.set_grad_checkpointing(enable)
 
     def _stages(self) -> list[nn.Module]:
-        """stem (conv_stem, bn1), each of `model.blocks`, top (conv_head, bn2, pooling): in order."""
+        """stem (conv_stem, bn1), each of `model.blocks`, top (conv_head, bn2): in order."""
         m = self.model
         return [nn.ModuleList([m.conv_stem, m.bn1]), *m.blocks, nn.ModuleList([m.conv_head, m.bn2])]
 

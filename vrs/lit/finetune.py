@@ -18,18 +18,16 @@ NEGATIVES = ("in_batch", "catalogue")
 
 
 _LAYERS_OK, _LAYERS = optional(integer(0))
-# One value for every tower, or one per tower, e.g. {image: 1, text: 0} (0 freezes a tower).
-TRAINABLE_LAYERS: Rule = (
-    lambda v: (
-        _LAYERS_OK(v)
-        or (
-            isinstance(v, Mapping)
-            and bool(v)
-            and all(isinstance(k, str) and _LAYERS_OK(x) for k, x in v.items())
-        )
-    ),
-    f"{_LAYERS}, or {{modality: {_LAYERS}}} naming each tower",
-)
+
+
+def _layers_ok(v: Any) -> bool:
+    """One value for every tower, or one per tower, e.g. {image: 1, text: 0} (0 freezes a tower)."""
+    if isinstance(v, Mapping):
+        return bool(v) and all(isinstance(k, str) and _LAYERS_OK(x) for k, x in v.items())
+    return _LAYERS_OK(v)
+
+
+TRAINABLE_LAYERS: Rule = (_layers_ok, f"{_LAYERS}, or {{modality: {_LAYERS}}} naming each tower")
 
 # setting -> (test, what is expected); vrs.cli.checks applies the same rules to `encoder.finetune.*`.
 RULES: dict[str, Rule] = {

@@ -72,11 +72,8 @@ def _targets(
     # bar by 8 sqrt(D) u sum|u_i v_i|, several times the rounding that D-term float32 sums show (it
     # grows like sqrt(D), not like the worst case D), so ties count against the target as they must;
     # distinct items 1e-4 apart (relative; 1e-5 at D=64) still rank as they score.
-    if b:
-        u = torch.finfo(users.dtype).eps / 2
-        scores = scores - 8 * math.sqrt(users.shape[1]) * u * (users.abs() * vectors.abs()).sum(
-            -1, keepdim=True
-        )
+    u = torch.finfo(users.dtype).eps / 2
+    scores = scores - 8 * math.sqrt(users.shape[1]) * u * (users.abs() * vectors.abs()).sum(-1, keepdim=True)
     return _Targets(
         items=targets,
         scores=scores,
