@@ -43,10 +43,11 @@ Models and their settings (RecBole's defaults for the model, loss CE = full soft
 Differences from vrs's evaluation: RecBole ranks with torch.topk, so a tie with the target may fall
 either way (vrs counts ties against the target). RecBole 1.2.1 excludes the user's earlier items
 from the ranking for general models (LightGCN) only: its full-ranking loader gives sequential models
-(GRU4Rec, SASRec, BERT4Rec) no history mask, so they rank every item, where vrs removes every earlier
-item of the user. And where a target repeats an earlier item of the user, RecBole's LightGCN keeps it
-rankable, where vrs counts it a miss. RecBole's validation and test run over every user with a target,
-as vrs's do. Writes RUN_DIR/results.json (the validation curve, seconds per epoch, test HR@10 /
+(GRU4Rec, SASRec, BERT4Rec) no history mask, so they rank every item. With --data this script
+therefore removes, for every model and for validation (model selection) as for test, every item of
+the user before the target in vrs's split, as vrs does (a target that repeats one becomes a miss, as
+in vrs; results.json `history_mask`); with --name (S3-Rec files) RecBole's own ranking stands.
+RecBole's validation and test run over every user with a target, as vrs's do. Writes RUN_DIR/results.json (the validation curve, seconds per epoch, test HR@10 /
 NDCG@10 at the best epoch, whose weights are kept in memory: no checkpoint file is written or
 unpickled; with --data also the folder, dataset.json's fingerprint and vrs's split counts) and
 RecBole's own log under RUN_DIR.
@@ -183,6 +184,27 @@ def compare_examples(
             "users_recbole": len({k[0] for k in got[part]}),
         }
     return report
+
+
+def earlier_items(data, dataset, max_users: int | None = None) -> dict[str, list[np.ndarray]]:
+    """Per part ("valid", "test"), per RecBole user id, RecBole's item ids of the user's events before
+    that part's target in vrs's split: what vrs leaves out of the ranking (an empty array for a
+    user without that target)."""
+    users = dataset.field2id_token[dataset.uid_field]
+    items = dataset.field2id_token[dataset.iid_field]
+    recbole_item = np.zeros(data.n_items, dtype=np.int64)  # vrs item index -> RecBole item id
+    recbole_item[np.array([int(t) for t in items[1:]], dtype=np.int64)] = np.arange(1, len(items))
+    n_users = data.n_users if max_users is None else min(max_users, data.n_users)
+    out: dict[str, list[np.ndarray]] = {}
+    for part, targets in (("valid", data.val_targets), ("test", data.test_targets)):
+        position = dict(targets.tolist())
+        out[part] = [np.empty(0, dtype=np.int64)] + [
+            recbole_item[data.user_seqs[u][: position[u]]]
+            if u in position and u < n_users
+            else np.empty(0, dtype=np.int64)
+            for u in (int(t) for t in users[1:])
+        ]
+    return out
 
 
 def recbole_examples(dataset) -> list[tuple[int, int, bytes]]:
@@ -364,10 +386,28 @@ def main() -> None:
             return score, result
 
         trainer._train_epoch, trainer._valid_epoch = timed_train_epoch, recorded_valid_epoch
+        phase = {"now": "valid"}
+        if data is not None:
+            # vrs's history mask on every ranking (validation and test), whatever the model type.
+            earlier = earlier_items(data, dataset, args.max_users)
+            batch_eval = trainer._full_sort_batch_eval
+
+            def masked_batch_eval(batched_data):
+                interaction, scores, positive_u, positive_i = batch_eval(batched_data)
+                seen = earlier[phase["now"]]
+                per_row = [seen[u] for u in interaction[dataset.uid_field].tolist()]
+                rows = np.repeat(np.arange(len(per_row)), [len(a) for a in per_row])
+                cols = np.concatenate(per_row) if per_row else np.empty(0, dtype=np.int64)
+                scores[torch.as_tensor(rows), torch.as_tensor(cols)] = -np.inf
+                return interaction, scores, positive_u, positive_i
+
+            trainer._full_sort_batch_eval = masked_batch_eval
+            source["history_mask"] = "vrs: every item of the user before the target"
         start = time.perf_counter()
         best_score, best_valid = trainer.fit(train_data, valid_data, saved=False, show_progress=False)
         wall = time.perf_counter() - start
         model.load_state_dict(best["state"])
+        phase["now"] = "test"
         test = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
     finally:
         os.chdir(cwd)

@@ -163,3 +163,33 @@ def test_split_check_reports_the_short_users(tmp_path: Path) -> None:
     assert gen["train"]["missing"] == 1 and gen["valid"]["missing"] == gen["valid"]["extra"] == 0
     # max_users limits vrs's side the same way as the file.
     assert {k[0] for k in ref.vrs_examples(data, True, 50, max_users=2)["train"]} == {0, 1}
+
+
+def test_earlier_items_are_the_users_events_before_each_target_in_recbole_ids(tmp_path: Path) -> None:
+    """The history mask put on RecBole's rankings: per part, the items before vrs's target, mapped
+    through RecBole's own token -> id remapping (here shuffled, id 0 is padding)."""
+    from types import SimpleNamespace
+
+    ref = _script()
+    data, *_ = ref.load_vrs(_dataset(tmp_path / "d", short_users=True))
+    user_tokens = ["[PAD]"] + [str(u) for u in (4, 1, 0, 5, 2, 3)]
+    item_tokens = ["[PAD]"] + [str(i) for i in (8, 3, 0, 6, 1, 7, 2, 5, 4)]
+    dataset = SimpleNamespace(
+        uid_field="user_id",
+        iid_field="item_id",
+        field2id_token={"user_id": np.array(user_tokens), "item_id": np.array(item_tokens)},
+    )
+    earlier = ref.earlier_items(data, dataset)
+    catalogue = [f"i{k}" for k in range(9)]
+    to_item = {rid: catalogue[int(t)] for rid, t in enumerate(item_tokens) if rid}
+    for part, back in (("valid", 2), ("test", 1)):
+        assert len(earlier[part]) == len(user_tokens) and len(earlier[part][0]) == 0
+        for rid, token in enumerate(user_tokens[1:], start=1):
+            u = int(token)
+            seq = [catalogue[i] for i in data.user_seqs[u]]
+            got = [to_item[int(i)] for i in earlier[part][rid]]
+            # ua, ub, uc, uf are evaluated (3+ events); ud and ue have no targets.
+            assert got == (seq[: len(seq) - back] if len(seq) >= 3 else []), (part, data.user_ids[u])
+    # ub's test target (i1) repeats its first event: masked, so a miss as in vrs.
+    ub = user_tokens.index(str(data.user_index["ub"]))
+    assert "i1" in [to_item[int(i)] for i in earlier["test"][ub]]
