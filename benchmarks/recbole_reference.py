@@ -37,7 +37,7 @@ Models and their settings (RecBole's defaults for the model, loss CE = full soft
            `experiment=gru4rec_amazon`).
   SASRec   2 layers, 2 heads, hidden 64, inner 256, dropout 0.2, GELU (vrs: `experiment=sasrec_amazon`
            with those sizes).
-  BERT4Rec the same sizes, 20% of the items masked (vrs: `user=bert4rec` with `model.dim=64`).
+  BERT4Rec the same sizes, 20% of the items masked (vrs: `experiment=bert4rec_amazon`).
   LightGCN embedding 64, 2 layers, L2 1e-5, BPR with one uniform negative (vrs: `experiment=lightgcn`).
 
 Differences from vrs's evaluation: RecBole ranks with torch.topk, so a tie with the target may fall

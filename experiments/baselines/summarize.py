@@ -72,7 +72,9 @@ def recbole_rows(root: Path) -> list[dict]:
             continue
         name, _, dataset = results.parent.parent.name.rpartition("_")
         rows.append({
-            "dataset": dataset, "model": name, "implementation": f"RecBole {r['recbole']} {r['model']}",
+            "dataset": dataset, "model": name,
+            # Scored with vrs's history mask (recbole_reference.py --data since 2026-12-01) or RecBole's own.
+            "implementation": f"RecBole {r['recbole']} {r['model']}" + (" (vrs mask)" if r.get("history_mask") else ""),
             "seed": r["seed"], "val_ndcg_10": r["val"]["ndcg@10"], "test_recall_10": r["test"]["hit@10"],
             "test_ndcg_10": r["test"]["ndcg@10"], **{f"test_{b}": "" for b in BEYOND},
             "wall_seconds": round(r["wall_seconds"], 2), "commit": "",

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Runs the baseline zoo (README.md beside this file): every MODEL on every DATASET under vrs's
+# protocol, SEEDS seeds for the trained ones, then writes results.csv and prints the table. From the
+# repository root:
+#   bash experiments/baselines/run.sh                                 # everything (days on 2 cores)
+#   DATASETS=ml100k MODELS="gru4rec bert4rec" SEEDS=0 bash experiments/baselines/run.sh
+# Datasets: synthetic (generated into SYNTHETIC on first use), hm and ml100k (folders under DATA,
+# experiments/real_images/prepare.sh), beauty (BEAUTY; vrs-prepare source=amazon_seq, no photos:
+# the image models skip it). Image and text features come from the feature cache (FEATURES; the
+# first run fills it). Trained models: early stopping on validation NDCG@10, test at the best
+# validation epoch; finished runs are skipped, interrupted ones continue (train_run.sh).
+# popularity and category_interest are evaluated once (seed 0). The reference implementations run
+# from benchmarks/*_reference.py (README.md lists their commands).
+set -euo pipefail
+set -f  # overrides such as [val,test] are words, not patterns
+DATA=${DATA:-data/real_images}
+SYNTHETIC=${SYNTHETIC:-data/synthetic}
+BEAUTY=${BEAUTY:-data/amazon/Beauty}
+OUT=${OUT:-runs/baselines}
+BIN=${BIN:-.venv/bin}
+SEEDS=${SEEDS:-"0 1 2"}
+DATASETS=${DATASETS:-"synthetic hm ml100k beauty"}
+FEATURES=${FEATURES:-cache/features}
+EXTRA=${EXTRA:-}  # more overrides for every trained model
+ORDER=(popularity category_interest bpr_mf vbpr lightgcn freedom gru4rec bert4rec)
+MODELS=${MODELS:-"${ORDER[*]}"}
+IMAGE_MODELS=" vbpr freedom category_interest "
+# shellcheck source=../reproduce_sasrec_amazon/train_run.sh
+source "$(dirname "$0")/../reproduce_sasrec_amazon/train_run.sh"
+declare -A TRAINED=(
+  [bpr_mf]="experiment=bpr_mf"
+  [vbpr]="experiment=vbpr"
+  [lightgcn]="experiment=lightgcn"
+  [freedom]="experiment=freedom"
+  [gru4rec]="experiment=gru4rec_amazon"
+  [bert4rec]="experiment=bert4rec_amazon"
+)
+data_overrides() {  # data_overrides DATASET: the data options of that dataset
+  case $1 in
+    synthetic) echo "data=synthetic data.root=$SYNTHETIC data.load_images=true" ;;
+    hm | ml100k) echo "data=canonical data.root=$DATA/$1" ;;
+    beauty) echo "data=canonical data.root=$BEAUTY data.load_images=false" ;;
+    *) echo "unknown dataset $1 (known: synthetic hm ml100k beauty)" >&2; return 2 ;;
+  esac
+}
+evaluate() {  # evaluate RUN_DIR OVERRIDES...: a training-free model, once
+  local run=$1
+  shift
+  [[ -f "$run/metrics.json" ]] && { echo "done: $run"; return 0; }
+  "$BIN/vrs-eval" "$@" 'stages=[val,test]' logger=none hydra.run.dir="$run"
+}
+for name in $DATASETS; do
+  data=$(data_overrides "$name")
+  for model in $MODELS; do
+    if [[ $name == beauty && $IMAGE_MODELS == *" $model "* ]]; then
+      echo "skipped: $model on beauty (no photos)"
+      continue
+    fi
+    case $model in
+      popularity)
+        # shellcheck disable=SC2086  # the overrides are words
+        evaluate "$OUT/popularity/$name/seed0" model=popularity $data data.load_images=false ;;
+      category_interest)
+        # LeNet-5 trained on the synthetic shapes; on photos a frozen EfficientNet-Lite0 with a new head.
+        if [[ $name == synthetic ]]; then enc="encoder=lenet"; else
+          enc="encoder=effnet model.classifier.train_encoder=false feature_cache=$FEATURES"; fi
+        # shellcheck disable=SC2086
+        evaluate "$OUT/category_interest/$name/seed0" model=category_interest $enc $data ;;
+      *)
+        [[ -v "TRAINED[$model]" ]] || { echo "unknown model $model (known: ${ORDER[*]})" >&2; exit 2; }
+        for seed in $SEEDS; do
+          run="$OUT/$model/$name/seed$seed"
+          if [[ -f "$run/metrics.json" ]]; then echo "done: $run"; continue; fi
+          # shellcheck disable=SC2086
+          train_run "$run" ${TRAINED[$model]} $data feature_cache="$FEATURES" seed="$seed" logger=csv $EXTRA
+        done ;;
+    esac
+  done
+done
+"$BIN/python" "$(dirname "$0")/summarize.py" "$OUT"
