@@ -16,8 +16,8 @@ shape checked against the dataset) or a .npy file of the same shape.
 RUNS IN A SEPARATE ENVIRONMENT, NOT THE vrs ONE (Cornac must never become a vrs dependency):
 
     python3.11 -m venv /work/venvs/cornac
-    /work/venvs/cornac/bin/pip install "cornac>=2,<4" pandas pyarrow
-    X
+    /work/venvs/cornac/bin/pip install "cornac>=2,<4" pandas pyarrow pyyaml torchmetrics
+    /work/venvs/cornac/bin/pip install torch==2.14.1   # vrs's ranking code (and Cornac's VBPR) use it
 
 (torch 2.14.1 installs from this machine's disk; any other version downloads gigabytes.) vrs itself
 is not installed there: the script puts its checkout first on sys.path and imports only the dataset
@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vrs_side import load_split  # noqa: E402  (shared with recbole_reference.py)
+from vrs_side import load_features, load_split, score_vectors  # noqa: E402  (shared)
 
 DEFAULT_GRIDS = {
     "BPR": "k=64 lambda_reg=0.001,0.01,0.1 learning_rate=0.01,0.05 max_iter=50,100,200,400",
@@ -74,17 +74,6 @@ def load(root: Path):
     return data
 
 
-def item_stats(data):
-    """vrs's per-item facts for the list metrics: training counts and categories."""
-    import torch
-
-    from vrs.list_metrics import ItemStats, category_codes
-
-    items = data.item_table
-    categories = category_codes(items["category"]) if "category" in items.columns else None
-    return ItemStats(torch.as_tensor(data.train_counts, dtype=torch.float32), categories)
-
-
 def train_triples(data) -> list[tuple[str, str, float]]:
     """(user index, item index, 1) for every training event, as Cornac's string ids."""
     out = []
@@ -93,29 +82,6 @@ def train_triples(data) -> list[tuple[str, str, float]]:
         for i in data.items_flat[off : off + int(data.train_len[u])]:
             out.append((str(u), str(int(i)), 1.0))
     return out
-
-
-def load_features(path: Path, n_items: int) -> np.ndarray:
-    """(N, F) float32 image features of the catalogue, checked against the dataset's N."""
-    import pickle
-
-    try:  # never unpickles objects: only plain arrays and tensors load
-        if path.suffix == ".npy":
-            feats = np.load(path, allow_pickle=False)
-        else:
-            import torch
-
-            feats = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(feats, torch.Tensor):
-                raise SystemExit(f"{path}: expected one (N, F) tensor, got {type(feats).__name__}")
-            feats = feats.float().numpy()
-    except (pickle.UnpicklingError, ValueError, RuntimeError) as e:
-        raise SystemExit(f"{path}: not a plain array or tensor file ({type(e).__name__}: {e})") from e
-    if feats.ndim != 2 or feats.shape[0] != n_items:
-        raise SystemExit(f"{path}: expected ({n_items}, F) features (one row per item), got {feats.shape}")
-    if not np.isfinite(feats).all():
-        raise SystemExit(f"{path}: features hold NaN or infinite values")
-    return feats.astype(np.float32)
 
 
 def fit(triples, params: dict, seed: int, features: np.ndarray | None = None):
@@ -180,57 +146,32 @@ def score(
     model, train_set, data, targets: np.ndarray, batch_size: int = 1024, features: np.ndarray | None = None
 ) -> dict[str, float]:
     """vrs's full-ranking HR/NDCG@10 of `targets` ((user index, seq_pos) rows) under a fitted model."""
-    import torch
-
-    from vrs.data.sequences import EvalDataset
-    from vrs.list_metrics import ListMetrics
-    from vrs.metrics import RankingMetrics
-    from vrs.retrieval import rank_and_topk
-
     n_items = data.n_items
     if features is not None:
-        item_vectors, user_factors = vbpr_vectors(model, train_set, features)
-        items, k, extra = torch.from_numpy(item_vectors), item_vectors.shape[1], 0
+        items, cornac_users = vbpr_vectors(model, train_set, features)
     else:
         # vrs item index -> Cornac's row, or -1 for items never in training (ranked below every other).
         row = np.array([train_set.iid_map.get(str(i), -1) for i in range(n_items)], dtype=np.int64)
         known = row >= 0
         factors = np.asarray(model.i_factors, dtype=np.float32)
         biases = np.asarray(model.i_biases, dtype=np.float32).reshape(-1)
-        k, extra = factors.shape[1], 2
+        k = factors.shape[1]
         # Item side [factors, bias, unknown flag]; user side [factors, 1, 1]: score = u.i + b_i, or
         # -1e30 for an unknown item.
-        items = torch.zeros(n_items, k + 2)
-        items[known, :k] = torch.from_numpy(factors[row[known]])
-        items[known, k] = torch.from_numpy(biases[row[known]])
+        items = np.zeros((n_items, k + 2), dtype=np.float32)
+        items[known, :k] = factors[row[known]]
+        items[known, k] = biases[row[known]]
         items[~known, k + 1] = -1e30
-        user_factors = np.asarray(model.u_factors, dtype=np.float32)
-    metric = RankingMetrics(n_items, ks=(10, 20))
-    lists = ListMetrics(n_items, ks=(10,))
-    lists.set_stats(item_stats(data))
-    dataset = EvalDataset(data, targets, max_len=1)
-    for start in range(0, len(dataset), batch_size):
-        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        users = torch.zeros(len(samples), k + extra)
-        for r, s in enumerate(samples):
-            users[r, :k] = torch.from_numpy(user_factors[train_set.uid_map[str(s["user"])]])
-        users[:, k:] = 1.0
-        seen_w = max(1, max(len(s["seen"]) for s in samples))
-        seen = torch.full((len(samples), seen_w), -1, dtype=torch.long)
-        for r, s in enumerate(samples):
-            seen[r, seen_w - len(s["seen"]) :] = torch.from_numpy(s["seen"])
-        target = torch.tensor([s["target"] for s in samples], dtype=torch.long)
-        ranking = rank_and_topk(users, items, target, seen, k=10)
-        metric.update(ranking.ranks, ranking.target_seen)
-        lists.update(ranking.top_items)
-    out = metric.compute()
-    beyond = {k: float(v) for k, v in lists.compute().items() if k.endswith("_10")}
-    return {
-        "ndcg_10": float(out["ndcg_10"]),
-        "hr_10": float(out["recall_10"]),
-        "n_users": int(out["n_users"]),
-        **beyond,
-    }
+        cornac_users = np.concatenate(
+            [np.asarray(model.u_factors, dtype=np.float32), np.ones((len(model.u_factors), 2), np.float32)], 1
+        )
+    # Cornac's user rows in vrs's user order (a user without training events keeps zeros).
+    users = np.zeros((data.n_users, items.shape[1]), dtype=np.float32)
+    for u in range(data.n_users):
+        r = train_set.uid_map.get(str(u))
+        if r is not None:
+            users[u] = cornac_users[r]
+    return score_vectors(data, targets, users, items, batch_size)
 
 
 def main(argv: list[str] | None = None) -> None:

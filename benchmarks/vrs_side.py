@@ -1,12 +1,17 @@
-"""What the reference scripts (`cornac_reference.py`, `recbole_reference.py`, `rectools_sasrec.py`)
-take from vrs, in side environments where vrs is not installed: it is imported from this checkout.
-The dataset reader, the split and the sequence tables need numpy, pandas, pyarrow and torch only;
-so does the guard on the pickled checkpoints a script writes and reloads."""
+"""What the reference scripts (`cornac_reference.py`, `recbole_reference.py`, `rectools_sasrec.py`,
+`mmrec_reference.py`) take from vrs, in side environments where vrs is not installed: it is imported
+from this checkout. The dataset reader, the split and the sequence tables need numpy, pandas, pyarrow,
+pyyaml and torch only (the ranking metrics also torchmetrics); so do the guard on the pickled
+checkpoints a script writes and reloads, the feature reader and the scoring of a reference's user and
+item vectors by vrs's ranking code."""
 
 from __future__ import annotations
 
+import pickle
 import sys
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,3 +59,84 @@ def load_split(root: Path):
     ds = load_dataset(root, check_images=False)
     split = make_split(ds.interactions, "leave_one_out")
     return SequenceData(ds.items, ds.interactions, split), split, ds
+
+
+def load_features(path: Path, n_items: int) -> np.ndarray:
+    """(N, F) float32 features of the catalogue (a vrs feature cache's features.pt or an .npy file),
+    checked against the dataset's N."""
+    try:  # never unpickles objects: only plain arrays and tensors load
+        if path.suffix == ".npy":
+            feats = np.load(path, allow_pickle=False)
+        else:
+            import torch
+
+            feats = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(feats, torch.Tensor):
+                raise SystemExit(f"{path}: expected one (N, F) tensor, got {type(feats).__name__}")
+            feats = feats.float().numpy()
+    except (pickle.UnpicklingError, ValueError, RuntimeError) as e:
+        raise SystemExit(f"{path}: not a plain array or tensor file ({type(e).__name__}: {e})") from e
+    if feats.ndim != 2 or feats.shape[0] != n_items:
+        raise SystemExit(f"{path}: expected ({n_items}, F) features (one row per item), got {feats.shape}")
+    if not np.isfinite(feats).all():
+        raise SystemExit(f"{path}: features hold NaN or infinite values")
+    return feats.astype(np.float32)
+
+
+def item_stats(data):
+    """vrs's per-item facts for the list metrics: training counts and, where `data.item_table` has
+    them, categories."""
+    _on_path()
+    import torch
+
+    from vrs.list_metrics import ItemStats, category_codes
+
+    items = data.item_table
+    categories = category_codes(items["category"]) if "category" in items.columns else None
+    return ItemStats(torch.as_tensor(data.train_counts, dtype=torch.float32), categories)
+
+
+def score_vectors(
+    data, targets: np.ndarray, users: np.ndarray, items: np.ndarray, batch_size: int = 1024
+) -> dict[str, float]:
+    """vrs's full-ranking HR/NDCG@10 and list metrics@10 of `targets` ((user index, seq_pos) rows)
+    when user u scores item i as users[u] . items[i] (rows in vrs's user and item order): the user's
+    earlier items excluded, ties against the target. `data.item_table` gives the categories."""
+    _on_path()
+    import torch
+
+    from vrs.data.sequences import EvalDataset
+    from vrs.list_metrics import ListMetrics
+    from vrs.metrics import RankingMetrics
+    from vrs.retrieval import rank_and_topk
+
+    n_items = data.n_items
+    if items.shape[0] != n_items or users.shape[0] != data.n_users or users.shape[1] != items.shape[1]:
+        raise ValueError(
+            f"vectors: users {users.shape}, items {items.shape}; expected ({data.n_users}, k), ({n_items}, k)"
+        )
+    item_t = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32))
+    user_t = torch.from_numpy(np.ascontiguousarray(users, dtype=np.float32))
+    metric = RankingMetrics(n_items, ks=(10, 20))
+    lists = ListMetrics(n_items, ks=(10,))
+    lists.set_stats(item_stats(data))
+    dataset = EvalDataset(data, targets, max_len=1)
+    for start in range(0, len(dataset), batch_size):
+        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        rows = user_t[torch.tensor([int(s["user"]) for s in samples], dtype=torch.long)]
+        seen_w = max(1, max(len(s["seen"]) for s in samples))
+        seen = torch.full((len(samples), seen_w), -1, dtype=torch.long)
+        for r, s in enumerate(samples):
+            seen[r, seen_w - len(s["seen"]) :] = torch.from_numpy(s["seen"])
+        target = torch.tensor([s["target"] for s in samples], dtype=torch.long)
+        ranking = rank_and_topk(rows, item_t, target, seen, k=10)
+        metric.update(ranking.ranks, ranking.target_seen)
+        lists.update(ranking.top_items)
+    out = metric.compute()
+    beyond = {k: float(v) for k, v in lists.compute().items() if k.endswith("_10")}
+    return {
+        "ndcg_10": float(out["ndcg_10"]),
+        "hr_10": float(out["recall_10"]),
+        "n_users": int(out["n_users"]),
+        **beyond,
+    }
