@@ -1,4 +1,5 @@
-"""CapWarning: a run that ends at trainer.max_epochs while still improving says so."""
+"""CapWarning: a run that ends at trainer.max_epochs while still improving says so; PatienceWarning:
+so does one that early stopping ended after a patience of few training batches."""
 
 from types import SimpleNamespace
 
@@ -69,3 +70,45 @@ def test_epoch_timer_logs_epoch_times_and_keeps_elapsed_across_resumes(tmp_path)
     assert set(m) == {"time/train_s", "time/epoch_s", "time/elapsed_s"}
     assert 0 < m["time/train_s"] <= m["time/epoch_s"] < m["time/elapsed_s"] - 100.0
     assert timer.state_dict()["elapsed"] == pytest.approx(m["time/elapsed_s"])
+
+
+@pytest.mark.parametrize(("batches", "patience", "warned"), [(4, 10, True), (8, 30, False), (50, 3, True)])
+def test_patience_warning_when_early_stopping_spans_few_batches(tmp_path, batches, patience, warned, recwarn):
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from vrs.lit.callbacks import PatienceWarning
+
+    class Flat(BoringModel):  # a validation metric that never improves: early stopping fires
+        def validation_step(self, batch, batch_idx):
+            self.log("val/ndcg_10", 0.5)
+
+    stop = EarlyStopping(monitor="val/ndcg_10", mode="max", patience=patience)
+    warn = PatienceWarning(min_batches=200)
+    trainer = L.Trainer(max_epochs=100, limit_train_batches=batches, limit_val_batches=1, callbacks=[stop, warn],
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(Flat())
+    assert stop.stopped_epoch == patience  # stopped early, well before the cap
+    if warned:
+        assert warn.message is not None and f"= {patience * batches} training batches" in warn.message
+        assert any("early stopping ended training" in str(w.message) for w in recwarn)
+    else:
+        assert warn.message is None
+
+
+def test_patience_warning_silent_without_an_early_stop(tmp_path):
+    import lightning as L
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from vrs.lit.callbacks import PatienceWarning
+
+    warn = PatienceWarning()
+    trainer = L.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, callbacks=[warn],
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(BoringModel())
+    assert warn.message is None
+    with pytest.raises(ValueError, match="min_batches"):
+        PatienceWarning(min_batches=0)

@@ -65,6 +65,46 @@ class CapWarning(L.Callback):
         self.last = state_dict.get("last")
 
 
+class PatienceWarning(L.Callback):
+    """Warns when early stopping ended a run whose patience spanned only a few training batches.
+
+    Patience counts epochs; on a small dataset an epoch can be a handful of batches (MovieLens-100K's
+    943 users, one window each, are 4 batches of 256), so 10 epochs without a gain can be 40
+    optimizer steps: a model still on the plateau before it learns (a GRU or transformer at
+    popularity level) is stopped there and its best epoch reported as if converged.
+
+    Args:
+        min_batches: warn when `patience x training batches per epoch` is below this.
+    """
+
+    def __init__(self, min_batches: int = 200) -> None:
+        if min_batches < 1:
+            raise ValueError(f"min_batches must be >= 1, got {min_batches}")
+        self.min_batches = int(min_batches)
+        self.message: str | None = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from lightning.pytorch.callbacks import EarlyStopping
+
+        stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
+        batches = trainer.num_training_batches
+        if stopper is None or stopper.stopped_epoch <= 0 or not math.isfinite(batches) or batches <= 0:
+            return  # no early stop happened, or batches per epoch unknown (an iterable loader)
+        every = trainer.check_val_every_n_epoch or 1
+        window = int(stopper.patience * every * batches)
+        if window >= self.min_batches:
+            return
+        self.message = (
+            f"early stopping ended training at epoch {stopper.stopped_epoch} after a patience of "
+            f"{stopper.patience} validations = {window} training batches ({int(batches)} per epoch), "
+            f"fewer than {self.min_batches}: a model still on its early plateau is stopped there. "
+            "Raise callbacks.early_stopping.patience or give epochs more batches "
+            "(data.train_windows=all, a smaller data.batch_size)"
+        )
+        if trainer.is_global_zero:
+            warnings.warn(self.message, stacklevel=1)
+
+
 class EpochTimer(L.Callback):
     """Logs each epoch's wall time so speed and time-to-quality read off the metrics log:
     `time/train_s` (the epoch's training batches), `time/epoch_s` (training and validation) and
