@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import os
 import shlex
 import sys
 import time
@@ -48,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vrs_side import load_features, load_split, score_vectors  # noqa: E402  (shared)
+from vrs_side import load_features, load_split, score_vectors, vrs_io  # noqa: E402  (shared)
 
 DEFAULT_GRIDS = {
     "BPR": "k=64 lambda_reg=0.001,0.01,0.1 learning_rate=0.01,0.05 max_iter=50,100,200,400",
@@ -224,9 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     result = {"data": str(args.data), "model": f"cornac.models.{args.model}", "chosen": best, "grid": grid,
               "runs": runs, "summary": summary, "command": shlex.join(sys.argv)}  # fmt: skip
-    tmp = args.out / "results.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, args.out / "results.json")
+    vrs_io().write_json(args.out / "results.json", result)  # temp file, then rename
     print(f"chosen {best}: " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items()))
     print(f"-> {args.out / 'results.json'}")
 

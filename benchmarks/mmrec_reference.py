@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import shlex
 import sys
@@ -57,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vrs_side import load_features, load_split, score_vectors  # noqa: E402  (shared)
+from vrs_side import load_features, load_split, score_vectors, vrs_io  # noqa: E402  (shared)
 
 DEFAULT_GRID = "dropout=0.8,0.9 reg_weight=0,1e-05,1e-04,1e-03"
 
@@ -265,9 +264,7 @@ def main(argv: list[str] | None = None) -> None:
         **summary("test", "hr_10"),
         **summary("test", "ndcg_10"),
     }
-    tmp = out / ".results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=1))
-    tmp.replace(out / "results.json")
+    vrs_io().write_json(out / "results.json", results)  # temp file, then rename
     print(
         f"chosen {chosen}: test HR@10 {results['test_hr_10_mean']:.4f} ± {results['test_hr_10_std']:.4f}, "
         f"NDCG@10 {results['test_ndcg_10_mean']:.4f} ± {results['test_ndcg_10_std']:.4f} -> {out / 'results.json'}"

@@ -56,7 +56,6 @@ RecBole's own log under RUN_DIR.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -69,7 +68,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recbole_sasrec_beauty import DEFAULT_DATA, convert, recbole_settings  # noqa: E402  (shared)
-from vrs_side import load_split  # noqa: E402
+from vrs_side import load_split, vrs_io  # noqa: E402
 
 PARTS = ("train", "valid", "test")
 
@@ -433,9 +432,7 @@ def main() -> None:
         "val": {k: float(v) for k, v in best_valid.items()},
         "test": {k: float(v) for k, v in test.items()},
     }
-    tmp = out / ".results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=1))
-    tmp.replace(out / "results.json")
+    vrs_io().write_json(out / "results.json", results)  # temp file, then rename
     print(
         f"{args.model} on {source['dataset']}, seed {args.seed}: best epoch {best_epoch} of {len(curve)}; "
         f"val NDCG@10 {results['val'].get('ndcg@10', float('nan')):.4f}; "
