@@ -50,7 +50,11 @@ in vrs; results.json `history_mask`); with --name (S3-Rec files) RecBole's own r
 RecBole's validation and test run over every user with a target, as vrs's do. Writes RUN_DIR/results.json (the validation curve, seconds per epoch, test HR@10 /
 NDCG@10 at the best epoch, whose weights are kept in memory: no checkpoint file is written or
 unpickled; with --data also the folder, dataset.json's fingerprint and vrs's split counts) and
-RecBole's own log under RUN_DIR.
+RecBole's own log under RUN_DIR. A run killed before the end continues from its last finished epoch
+when the same command is given again: RUN_DIR/resume.ckpt (model, optimizer, early-stopping state,
+the curve, the best epoch's weights, random states) is written at the start of every epoch after the
+first, with a hash record beside it, and is loaded only if that record matches (a pickle this
+script wrote; `vrs_side.own_checkpoint`). The data order after a resume differs from an unbroken run.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recbole_sasrec_beauty import DEFAULT_DATA, convert, recbole_settings  # noqa: E402  (shared)
-from vrs_side import load_split, vrs_io  # noqa: E402
+from vrs_side import load_own_checkpoint, load_split, vrs_io  # noqa: E402
 
 PARTS = ("train", "valid", "test")
 
@@ -364,15 +368,58 @@ def main() -> None:
         trainer = Trainer(config, model)
         curve: list[dict[str, float]] = []
         epoch_seconds: list[float] = []
-        # The best epoch's weights stay in memory: RecBole's own reload unpickles its checkpoint file
-        # (torch.load without weights_only), which this script does not do.
+        # The best epoch's weights stay in memory (and in resume.ckpt): RecBole's own reload unpickles
+        # its checkpoint file (torch.load without weights_only), which this script does not do.
         best: dict[str, object] = {"ndcg": float("-inf"), "state": None}
         train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
+        resume_path = out / "resume.ckpt"
+        wall_before, sessions = 0.0, 0
+        if resume_path.exists():
+            import random
 
-        def timed_train_epoch(*a, **kw):
-            start = time.perf_counter()
-            result = train_epoch(*a, **kw)
-            epoch_seconds.append(time.perf_counter() - start)
+            state = load_own_checkpoint(resume_path)
+            model.load_state_dict(state["model"])
+            trainer.optimizer.load_state_dict(state["optimizer"])
+            trainer.start_epoch = state["epoch"]
+            trainer.best_valid_score, trainer.cur_step = state["best_valid_score"], state["cur_step"]
+            curve[:], epoch_seconds[:] = state["curve"], state["epoch_seconds"]
+            best.update(state["best"])
+            wall_before, sessions = state["wall_seconds"], state["sessions"] + 1
+            torch.set_rng_state(state["rng"]["torch"])
+            np.random.set_state(state["rng"]["numpy"])
+            random.setstate(state["rng"]["random"])
+            print(f"resumed at epoch {state['epoch']} (session {sessions})", flush=True)
+
+        def save_resume(epoch: int) -> None:
+            """The state after `epoch` finished epochs (RecBole's early-stopping update included)."""
+            import random
+
+            state = {
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": trainer.optimizer.state_dict(),
+                "best_valid_score": trainer.best_valid_score,
+                "cur_step": trainer.cur_step,
+                "curve": curve,
+                "epoch_seconds": epoch_seconds,
+                "best": best,
+                "wall_seconds": wall_before + time.perf_counter() - start,
+                "sessions": sessions,
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "numpy": np.random.get_state(),
+                    "random": random.getstate(),
+                },
+            }
+            vrs_io().atomic_write(resume_path, lambda tmp: torch.save(state, tmp))
+            vrs_io().write_hash_record(resume_path)
+
+        def timed_train_epoch(train_data, epoch_idx, *a, **kw):
+            if epoch_idx > trainer.start_epoch:
+                save_resume(epoch_idx)
+            begin = time.perf_counter()
+            result = train_epoch(train_data, epoch_idx, *a, **kw)
+            epoch_seconds.append(time.perf_counter() - begin)
             return result
 
         def recorded_valid_epoch(*a, **kw):
@@ -404,7 +451,13 @@ def main() -> None:
             source["history_mask"] = "vrs: every item of the user before the target"
         start = time.perf_counter()
         best_score, best_valid = trainer.fit(train_data, valid_data, saved=False, show_progress=False)
-        wall = time.perf_counter() - start
+        wall = wall_before + time.perf_counter() - start
+        if trainer.start_epoch > 0:  # resumed: fit's best_valid covers this session's epochs only
+            best_valid = {
+                k: v
+                for k, v in curve[max(range(len(curve)), key=lambda i: curve[i]["ndcg@10"])].items()
+                if k != "epoch"
+            }
         model.load_state_dict(best["state"])
         phase["now"] = "test"
         test = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
@@ -426,6 +479,7 @@ def main() -> None:
         },
         "best_epoch": best_epoch,
         "epochs_run": len(curve),
+        "sessions": sessions + 1,
         "wall_seconds": wall,
         "seconds_per_epoch": epoch_seconds,
         "val_curve": curve,
