@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from vrs.encoders.cache import InputSource
 
 
+def device_of(module: nn.Module) -> torch.device:
+    """The device of a module's parameters (the CPU for a module without any)."""
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
+
+
 class EncoderWeightsError(RuntimeError):
     """Pretrained weights were asked for but are not available offline."""
 

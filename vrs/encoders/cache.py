@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from vrs.encoders.base import device_of
 from vrs.encoders.inference import (
     PRECISIONS,
     inference_copy,
@@ -278,7 +279,7 @@ class FeatureCache:
             enabled = self.progress and total >= _PROGRESS_MIN
             progress = Progress(key.split("-")[0], total, decode=source, enabled=enabled)
         if todo:
-            device = next((p.device for p in encoder.parameters()), torch.device("cpu"))
+            device = device_of(encoder)
             fast = self._prepared(encoder, key, device)
             for i in todo:
                 feats, usable = self._encode_rows(fast, device, inputs, self.shard_rows(i, n), progress)

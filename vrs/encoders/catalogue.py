@@ -14,11 +14,11 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from vrs.data.content import ItemContent
-from vrs.encoders.base import ModalityEncoder
+from vrs.encoders.base import ModalityEncoder, device_of
 from vrs.encoders.cache import FeatureCache
 
 _PROGRESS_MIN_CHUNKS = 16  # 4,096 items at the default chunk size: a bar from the start
@@ -145,15 +145,11 @@ class CatalogueFeatures:
             if depth:
                 trunk = functools.partial(encoder.run_trunk, depth=depth)
                 inputs[m] = encode_in_chunks(
-                    trunk, inputs[m].to(_device(encoder)), chunk_size, f"{m} trunk"
+                    trunk, inputs[m].to(device_of(encoder)), chunk_size, f"{m} trunk"
                 ).cpu()
                 trunks[m] = depth
         encoded = frozenset(m for m in towers if m in frozen)
         return cls(inputs=inputs, present=present, encoded=encoded, trunks=trunks)
-
-
-def _device(encoder: nn.Module) -> torch.device:
-    return next((p.device for p in encoder.parameters()), torch.device("cpu"))
 
 
 def _read(
@@ -173,7 +169,7 @@ def _read(
     raw, present = encoder.read(content)
     if not frozen:
         return raw, present
-    device = _device(encoder)
+    device = device_of(encoder)
     if cache is None:
         return encode_in_chunks(encoder, raw.to(device), chunk_size, modality).cpu(), present
     return cache.features(modality, encoder, raw.to(device)).cpu(), present

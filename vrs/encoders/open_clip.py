@@ -27,6 +27,7 @@ from vrs.encoders.base import (
     TextEncoder,
     Towers,
     check_image_size,
+    device_of,
     hf_offline,
 )
 from vrs.encoders.pixels import resize_normalize
@@ -72,7 +73,7 @@ class OpenClipImageEncoder(ImageEncoder):
         # timm-backed towers do not expose their projection size; one dummy image tells it.
         was_training = self.visual.training
         self.visual.eval()
-        x = torch.zeros(1, 3, self.image_size, self.image_size, device=_device_of(self.visual))
+        x = torch.zeros(1, 3, self.image_size, self.image_size, device=device_of(self.visual))
         dim = self.visual(x).shape[-1]
         self.visual.train(was_training)
         return int(dim)
@@ -145,11 +146,6 @@ class OpenClipTextEncoder(TextEncoder):
         elif self.text_projection is not None:
             x = x @ self.text_projection
         return x  # (n, out_dim)
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    param = next(module.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 def _text_dim(model: nn.Module) -> int:

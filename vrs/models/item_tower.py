@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from vrs.data.content import ItemContent
-from vrs.encoders.base import ModalityEncoder
+from vrs.encoders.base import ModalityEncoder, device_of
 from vrs.encoders.cache import FeatureCache
 from vrs.encoders.catalogue import CatalogueFeatures, encode_in_chunks
 
@@ -179,7 +179,7 @@ class ItemTower(nn.Module):
 
     def _embedding_mask(self, modality: str, idx: Tensor | None, width: int) -> Tensor:
         """The current draw's (n, width) embedding-dropout mask of rows `idx` (all N when None)."""
-        p, seed, device = self.embedding_dropout, self._dropout_seed, self._device()
+        p, seed, device = self.embedding_dropout, self._dropout_seed, device_of(self)
         if self.n_items * width > self._WHOLE_MASK_ENTRIES:
             rows = torch.arange(self.n_items, device=device) if idx is None else idx.to(device)
             return hashed_dropout_mask(rows, width, p, seed)
@@ -214,7 +214,7 @@ class ItemTower(nn.Module):
         """The attached catalogue, on the module's device (moved there once, on first use)."""
         if self._catalogue is None:
             raise RuntimeError("ItemTower.set_content(content) must be called before encoding items")
-        device = self._device()
+        device = device_of(self)
         if self._catalogue.device != device:
             self._catalogue = self._catalogue.to(device)
         return self._catalogue
@@ -223,11 +223,6 @@ class ItemTower(nn.Module):
     def present(self) -> dict[str, Tensor]:
         """Modality -> (N,) bool: which items have it (before modality dropout); "id": trained IDs."""
         return {m: self.catalogue.present[m] for m in self.modalities}
-
-    def _device(self) -> torch.device:
-        for t in self.parameters():
-            return t.device
-        return torch.device("cpu")
 
     def attach(self, catalogue: CatalogueFeatures) -> None:
         """Use `catalogue` (built for this tower: its modalities, frozen ones as features)."""

@@ -16,10 +16,11 @@ from torch import Tensor
 
 from vrs.data.batch import RecBatch
 from vrs.data.sequences import EvalDataset, SequenceData, collate_eval
+from vrs.encoders.base import device_of
 from vrs.metrics import RankingMetrics
 from vrs.models.recommender import Recommender
 from vrs.retrieval.scoring import score_batch
-from vrs.serving.base import device_of, inference
+from vrs.serving.base import inference
 from vrs.serving.recommend import explain
 
 

@@ -25,12 +25,6 @@ def inference(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
-def device_of(module: nn.Module) -> torch.device:
-    for p in module.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def item_vectors(net: Recommender) -> Tensor:
     """The whole catalogue's item vectors (N, D), computed in eval mode."""
     with inference(net):

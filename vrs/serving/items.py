@@ -11,11 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vrs.encoders.base import device_of
 from vrs.fusion.late import LateFusion
 from vrs.models.item_tower import ItemTower
 from vrs.models.recommender import Recommender
 from vrs.retrieval.index import build_index
-from vrs.serving.base import describe_ids, device_of, inference, require_known
+from vrs.serving.base import describe_ids, inference, require_known
 
 
 def similar(

@@ -15,10 +15,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from vrs.data.sequences import SequenceData, collate_eval
+from vrs.encoders.base import device_of
 from vrs.models.recommender import Recommender
 from vrs.retrieval.index import build_index
 from vrs.retrieval.scoring import score_batch
-from vrs.serving.base import describe_ids, device_of, inference, lookup, require_known
+from vrs.serving.base import describe_ids, inference, lookup, require_known
 
 _PROGRESS_MIN_USERS = 20_000  # below this many users the lists take seconds: no bar
 
