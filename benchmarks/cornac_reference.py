@@ -37,7 +37,6 @@ its validation and test HR@10 / NDCG@10 (mean and std over seeds), with the wall
 from __future__ import annotations
 
 import argparse
-import itertools
 import shlex
 import sys
 import time
@@ -46,24 +45,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vrs_side import load_features, load_split, score_vectors, vrs_io  # noqa: E402  (shared)
+from vrs_side import load_features, load_split, parse_grid, score_vectors, vrs_io  # noqa: E402  (shared)
 
 DEFAULT_GRIDS = {
     "BPR": "k=64 lambda_reg=0.001,0.01,0.1 learning_rate=0.01,0.05 max_iter=50,100,200,400",
     # Cornac's VBPR defaults are k=k2=10, lr 0.005, lambda_w=lambda_b=0.01, 50 epochs of batch 100.
     "VBPR": "k=32 k2=32 learning_rate=0.001,0.005 lambda_w=0.001,0.01,0.1 lambda_b=0.01 n_epochs=20,50 batch_size=100",
 }
-
-
-def parse_grid(text: str) -> list[dict[str, float]]:
-    """ "k=64 lambda_reg=0.01,0.1" -> every combination as a dict."""
-    axes = {}
-    for part in text.split():
-        name, _, values = part.partition("=")
-        if not values:
-            raise SystemExit(f"--grid: expected name=v1,v2,... got {part!r}")
-        axes[name] = [float(v) if "." in v or "e" in v else int(v) for v in values.split(",")]
-    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
 
 
 def load(root: Path):

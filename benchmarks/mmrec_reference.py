@@ -46,7 +46,6 @@ the wall time of each fit (`experiments/baselines/summarize.py` reads it).
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import shlex
 import sys
@@ -56,24 +55,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vrs_side import load_features, load_split, score_vectors, vrs_io  # noqa: E402  (shared)
+from vrs_side import load_features, load_split, parse_grid, score_vectors, vrs_io  # noqa: E402  (shared)
 
 DEFAULT_GRID = "dropout=0.8,0.9 reg_weight=0,1e-05,1e-04,1e-03"
-
-
-def parse_grid(text: str) -> list[dict[str, float]]:
-    """'a=1,2 b=3' -> [{'a': 1.0, 'b': 3.0}, {'a': 2.0, 'b': 3.0}]."""
-    keys, values = [], []
-    for part in text.split():
-        key, sep, vals = part.partition("=")
-        if not sep or not vals:
-            raise SystemExit(f"--grid: {part!r} is not key=v1,v2,...")
-        try:
-            values.append([float(v) for v in vals.split(",")])
-        except ValueError as e:
-            raise SystemExit(f"--grid: {part!r}: {e}") from e
-        keys.append(key)
-    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
 
 def training_pairs(data) -> np.ndarray:

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shlex
 import sys
 import time
@@ -375,8 +376,6 @@ def main() -> None:
         resume_path = out / "resume.ckpt"
         wall_before, sessions = 0.0, 0
         if resume_path.exists():
-            import random
-
             state = load_own_checkpoint(resume_path)
             model.load_state_dict(state["model"])
             trainer.optimizer.load_state_dict(state["optimizer"])
@@ -392,8 +391,6 @@ def main() -> None:
 
         def save_resume(epoch: int) -> None:
             """The state after `epoch` finished epochs (RecBole's early-stopping update included)."""
-            import random
-
             state = {
                 "epoch": epoch,
                 "model": model.state_dict(),
@@ -452,18 +449,14 @@ def main() -> None:
         start = time.perf_counter()
         best_score, best_valid = trainer.fit(train_data, valid_data, saved=False, show_progress=False)
         wall = wall_before + time.perf_counter() - start
+        best_epoch = max(range(len(curve)), key=lambda i: curve[i]["ndcg@10"]) if curve else None
         if trainer.start_epoch > 0:  # resumed: fit's best_valid covers this session's epochs only
-            best_valid = {
-                k: v
-                for k, v in curve[max(range(len(curve)), key=lambda i: curve[i]["ndcg@10"])].items()
-                if k != "epoch"
-            }
+            best_valid = {k: v for k, v in curve[best_epoch].items() if k != "epoch"}
         model.load_state_dict(best["state"])
         phase["now"] = "test"
         test = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
     finally:
         os.chdir(cwd)
-    best_epoch = max(range(len(curve)), key=lambda i: curve[i]["ndcg@10"]) if curve else None
     results = {
         "model": args.model,
         "recbole": recbole.__version__,

@@ -7,6 +7,7 @@ item vectors by vrs's ranking code."""
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import sys
 from pathlib import Path
@@ -59,6 +60,21 @@ def load_split(root: Path):
     ds = load_dataset(root, check_images=False)
     split = make_split(ds.interactions, "leave_one_out")
     return SequenceData(ds.items, ds.interactions, split), split, ds
+
+
+def parse_grid(text: str) -> list[dict[str, float]]:
+    """A reference's --grid: "k=64 lambda_reg=0.01,0.1" -> every combination as a dict (values with a
+    "." or an "e" are floats, the others integers)."""
+    axes = {}
+    for part in text.split():
+        name, _, values = part.partition("=")
+        if not name or not values:
+            raise SystemExit(f"--grid: {part!r} is not key=v1,v2,...")
+        try:
+            axes[name] = [float(v) if "." in v or "e" in v else int(v) for v in values.split(",")]
+        except ValueError as e:
+            raise SystemExit(f"--grid: {part!r}: {e}") from e
+    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
 
 
 def load_features(path: Path, n_items: int) -> np.ndarray:
