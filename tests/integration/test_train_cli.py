@@ -356,10 +356,13 @@ def test_lightgcn_trains_and_reloads_with_its_graph(tmp_path: Path, small_data: 
     assert evaluated["test/ndcg_10"] == pytest.approx(metrics["test/ndcg_10"])
 
 
-def test_freedom_trains_and_reloads_with_both_graphs(tmp_path: Path, small_data: Path) -> None:
-    """experiment=freedom (toy towers, frozen): the item-item graph is built from the frozen
-    features, both graphs travel in the checkpoint, and vrs-eval scores it the same."""
-    metrics = run_train(tmp_path, small_data, ["experiment=freedom", "encoder=toy", "data=synthetic"])
+@pytest.mark.parametrize("experiment", ["freedom", "freedom_paper"])
+def test_freedom_trains_and_reloads_with_both_graphs(
+    tmp_path: Path, small_data: Path, experiment: str
+) -> None:
+    """experiment=freedom / freedom_paper (toy towers, frozen): the item-item graph is built from the
+    frozen features, both graphs travel in the checkpoint, and vrs-eval scores it the same."""
+    metrics = run_train(tmp_path, small_data, [f"experiment={experiment}", "encoder=toy", "data=synthetic"])
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     module = RecModule.load_from_checkpoint(ckpt, map_location="cpu")
     encoder = module.net.user_encoder

@@ -5,6 +5,7 @@ from vrs.fusion.concat import ConcatFusion
 from vrs.fusion.cross_attention import CrossAttentionFusion
 from vrs.fusion.gated import GatedFusion
 from vrs.fusion.late import LateFusion
+from vrs.fusion.side import SideFusion
 from vrs.fusion.single_modality import SingleModalityFusion
 from vrs.fusion.sum import SumFusion
 
@@ -13,6 +14,7 @@ __all__ = [
     "CrossAttentionFusion",
     "GatedFusion",
     "LateFusion",
+    "SideFusion",
     "SingleModalityFusion",
     "SumFusion",
     "modality_order",

@@ -19,6 +19,7 @@ from vrs.encoders.cache import FeatureCache
 from vrs.lit.finetune import FineTuning, upgrade_legacy
 from vrs.lit.ranking import RankingModule, Scorer
 from vrs.lit.targets import build, check_targets, is_trusted, moved_state_keys, moved_targets
+from vrs.losses import BPRLoss
 from vrs.models.content_match import ContentMatch
 from vrs.models.item_tower import ItemTower
 from vrs.models.recommender import Recommender
@@ -287,8 +288,24 @@ class RecModule(RankingModule):
         loss = self._with_aux(
             self.loss_fn(states, targets, encode_items, self.item_log_q), targets, encode_items
         )
+        loss = self._with_side(loss, states, targets)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
+
+    def _with_side(self, loss: Tensor, states: Tensor, targets: Tensor) -> Tensor:
+        """loss + the fusion's side weight x each content modality's BPR between the user states and
+        that modality's projections of the targets and of uniform negatives (`fusion=side`)."""
+        tower = self.net.item_tower
+        weight = getattr(tower.fusion, "side_weight", 0.0)
+        if not weight or not targets.numel():
+            return loss
+        bpr = BPRLoss(self.hparams.n_items)
+        side = sum(
+            bpr(states, targets, lambda idx, m=m: tower.side_vectors(idx)[m], self.item_log_q)
+            for m in tower.fusion.side
+        )
+        self.log("train/side", side, batch_size=len(targets))
+        return loss + weight * side
 
     def _cloze_step(self, batch: RecBatch) -> Tensor:
         """BERT4Rec's cloze task on the training sequences: the last T items of each training prefix

@@ -323,3 +323,13 @@ class ItemTower(nn.Module):
         if self.training and self.modality_dropout > 0:
             present = drop_modalities(present, self.modality_dropout)
         return self.fusion(feats, present)
+
+    def side_vectors(self, idx: Tensor) -> dict[str, Tensor]:
+        """Content modality -> (n, D) projections of items `idx` (n,) read by an auxiliary loss
+        (`fusion=side`); empty when the fusion has none."""
+        side = getattr(self.fusion, "side_vectors", None)
+        if side is None:
+            return {}
+        feats, present = self.modality_features(idx)
+        feats = {m: self.norms[m](x) if m in self.norms else x for m, x in feats.items()}
+        return side(feats, present)

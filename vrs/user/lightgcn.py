@@ -171,13 +171,13 @@ def _check_index(t: object, name: str, size: int) -> None:
 
 
 def knn_graph(
-    features: Tensor, present: Tensor, k: int, chunk_size: int = 1024
+    features: Tensor, present: Tensor, k: int, chunk_size: int = 1024, binary: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The items' k-nearest-neighbour graph by cosine of their features, symmetrically normalised.
 
     Row i keeps its k most similar items (itself included, as FREEDOM's graph does), weighted by the
-    cosine; weights are then scaled by 1 / sqrt(deg(i) deg(j)) with deg the row sums. Items without
-    the modality (`present` False) have no edges.
+    cosine (`binary`: by 1, as FREEDOM's code does); weights are then scaled by 1 / sqrt(deg(i)
+    deg(j)) with deg the row sums. Items without the modality (`present` False) have no edges.
 
     Exact search, `chunk_size` rows at a time: O(N^2 F) time and O(chunk_size N) memory, seconds
     for 10^4-10^5 items on a CPU; an approximate index would be needed far beyond that.
@@ -199,7 +199,7 @@ def knn_graph(
         values, idx = sims.topk(k, dim=1)
         src.append(block.repeat_interleave(k))
         dst.append(rows[idx.flatten()])
-        weight.append(values.flatten())
+        weight.append(torch.ones_like(values).flatten() if binary else values.flatten())
     src_t, dst_t, w = torch.cat(src), torch.cat(dst), torch.cat(weight)
     deg = torch.zeros(len(features)).index_add_(0, src_t, w)
     inv = deg.clamp(min=1e-12).rsqrt()
@@ -221,9 +221,11 @@ class Freedom(LightGCN):
     1 / sqrt(deg(u) deg(i)) (FREEDOM's degree-sensitive edge pruning), normalised over the kept edges;
     evaluation uses every edge.
 
-    Unlike the paper, layer 0 is the item tower's vector (the paper: the ID embedding, with the
-    content features in an auxiliary loss only), so items never seen in training get a vector from
-    their own content as well as from their neighbours'.
+    With `fusion=side` layer 0 is the ID embedding and the content features reach the model only
+    through the item-item graph and an auxiliary BPR term, as in the paper (`experiment=
+    freedom_paper`); with a fusion of content and ID (`experiment=freedom`) layer 0 is the item
+    tower's fused vector, so items never seen in training get a vector from their own content as
+    well as from their neighbours'.
 
     Args:
         dim, max_len, n_events, n_users, n_layers, init_std: as `LightGCN`.
@@ -231,6 +233,7 @@ class Freedom(LightGCN):
         image_weight: share of the image graph (the rest is split evenly over the other modalities).
         item_layers: propagation steps over the item-item graph.
         prune: share of user-item edges dropped per training epoch (0: none).
+        knn_weights: "cosine" (edges weighted by similarity) or "binary" (by 1, as FREEDOM's code).
     """
 
     def __init__(
@@ -245,8 +248,12 @@ class Freedom(LightGCN):
         image_weight: float = 0.1,
         item_layers: int = 1,
         prune: float = 0.8,
+        knn_weights: str = "cosine",
     ) -> None:
         super().__init__(dim, max_len, n_events, n_users, n_layers, init_std)
+        if knn_weights not in ("cosine", "binary"):
+            raise ValueError(f"user.knn_weights must be 'cosine' or 'binary', got {knn_weights!r}")
+        self.knn_weights = knn_weights
         if knn_k < 1:
             raise ValueError(f"user.knn_k must be >= 1, got {knn_k}")
         if not 0.0 <= image_weight <= 1.0:
@@ -280,7 +287,7 @@ class Freedom(LightGCN):
             weights = {m: 1.0 / len(others) for m in others}
         src, dst, w = [], [], []
         for m, x in features.items():
-            s, d, v = knn_graph(x.cpu(), present[m].cpu(), self.knn_k)
+            s, d, v = knn_graph(x.cpu(), present[m].cpu(), self.knn_k, binary=self.knn_weights == "binary")
             src.append(s), dst.append(d), w.append(v * weights[m])
         device = self.weight.device
         self.item_src, self.item_dst = torch.cat(src).to(device), torch.cat(dst).to(device)
@@ -350,5 +357,6 @@ class Freedom(LightGCN):
     def extra_repr(self) -> str:
         return (
             super().extra_repr()
-            + f", knn_k={self.knn_k}, item_edges={self.item_src.numel()}, prune={self.prune}"
+            + f", knn_k={self.knn_k}, knn_weights={self.knn_weights}, item_edges={self.item_src.numel()}"
+            + f", prune={self.prune}"
         )
