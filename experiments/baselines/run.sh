@@ -23,9 +23,9 @@ SEEDS=${SEEDS:-"0 1 2"}
 DATASETS=${DATASETS:-"synthetic hm ml100k beauty"}
 FEATURES=${FEATURES:-cache/features}
 EXTRA=${EXTRA:-}  # more overrides for every trained model
-ORDER=(popularity category_interest bpr_mf vbpr lightgcn freedom gru4rec bert4rec)
+ORDER=(popularity category_interest bpr_mf vbpr lightgcn freedom freedom_paper gru4rec bert4rec)
 MODELS=${MODELS:-"${ORDER[*]}"}
-IMAGE_MODELS=" vbpr freedom category_interest "
+IMAGE_MODELS=" vbpr freedom freedom_paper category_interest "
 # shellcheck source=../reproduce_sasrec_amazon/train_run.sh
 source "$(dirname "$0")/../reproduce_sasrec_amazon/train_run.sh"
 declare -A TRAINED=(
@@ -33,6 +33,7 @@ declare -A TRAINED=(
   [vbpr]="experiment=vbpr"
   [lightgcn]="experiment=lightgcn"
   [freedom]="experiment=freedom"
+  [freedom_paper]="experiment=freedom_paper"
   [gru4rec]="experiment=gru4rec_amazon"
   [bert4rec]="experiment=bert4rec_amazon"
 )
