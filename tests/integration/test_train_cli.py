@@ -370,3 +370,14 @@ def test_freedom_trains_and_reloads_with_both_graphs(
     assert encoder.edge_users.numel() > 0
     evaluated = evaluate(compose_config("eval", [f"ckpt_path={ckpt}"], tmp_path / "eval", small_data))
     assert evaluated["test/ndcg_10"] == pytest.approx(metrics["test/ndcg_10"])
+    # It serves: top-4 lists for every user, none of them an item of the user's history.
+    from vrs.cli.recommend import recommend
+    from vrs.data.schema import load_dataset
+
+    out = tmp_path / "recs.parquet"
+    overrides = [f"ckpt_path={ckpt}", "users=all", "k=4", f"out={out}"]
+    table = recommend(compose_config("recommend", overrides, tmp_path / "recommend", small_data))
+    dataset = load_dataset(small_data)
+    seen = dataset.interactions.groupby("user_id")["item_id"].agg(set)
+    assert len(table) == 4 * len(seen) and set(table["item_id"]) <= set(dataset.items["item_id"])
+    assert not any(item in seen[user] for user, item in zip(table["user_id"], table["item_id"], strict=True))
