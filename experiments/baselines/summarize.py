@@ -6,7 +6,11 @@ references are folders RUN_ROOT/<reference>_<dataset> holding a `results.json` w
 `recbole_reference.py`, RUN_ROOT/<reference>_<dataset>/seed<k>/results.json (one per seed).
 
     python experiments/baselines/summarize.py RUN_ROOT... [--csv experiments/baselines/results.csv]
-        [--keep experiments/baselines/results.csv]
+        [--keep experiments/baselines/results.csv] [--pick STUDY_ROOT PATTERN[,PATTERN...]]...
+
+``--pick STUDY_ROOT PATTERNS`` adds the vrs runs of another study's run folder (the same
+<model>/<dataset>/seed<k> layout, e.g. experiments/real_images/run.sh's) whose model matches one of
+the comma-separated shell patterns: vrs's best fused model of each dataset, chosen in its own study.
 
 ``--keep CSV`` adds the rows of an earlier results.csv (from run folders that are gone, e.g. another
 machine's): each (dataset, model, implementation, seed) keeps one row, the one read last (the folders
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fnmatch
 import json
 import os
 import statistics
@@ -38,7 +43,7 @@ def vrs_rows(root: Path) -> list[dict]:
         wall = run / "wall_seconds"
         commit = run / "commit"
         rows.append({
-            "dataset": run.parent.name, "model": run.parent.parent.name, "implementation": "vrs",
+            "dataset": run.parent.name.lower(), "model": run.parent.parent.name, "implementation": "vrs",
             "seed": int(run.name.removeprefix("seed")), "val_ndcg_10": m.get("val/ndcg_10"),
             "test_recall_10": m.get("test/recall_10"), "test_ndcg_10": m.get("test/ndcg_10"),
             **{f"test_{b}": m.get(f"test/{b}", "") for b in BEYOND},
@@ -98,11 +103,21 @@ def read_rows(path: Path) -> list[dict]:
     return found
 
 
-def merged(roots: list[Path], keep: Path | None = None) -> list[dict]:
-    """One row per (dataset, model, implementation, seed): ``keep``'s, then each root's, the last read winning."""
+def merged(
+    roots: list[Path], keep: Path | None = None, picks: list[tuple[Path, str]] | None = None
+) -> list[dict]:
+    """One row per (dataset, model, implementation, seed): ``keep``'s, then each root's, then each
+    pick's (vrs runs of a study root whose model matches a comma-separated pattern), the last read
+    winning."""
     found = read_rows(keep) if keep is not None else []
     for root in roots:
         found += vrs_rows(root) + reference_rows(root) + recbole_rows(root)
+    for root, patterns in picks or []:
+        wanted = [p for p in patterns.split(",") if p]
+        rows = [r for r in vrs_rows(root) if any(fnmatch.fnmatchcase(r["model"], p) for p in wanted)]
+        if not rows:
+            sys.exit(f"--pick {root} {patterns}: no finished vrs run there whose model matches")
+        found += rows
     best = {(r["dataset"], r["model"], r["implementation"], r["seed"]): r for r in found}
     return [best[key] for key in sorted(best)]
 
@@ -112,8 +127,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("roots", type=Path, nargs="+", metavar="RUN_ROOT")
     p.add_argument("--csv", type=Path)
     p.add_argument("--keep", type=Path, help="an earlier results.csv whose rows the folders do not replace")
+    p.add_argument(
+        "--pick", nargs=2, action="append", metavar=("STUDY_ROOT", "PATTERNS"), default=[],
+        help="vrs runs of another study's run folder whose model matches a comma-separated pattern",
+    )  # fmt: skip
     args = p.parse_args(argv)
-    rows = merged(args.roots, args.keep)
+    rows = merged(args.roots, args.keep, [(Path(root), patterns) for root, patterns in args.pick])
     if not rows:
         sys.exit(f"no finished run under {', '.join(map(str, args.roots))}")
     if args.csv:

@@ -140,3 +140,20 @@ def test_curves_read_finished_runs_logs_across_a_resume(tmp_path) -> None:
     assert "<style>" in svg and ">concat</text>" in svg and "gated" not in svg
     assert "concat @ 1: 0.0200</title>" in svg  # epoch 0 (shown as 1): mean of 0.01 and 0.03
     assert "concat @ 3: 0.0300</title>" in svg  # epoch 2: seed 0 alone
+
+
+def test_baselines_pick_adds_another_studys_chosen_runs(tmp_path) -> None:
+    summarize = load_script("experiments/baselines/summarize.py", "baselines_summarize")
+    metrics = {"val/ndcg_10": 0.03, "test/recall_10": 0.05, "test/ndcg_10": 0.025}
+    _finished_run(tmp_path / "zoo" / "bpr_mf" / "hm" / "seed0", metrics)
+    study = tmp_path / "study"
+    for arm, dataset in [("gated_allwin", "ml100k"), ("id_only", "ml100k"), ("attr_v2", "Beauty")]:
+        _finished_run(study / arm / dataset / "seed0", metrics)
+    found = summarize.merged([tmp_path / "zoo"], picks=[(study, "gated_*,attr_v2")])
+    assert sorted((r["dataset"], r["model"]) for r in found) == [
+        ("beauty", "attr_v2"),  # dataset names are the driver's (lower case)
+        ("hm", "bpr_mf"),
+        ("ml100k", "gated_allwin"),
+    ]
+    with pytest.raises(SystemExit, match="no finished vrs run there whose model matches"):
+        summarize.main([str(tmp_path / "zoo"), "--pick", str(study), "concat"])
