@@ -38,10 +38,13 @@ declare -A TRAINED=(
   [bert4rec]="experiment=bert4rec_amazon"
   [fused]="experiment=demo"  # synthetic only; elsewhere the table picks its study's runs (README)
 )
+# On the photo datasets every model's lists also get their visual intra-list diversity
+# (ild_visual_k: one frozen image encoder for all, its features from the cache).
+VISUAL="encoder@diversity_encoder=effnet"
 data_overrides() {  # data_overrides DATASET: the data options of that dataset
   case $1 in
-    synthetic) echo "data=synthetic data.root=$SYNTHETIC data.load_images=true" ;;
-    hm | ml100k) echo "data=canonical data.root=$DATA/$1" ;;
+    synthetic) echo "data=synthetic data.root=$SYNTHETIC data.load_images=true $VISUAL" ;;
+    hm | ml100k) echo "data=canonical data.root=$DATA/$1 $VISUAL" ;;
     beauty) echo "data=canonical data.root=$BEAUTY data.load_images=false" ;;
     *) echo "unknown dataset $1 (known: synthetic hm ml100k beauty)" >&2; return 2 ;;
   esac
@@ -50,7 +53,7 @@ evaluate() {  # evaluate RUN_DIR OVERRIDES...: a training-free model, once
   local run=$1
   shift
   [[ -f "$run/metrics.json" ]] && { echo "done: $run"; return 0; }
-  "$BIN/vrs-eval" "$@" 'stages=[val,test]' logger=none hydra.run.dir="$run"
+  "$BIN/vrs-eval" "$@" feature_cache="$FEATURES" 'stages=[val,test]' logger=none hydra.run.dir="$run"
 }
 for name in $DATASETS; do
   data=$(data_overrides "$name")
@@ -66,11 +69,11 @@ for name in $DATASETS; do
     case $model in
       popularity)
         # shellcheck disable=SC2086  # the overrides are words
-        evaluate "$OUT/popularity/$name/seed0" model=popularity $data data.load_images=false ;;
+        evaluate "$OUT/popularity/$name/seed0" model=popularity $data ;;
       category_interest)
         # LeNet-5 trained on the synthetic shapes; on photos a frozen EfficientNet-Lite0 with a new head.
         if [[ $name == synthetic ]]; then enc="encoder=lenet"; else
-          enc="encoder=effnet model.classifier.train_encoder=false feature_cache=$FEATURES"; fi
+          enc="encoder=effnet model.classifier.train_encoder=false"; fi
         # shellcheck disable=SC2086
         evaluate "$OUT/category_interest/$name/seed0" model=category_interest $enc $data ;;
       *)

@@ -30,9 +30,27 @@ import sys
 from pathlib import Path
 
 # Beyond accuracy: vrs's metrics.json, and the reference scripts that score lists with vrs's code.
-BEYOND = ["coverage_10", "gini_10", "novelty_10", "ild_category_10"]
+BEYOND = ["coverage_10", "gini_10", "novelty_10", "ild_category_10", "ild_visual_10"]
 FIELDS = ["dataset", "model", "implementation", "seed", "val_ndcg_10", "test_recall_10", "test_ndcg_10",
           *(f"test_{m}" for m in BEYOND), "wall_seconds", "commit"]  # fmt: skip
+# Columns added later: a results.csv written before them is read with them blank.
+ADDED = ["test_ild_visual_10"]
+
+
+def visual_diversity(run: Path, m: dict) -> object:
+    """The run's test ild_visual_10: its metrics.json's, else that of its re-evaluation with an image
+    encoder for diversity (RUN/visual/metrics.json, visual_eval.sh); "" when neither has it."""
+    if "test/ild_visual_10" in m:
+        return m["test/ild_visual_10"]
+    again = run / "visual" / "metrics.json"
+    if not again.is_file():
+        return ""
+    v = json.loads(again.read_text())
+    before, after = m.get("test/ndcg_10"), v.get("test/ndcg_10")
+    if before is not None and after is not None and abs(before - after) > 1e-6:
+        # Same checkpoint and lists; a later evaluation fix can move the target's rank, not the lists.
+        print(f"note: {again} test NDCG@10 {after:.6f}, the run's {before:.6f}", file=sys.stderr)
+    return v.get("test/ild_visual_10", "")
 
 
 def vrs_rows(root: Path) -> list[dict]:
@@ -47,6 +65,7 @@ def vrs_rows(root: Path) -> list[dict]:
             "seed": int(run.name.removeprefix("seed")), "val_ndcg_10": m.get("val/ndcg_10"),
             "test_recall_10": m.get("test/recall_10"), "test_ndcg_10": m.get("test/ndcg_10"),
             **{f"test_{b}": m.get(f"test/{b}", "") for b in BEYOND},
+            "test_ild_visual_10": visual_diversity(run, m),
             "wall_seconds": wall.read_text().strip() if wall.is_file() else "",
             "commit": "+".join(commit.read_text().split()) if commit.is_file() else "",
         })  # fmt: skip
@@ -91,9 +110,10 @@ def read_rows(path: Path) -> list[dict]:
     """The rows of a results.csv this script wrote (numbers stay strings, as the folders' wall and commit)."""
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames != FIELDS:
+        older = [c for c in FIELDS if c not in ADDED]
+        if reader.fieldnames not in (FIELDS, older):
             sys.exit(f"{path}: columns {reader.fieldnames}, expected {FIELDS}")
-        found = list(reader)
+        found = [{**dict.fromkeys(ADDED, ""), **row} for row in reader]
     for line, row in enumerate(found, start=2):
         try:
             row["seed"] = int(row["seed"])
@@ -144,9 +164,9 @@ def main(argv: list[str] | None = None) -> None:
         os.replace(tmp, args.csv)
     print(
         "| dataset | model | implementation | seeds | val NDCG@10 | test R@10 | test NDCG@10 | coverage@10 | "
-        "Gini@10 | novelty@10 | category ILD@10 | wall s / run |"
+        "Gini@10 | novelty@10 | category ILD@10 | visual ILD@10 | wall s / run |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["model"], r["implementation"]), []).append(r)

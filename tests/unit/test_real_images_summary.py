@@ -102,9 +102,14 @@ def test_baselines_keep_merges_earlier_rows_and_joins_commits(tmp_path) -> None:
     ]
     out = tmp_path / "merged.csv"
     summarize.main([str(tmp_path / "runs"), "--keep", str(keep), "--csv", str(out)])
+    gap = "," * (len(summarize.BEYOND) + 2)  # the blank list metrics and wall time
     assert out.read_text() == keep.read_text().replace(
-        "hm,freedom,vrs,1,0.011,0.021,0.009,,,,,,aaa", "hm,freedom,vrs,1,0.03,0.05,0.025,,,,,,bbb+ccc"
+        f"hm,freedom,vrs,1,0.011,0.021,0.009{gap}aaa", f"hm,freedom,vrs,1,0.03,0.05,0.025{gap}bbb+ccc"
     )
+    # A results.csv from before the visual-diversity column reads with it blank.
+    older = [f for f in summarize.FIELDS if f != "test_ild_visual_10"]
+    _write_csv(keep, older, [{k: v for k, v in earlier[0].items() if k in older}])
+    assert summarize.read_rows(keep)[0]["test_ild_visual_10"] == ""
     keep.write_text("dataset,model\nhm,freedom\n")
     with pytest.raises(SystemExit, match="columns"):
         summarize.main([str(tmp_path / "runs"), "--keep", str(keep)])
@@ -157,3 +162,20 @@ def test_baselines_pick_adds_another_studys_chosen_runs(tmp_path) -> None:
     ]
     with pytest.raises(SystemExit, match="no finished vrs run there whose model matches"):
         summarize.main([str(tmp_path / "zoo"), "--pick", str(study), "concat"])
+
+
+def test_baselines_visual_diversity_comes_from_a_re_evaluation(tmp_path, capsys) -> None:
+    summarize = load_script("experiments/baselines/summarize.py", "baselines_summarize")
+    metrics = {"val/ndcg_10": 0.03, "test/recall_10": 0.05, "test/ndcg_10": 0.025}
+    _finished_run(tmp_path / "runs" / "bpr_mf" / "hm" / "seed0", metrics)
+    again = _finished_run(tmp_path / "runs" / "vbpr" / "hm" / "seed0", metrics)
+    _finished_run(again / "visual", {"test/ndcg_10": 0.025, "test/ild_visual_10": 0.41})
+    _finished_run(tmp_path / "runs" / "freedom" / "hm" / "seed0", {**metrics, "test/ild_visual_10": 0.37})
+    moved = _finished_run(tmp_path / "runs" / "lightgcn" / "hm" / "seed0", metrics)
+    _finished_run(moved / "visual", {"test/ndcg_10": 0.020, "test/ild_visual_10": 0.52})
+    found = {r["model"]: r["test_ild_visual_10"] for r in summarize.merged([tmp_path / "runs"])}
+    assert found == {"bpr_mf": "", "vbpr": 0.41, "freedom": 0.37, "lightgcn": 0.52}
+    assert (
+        f"{moved / 'visual' / 'metrics.json'} test NDCG@10 0.020000, the run's 0.025000"
+        in capsys.readouterr().err
+    )

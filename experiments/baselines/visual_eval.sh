@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Adds visual intra-list diversity (test ild_visual_k) to finished trained runs of the photo
+# datasets that lack it: each checkpoint is evaluated again on test with one frozen image encoder
+# for diversity, into RUN/visual (the run's own files are left as they are); summarize.py reads
+# ild_visual_10 from there. From the repository root:
+#   FEATURES=cache/features bash experiments/baselines/visual_eval.sh RUN_ROOT...
+set -euo pipefail
+set -f  # [test] is a word, not a pattern
+BIN=${BIN:-.venv/bin}
+FEATURES=${FEATURES:-cache/features}
+ENCODER=${ENCODER:-effnet}
+(( $# )) || { echo "usage: visual_eval.sh RUN_ROOT..." >&2; exit 2; }
+for root in "$@"; do
+  set +f
+  runs=("$root"/*/{synthetic,hm,ml100k}/seed*)
+  set -f
+  for run in "${runs[@]}"; do
+    [[ -f $run/metrics.json && -f $run/checkpoints/last.ckpt ]] || continue  # unfinished, or not trained
+    grep -q '"test/ild_visual_10"' "$run/metrics.json" && continue
+    [[ -f $run/visual/metrics.json ]] && { echo "done: $run/visual"; continue; }
+    "$BIN/vrs-eval" run_dir="$run" encoder@diversity_encoder="$ENCODER" feature_cache="$FEATURES" \
+      'stages=[test]' logger=none hydra.run.dir="$run/visual"
+  done
+done
