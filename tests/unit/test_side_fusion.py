@@ -124,3 +124,36 @@ def test_weight_zero_leaves_the_loss_alone(tmp_path: Path) -> None:
     )
     module.training_step(batch, 0).backward()
     assert all(p.grad is None for p in module.net.item_tower.fusion.side.parameters())
+
+
+def test_vbpr_item_vector_gives_vbprs_score_with_an_item_bias_user() -> None:
+    from vrs.fusion import VBPRFusion
+
+    g = torch.Generator().manual_seed(2)
+    fusion = VBPRFusion({"image": 5, "id": 9}, 9, id_dim=4)
+    feats = {"image": torch.randn(N, 5, generator=g), "id": torch.randn(N, 9, generator=g)}
+    present = {"image": torch.ones(N, dtype=torch.bool), "id": torch.ones(N, dtype=torch.bool)}
+    present["image"][0] = False
+    items = fusion(feats, present)  # (N, 9)
+    gamma_u, theta_u = torch.randn(4, generator=g), torch.randn(4, generator=g)
+    user = torch.cat([gamma_u, theta_u, torch.ones(1)])  # user=mf with item_bias: last coordinate 1
+    f = torch.where(present["image"][:, None], feats["image"], 0.0)
+    expected = (
+        feats["id"][:, 4]  # beta_i
+        + f @ fusion.visual_bias.weight[0]  # beta' f_i
+        + feats["id"][:, :4] @ gamma_u  # gamma_u . gamma_i
+        + (f @ fusion.visual.weight.T) @ theta_u  # theta_u . (E f_i)
+    )
+    assert torch.allclose(items @ user, expected, atol=1e-5)
+    assert torch.allclose(items[0, 4:8], torch.zeros(4))  # no image: no content factors
+
+
+@pytest.mark.parametrize(
+    ("in_dims", "id_dim", "message"),
+    [({"id": D}, None, "at least one content modality"), ({"image": 5, "id": D}, D - 1, "id_dim must be in")],
+)
+def test_bad_vbpr_settings_are_named(in_dims: dict[str, int], id_dim: int | None, message: str) -> None:
+    from vrs.fusion import VBPRFusion
+
+    with pytest.raises(ValueError, match=message):
+        VBPRFusion(in_dims, D, id_dim=id_dim)

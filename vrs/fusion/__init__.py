@@ -8,6 +8,7 @@ from vrs.fusion.late import LateFusion
 from vrs.fusion.side import SideFusion
 from vrs.fusion.single_modality import SingleModalityFusion
 from vrs.fusion.sum import SumFusion
+from vrs.fusion.vbpr import VBPRFusion
 
 __all__ = [
     "ConcatFusion",
@@ -17,5 +18,6 @@ __all__ = [
     "SideFusion",
     "SingleModalityFusion",
     "SumFusion",
+    "VBPRFusion",
     "modality_order",
 ]
