@@ -24,6 +24,7 @@ import argparse
 import csv
 import fnmatch
 import json
+import math
 import os
 import statistics
 import sys
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
         groups.setdefault((r["dataset"], r["model"], r["implementation"]), []).append(r)
 
     def cell(values: list) -> str:
-        values = [float(v) for v in values if v not in ("", None)]
+        # NaN: a metric the run could not compute (e.g. category ILD without categories).
+        values = [x for x in (float(v) for v in values if v not in ("", None)) if math.isfinite(x)]
         if not values:
             return "-"
         if len(values) == 1:

@@ -179,3 +179,13 @@ def test_baselines_visual_diversity_comes_from_a_re_evaluation(tmp_path, capsys)
         f"{moved / 'visual' / 'metrics.json'} test NDCG@10 0.020000, the run's 0.025000"
         in capsys.readouterr().err
     )
+
+
+def test_baselines_table_leaves_out_metrics_a_run_could_not_compute(tmp_path, capsys) -> None:
+    summarize = load_script("experiments/baselines/summarize.py", "baselines_summarize")
+    for seed, ndcg in [(0, 0.02), (1, 0.04)]:
+        metrics = {"test/ndcg_10": ndcg, "test/ild_category_10": float("nan"), "test/coverage_10": 0.5}
+        _finished_run(tmp_path / "runs" / "bpr_mf" / "beauty" / f"seed{seed}", metrics)
+    summarize.main([str(tmp_path / "runs")])
+    row = capsys.readouterr().out.splitlines()[-1].split(" | ")
+    assert row[6] == "0.0300 ± 0.0141" and row[7] == "0.5000 ± 0.0000" and row[10] == "-"
