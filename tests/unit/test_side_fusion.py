@@ -28,8 +28,8 @@ def test_the_item_vector_is_the_id_embedding_and_content_only_feeds_the_projecti
     present["text"][:3] = False
     assert fusion.modalities == ("image", "text", "id")  # the tower keeps the content towers
     assert torch.equal(fusion(feats, present), feats["id"])
-    side = fusion.side_vectors(feats, present)
-    assert set(side) == {"image", "text"}
+    side = {m: fusion.side_vector(m, feats[m], present[m]) for m in ("image", "text")}
+    assert set(fusion.side) == {"image", "text"}
     assert torch.allclose(side["image"], fusion.side["image"](feats["image"]))
     assert torch.equal(side["text"][:3], torch.zeros(3, D))  # no text: no vector, no gradient
     assert torch.allclose(side["text"][3:], fusion.side["text"](feats["text"][3:]))

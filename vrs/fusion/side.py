@@ -46,13 +46,10 @@ class SideFusion(nn.Module):
         """feats[m] (n, in_dims[m]) -> the ID embedding (n, D)."""
         return feats["id"]
 
-    def side_vectors(self, feats: dict[str, Tensor], present: dict[str, Tensor]) -> dict[str, Tensor]:
-        """feats[m] (n, in_dims[m]), present[m] (n,) -> content modality -> (n, D) projections (zero
-        for items lacking the modality: they add log 2 to the loss and no gradient)."""
-        return {
-            m: proj(zero_absent(feats[m], present[m])) * present[m].bool()[:, None].to(feats[m].dtype)
-            for m, proj in self.side.items()
-        }
+    def side_vector(self, modality: str, x: Tensor, present: Tensor) -> Tensor:
+        """x (n, in_dims[modality]) features, present (n,) -> (n, D) projections of that content
+        modality (zero for items lacking it: they add log 2 to the loss and no gradient)."""
+        return self.side[modality](zero_absent(x, present)) * present.bool()[:, None].to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"modalities={list(self.modalities)}, weight={self.side_weight}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable
@@ -301,7 +302,7 @@ class RecModule(RankingModule):
             return loss
         bpr = BPRLoss(self.hparams.n_items)
         side = sum(
-            bpr(states, targets, lambda idx, m=m: tower.side_vectors(idx)[m], self.item_log_q)
+            bpr(states, targets, functools.partial(tower.side_vector, m), self.item_log_q)
             for m in tower.fusion.side
         )
         self.log("train/side", side, batch_size=len(targets))

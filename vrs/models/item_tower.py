@@ -324,12 +324,11 @@ class ItemTower(nn.Module):
             present = drop_modalities(present, self.modality_dropout)
         return self.fusion(feats, present)
 
-    def side_vectors(self, idx: Tensor) -> dict[str, Tensor]:
-        """Content modality -> (n, D) projections of items `idx` (n,) read by an auxiliary loss
-        (`fusion=side`); empty when the fusion has none."""
-        side = getattr(self.fusion, "side_vectors", None)
-        if side is None:
-            return {}
+    def side_vector(self, modality: str, idx: Tensor) -> Tensor:
+        """(n, D) projection of items `idx` (n,) by `modality`'s side projection, which an auxiliary
+        loss reads (`fusion=side`)."""
         feats, present = self.modality_features(idx)
-        feats = {m: self.norms[m](x) if m in self.norms else x for m, x in feats.items()}
-        return side(feats, present)
+        x = feats[modality]
+        return self.fusion.side_vector(
+            modality, self.norms[modality](x) if modality in self.norms else x, present[modality]
+        )
