@@ -17,6 +17,18 @@ def modality_order(in_dims: dict[str, int]) -> tuple[str, ...]:
     return tuple(in_dims)
 
 
+def content_beside_id(in_dims: dict[str, int], fusion: str) -> tuple[str, ...]:
+    """The content modalities of `in_dims`, in order, for a fusion that needs the ID embedding and
+    at least one of them (an error naming `fusion` otherwise)."""
+    content = tuple(m for m in modality_order(in_dims) if m != "id")
+    if "id" not in in_dims or not content:
+        raise ValueError(
+            f"fusion={fusion} needs the ID embedding and at least one content modality, got {list(in_dims)} "
+            "(model.use_id=true and an image or text encoder)"
+        )
+    return content
+
+
 def missing_vector(dim: int) -> nn.Parameter:
     """A learned stand-in for an absent modality (or an item with no modality at all)."""
     return nn.Parameter(torch.randn(dim) * 0.02)

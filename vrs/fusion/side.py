@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from vrs.fusion.base import modality_order, zero_absent
+from vrs.fusion.base import content_beside_id, modality_order, zero_absent
 
 
 class SideFusion(nn.Module):
@@ -26,12 +26,7 @@ class SideFusion(nn.Module):
     def __init__(self, in_dims: dict[str, int], out_dim: int, weight: float = 0.001) -> None:
         super().__init__()
         self.modalities: tuple[str, ...] = modality_order(in_dims)
-        content = [m for m in self.modalities if m != "id"]
-        if "id" not in in_dims or not content:
-            raise ValueError(
-                f"fusion=side needs the ID embedding and at least one content modality, got {list(in_dims)} "
-                "(model.use_id=true and an image or text encoder)"
-            )
+        content = content_beside_id(in_dims, "side")
         if in_dims["id"] != out_dim:
             raise ValueError(
                 f"fusion=side needs the ID embedding {out_dim} wide (model.dim), got {in_dims['id']}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vrs.fusion.base import modality_order, zero_absent
+from vrs.fusion.base import content_beside_id, modality_order, zero_absent
 
 
 class VBPRFusion(nn.Module):
@@ -29,12 +29,7 @@ class VBPRFusion(nn.Module):
     def __init__(self, in_dims: dict[str, int], out_dim: int, id_dim: int | None = None) -> None:
         super().__init__()
         self.modalities: tuple[str, ...] = modality_order(in_dims)
-        self.content = tuple(m for m in self.modalities if m != "id")
-        if "id" not in in_dims or not self.content:
-            raise ValueError(
-                f"fusion=vbpr needs the ID embedding and at least one content modality, got {list(in_dims)} "
-                "(model.use_id=true and an image encoder)"
-            )
+        self.content = content_beside_id(in_dims, "vbpr")
         k = out_dim // 2 if id_dim is None else id_dim
         if not 1 <= k <= out_dim - 2:
             raise ValueError(f"fusion.id_dim must be in [1, {out_dim - 2}] for model.dim={out_dim}, got {k}")
