@@ -318,11 +318,18 @@ class BPRLoss(Loss):
 
     Args:
         n_items: catalogue size; only needed when log_q is not passed.
+        l2: weight of an L2 penalty on the vectors each pair scores, ``l2 / 2 x (|u|^2 + |i|^2 + |j|^2)``
+            averaged over the pairs as the loss is (Cornac's VBPR and BPR, RecBole's ``reg_weight``).
+            Unlike weight decay it counts a row once per pair it takes part in, so frequent users and
+            items are held back most and a row no batch touches is left alone.
     """
 
-    def __init__(self, n_items: int | None = None) -> None:
+    def __init__(self, n_items: int | None = None, l2: float = 0.0) -> None:
         super().__init__()
+        if l2 < 0:
+            raise ValueError(f"BPRLoss l2 must be >= 0, got {l2}")
         self.n_items = n_items
+        self.l2 = float(l2)
 
     def forward(
         self, states: Tensor, targets: Tensor, encode_items: EncodeItems, log_q: Tensor | None = None
@@ -349,4 +356,8 @@ class BPRLoss(Loss):
                 negs[hit] = _uniform(n, int(hit.sum()), candidates, targets.device)
         vecs = _encode_unique(encode_items, torch.cat([targets, negs]))  # (2M, D)
         diff = (states * (vecs[:m] - vecs[m:])).sum(-1)  # (M,) s_pos - s_neg
-        return -F.logsigmoid(diff).mean()
+        loss = -F.logsigmoid(diff).mean()
+        if self.l2:
+            squares = states.pow(2).sum(-1) + vecs[:m].pow(2).sum(-1) + vecs[m:].pow(2).sum(-1)
+            loss = loss + self.l2 / 2 * squares.mean()
+        return loss

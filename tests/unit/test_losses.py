@@ -190,6 +190,27 @@ def test_bpr_finite_and_decreases_with_positive_score():
     assert c < a
 
 
+def test_bpr_l2_adds_the_penalty_on_each_pair_s_vectors():
+    cat = Catalogue(20, 4)
+    targets = torch.tensor([0, 1, 1, 5])  # item 1 twice: its row counts once per pair
+    states = torch.randn(4, 4)
+    torch.manual_seed(3)
+    plain = BPRLoss(n_items=20)(states, targets, cat)
+    torch.manual_seed(3)
+    negs = torch.randint(0, 20, (4,))
+    shift = torch.randint(1, 20, (4,))
+    negs = torch.where(negs == targets, (targets + shift) % 20, negs)
+    w = cat.weight.detach()
+    squares = states.pow(2).sum(-1) + w[targets].pow(2).sum(-1) + w[negs].pow(2).sum(-1)
+    torch.manual_seed(3)
+    reg = BPRLoss(n_items=20, l2=0.3)(states, targets, cat)
+    assert torch.allclose(reg, plain + 0.15 * squares.mean())
+    diff = (states * (w[targets] - w[negs])).sum(-1)
+    assert torch.allclose(plain, -torch.nn.functional.logsigmoid(diff).mean())  # same negatives
+    with pytest.raises(ValueError, match="l2 must be >= 0"):
+        BPRLoss(l2=-1.0)
+
+
 def test_bpr_negative_never_target():
     torch.manual_seed(0)
     seen = []
