@@ -91,6 +91,23 @@ def test_each_axis_is_one_word(tmp_path: Path, override: str) -> None:
     assert any(p.grad is not None for p in module.parameters() if p.requires_grad)
 
 
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+def test_no_plain_key_shadows_a_config_group(name: str) -> None:
+    """A top-level key named like a config folder cannot be set from the command line (Hydra reads
+    `key=...` as choosing from that group): `vrs-extract modalities=[text]` used to fail that way."""
+    raw = OmegaConf.to_container(OmegaConf.load(CONFIGS / f"{name}.yaml"))
+    chosen = set()
+    for entry in raw.get("defaults", []):
+        keys = entry if isinstance(entry, dict) else {entry: None}
+        chosen |= {k.replace("override ", "").lstrip("/").split("@")[0] for k in keys}
+    groups = {p.name for p in CONFIGS.iterdir() if p.is_dir()}
+    assert not (set(raw) - {"defaults"} - chosen) & groups
+
+
+def test_extract_towers_is_a_command_line_setting(tmp_path: Path) -> None:
+    assert list(compose_config("extract", ["towers=[text]"], tmp_path).towers) == ["text"]
+
+
 @pytest.mark.parametrize(("encoder", "negatives"), [("toy", "catalogue"), ("effnet", "in_batch")])
 def test_finetune_is_one_node_with_per_encoder_defaults(tmp_path: Path, encoder: str, negatives: str) -> None:
     cfg = compose_config("train", [f"encoder={encoder}", "encoder.finetune.lr=0.0001"], tmp_path)

@@ -206,6 +206,32 @@ def test_minilm_tokenize_and_padding_invariance(minilm) -> None:
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.slow
+@needs_minilm
+def test_minilm_runs_only_the_columns_a_batch_uses(minilm) -> None:
+    tokens = minilm.tokenize(["white sneakers", "a red dress with long sleeves"])  # (2, 32)
+    mask = tokens != minilm.pad_token_id
+    longest = int(mask.sum(dim=1).max())
+    assert longest < tokens.shape[1]
+    seen = []
+    hook = minilm.model.register_forward_pre_hook(
+        lambda _, args, kw: seen.append(kw["input_ids"].shape), with_kwargs=True
+    )
+    try:
+        with torch.no_grad():
+            out = minilm(tokens)
+    finally:
+        hook.remove()
+    assert seen == [torch.Size([2, longest])]
+    with torch.no_grad():  # the whole padded width, as before the trim
+        hidden = minilm.model(input_ids=tokens, attention_mask=mask.long()).last_hidden_state
+    m = mask.unsqueeze(-1).float()
+    ref = (hidden * m).sum(dim=1) / m.sum(dim=1)
+    torch.testing.assert_close(
+        out, F.normalize(ref, dim=-1) if minilm.normalize else ref, atol=1e-5, rtol=1e-5
+    )
+
+
 def test_hf_encoder_missing_folder_names_it() -> None:
     from vrs.encoders.hf import HFTextEncoder
 

@@ -42,9 +42,9 @@ def extract(cfg: DictConfig) -> dict[str, str]:
     from vrs.lit.targets import trusted_config
 
     check_config(cfg)
-    wanted = list(cfg.modalities)
+    wanted = list(cfg.towers)
     if not wanted:
-        raise ValueError("modalities=[]: name the encoder towers to extract, e.g. [image, text]")
+        raise ValueError("towers=[]: name the encoder towers to extract, e.g. towers=[image,text]")
     if not cfg.feature_cache:
         raise ValueError("feature_cache=null: give the cache folder to extract into")
     precision = cfg.get("feature_precision", "fp32")
@@ -57,7 +57,7 @@ def extract(cfg: DictConfig) -> dict[str, str]:
     warn_if_upsampled(datamodule, towers.get("image") if "image" in wanted else None)
     jobs = extraction_jobs(towers, wanted, content)
     if not jobs:
-        raise ValueError(f"encoder has no tower for modalities {wanted}")
+        raise ValueError(f"towers={wanted}: the encoder has none of these towers")
 
     # No progress bar of Lightning's own: the cache shows decoding and encoding item by item.
     trainer = instantiate(
