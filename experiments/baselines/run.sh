@@ -40,12 +40,13 @@ declare -A TRAINED=(
   [fused]="experiment=demo"  # synthetic only; elsewhere the table picks its study's runs (README)
 )
 # On the photo datasets every model's lists also get their visual intra-list diversity
-# (ild_visual_k: one frozen image encoder for all, its features from the cache).
+# (ild_visual_k: one frozen image encoder for all, its features from the cache); data.load_images=true
+# since the ID-only experiments turn images off.
 VISUAL="encoder@diversity_encoder=effnet"
 data_overrides() {  # data_overrides DATASET: the data options of that dataset
   case $1 in
     synthetic) echo "data=synthetic data.root=$SYNTHETIC data.load_images=true $VISUAL" ;;
-    hm | ml100k) echo "data=canonical data.root=$DATA/$1 $VISUAL" ;;
+    hm | ml100k) echo "data=canonical data.root=$DATA/$1 data.load_images=true $VISUAL" ;;
     beauty) echo "data=canonical data.root=$BEAUTY data.load_images=false" ;;
     *) echo "unknown dataset $1 (known: synthetic hm ml100k beauty)" >&2; return 2 ;;
   esac

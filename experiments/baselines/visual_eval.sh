@@ -24,6 +24,6 @@ for root in "$@"; do
     grep -q '"test/ild_visual_10"' "$run/metrics.json" && continue
     [[ -f $run/visual/metrics.json ]] && { echo "done: $run/visual"; continue; }
     "$BIN/vrs-eval" run_dir="$run" encoder@diversity_encoder="$ENCODER" feature_cache="$FEATURES" \
-      'stages=[test]' logger=none hydra.run.dir="$run/visual"
+      data.load_images=true 'stages=[test]' logger=none hydra.run.dir="$run/visual"
   done
 done

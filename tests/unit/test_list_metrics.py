@@ -128,3 +128,16 @@ def test_report_bolds_the_lower_gini_and_no_popularity():
     )
     assert '<td class="best">0.4000</td>' in html and '<td class="best">0.7000</td>' not in html
     assert 'best">3.0000' not in html and 'best">9.0000' not in html  # arp: no better direction
+
+
+def test_diversity_encoder_without_images_says_which_setting() -> None:
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from vrs.cli.common import item_stats
+
+    cfg = OmegaConf.create({"diversity_encoder": {"_target_": "vrs.encoders.toy.build_toy_towers"}})
+    datamodule = SimpleNamespace(load_images=False, train_counts=None, item_categories=None, content=None)
+    with pytest.raises(ValueError, match=r"add data.load_images=true"):
+        item_stats(cfg, datamodule)

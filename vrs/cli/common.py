@@ -78,6 +78,12 @@ def item_stats(cfg: DictConfig, datamodule: Any) -> Any:
     if cfg.get("diversity_encoder"):
         from vrs.lit.baselines import image_features
 
+        if getattr(datamodule, "load_images", True) is False:
+            raise ValueError(
+                "encoder@diversity_encoder reads the item images, but data.load_images=false (set by "
+                "the experiment or the command line): add data.load_images=true"
+            )
+
         features, has_features = image_features(cfg.diversity_encoder, datamodule.content, feature_cache(cfg))
     return ItemStats(datamodule.train_counts, datamodule.item_categories, features, has_features)
 
