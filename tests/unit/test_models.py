@@ -179,6 +179,18 @@ def test_presence_flags():
     assert feats["image"].shape == (3, 6) and feats["text"].shape == (3, 5) and feats["id"].shape == (3, D)
 
 
+def test_modality_features_of_some_modalities_encode_only_those():
+    tower = _tower()
+    idx = torch.tensor([0, 1, 4])
+    every, _ = tower.modality_features(idx)
+    img, txt = tower.towers["image"], tower.towers["text"]
+    before = (img.calls, txt.calls)
+    feats, present = tower.modality_features(idx, only=("text",))
+    assert set(feats) == set(present) == {"text"}
+    assert (img.calls, txt.calls) == (before[0], before[1] + 1)  # the image tower did not run
+    assert torch.equal(feats["text"], every["text"]) and present["text"].tolist() == [False, True, False]
+
+
 def test_only_consumed_modalities_are_built():
     tower = _tower(functools.partial(SingleModalityFusion, modality="text"))
     assert tower.modalities == ("text",)

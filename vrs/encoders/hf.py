@@ -163,10 +163,11 @@ class HFTextEncoder(TextEncoder):
     def forward(self, tokens: Tensor) -> Tensor:
         """(n, L) long ids -> (n, out_dim) pooled embeddings."""
         mask = tokens != self.pad_token_id  # (n, L)
-        if mask.numel():
-            # Columns that are padding in every row change nothing (their keys are masked, the pooling
-            # skips them): drop them, so a batch of short texts costs its longest text, not L.
-            keep = int(mask.any(dim=0).nonzero().max()) + 1 if bool(mask.any()) else 1
+        # Columns that are padding in every row change nothing (their keys are masked, the pooling
+        # skips them): drop them, so a batch of short texts costs its longest text, not L.
+        used = mask.any(dim=0).nonzero()
+        if len(used):
+            keep = int(used.max()) + 1
             tokens, mask = tokens[:, :keep], mask[:, :keep]
         hidden = self.model(input_ids=tokens, attention_mask=mask.long()).last_hidden_state  # (n, L, D)
         if self.pooling == "cls":

@@ -273,14 +273,18 @@ class ItemTower(nn.Module):
         )
         self.attach(catalogue)
 
-    def modality_features(self, idx: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Per-modality features and presence flags of items `idx` (all N when None).
+    def modality_features(
+        self, idx: Tensor | None = None, only: tuple[str, ...] | None = None
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Per-modality features and presence flags of items `idx` (all N when None), of the
+        modalities in `only` (all when None; the others are not encoded).
 
         Returns:
             feats: modality -> (n, F_m); present: modality -> (n,) bool (before modality dropout).
         """
         catalogue = self.catalogue
-        present_all = {m: catalogue.present[m] for m in self.modalities}
+        wanted = self.modalities if only is None else tuple(m for m in self.modalities if m in only)
+        present_all = {m: catalogue.present[m] for m in wanted}
         every = idx is None  # the whole catalogue: cached tensors are used as they are, not copied
         device = next(iter(present_all.values())).device
         idx = torch.arange(self.n_items, device=device) if every else idx.to(device)
@@ -290,6 +294,8 @@ class ItemTower(nn.Module):
 
         feats: dict[str, Tensor] = {}
         for m, encoder in self.towers.items():
+            if m not in wanted:
+                continue
             inputs = rows(catalogue.inputs[m])
             if m in self.frozen:
                 feats[m] = inputs
@@ -297,10 +303,10 @@ class ItemTower(nn.Module):
                 feats[m] = encode_in_chunks(self._head(m, catalogue.trunks[m]), inputs, self.chunk_size, m)
             else:
                 feats[m] = encode_in_chunks(encoder, inputs, self.chunk_size, m)
-        if self.id_emb is not None:
+        if self.id_emb is not None and "id" in wanted:
             feats["id"] = self.id_emb.weight if every else self.id_emb(idx)
         present = {m: rows(p) for m, p in present_all.items()}
-        return {m: feats[m] for m in self.modalities}, present
+        return {m: feats[m] for m in wanted}, present
 
     def _head(self, modality: str, depth: int) -> Callable[[Tensor], Tensor]:
         """The encoder's stages after its cached trunk; an error once a trunk weight trains."""
@@ -327,7 +333,7 @@ class ItemTower(nn.Module):
     def side_vector(self, modality: str, idx: Tensor) -> Tensor:
         """(n, D) projection of items `idx` (n,) by `modality`'s side projection, which an auxiliary
         loss reads (`fusion=side`)."""
-        feats, present = self.modality_features(idx)
+        feats, present = self.modality_features(idx, only=(modality,))
         x = feats[modality]
         return self.fusion.side_vector(
             modality, self.norms[modality](x) if modality in self.norms else x, present[modality]
