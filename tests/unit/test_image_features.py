@@ -265,3 +265,22 @@ def test_bf16_pretrained_effnet_features_are_close_to_fp32(tmp_path: Path) -> No
     bf16 = FeatureCache(tmp_path, precision="bf16").features("image", enc, images)
     assert torch.nn.functional.cosine_similarity(fp32, bf16).min() > 0.99
     assert timm.__version__  # the architecture comes from the installed timm
+
+
+def test_visual_diversity_decodes_the_files_at_the_side_its_encoder_reads(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vrs.lit import baselines
+
+    encoder = ToyImageEncoder(out_dim=8, image_size=24).eval()
+    sides: list[int] = []
+    encoder.register_forward_pre_hook(lambda module, args: sides.append(args[0].shape[-1]))
+    monkeypatch.setattr(baselines, "build_towers", lambda cfg: {"image": encoder})
+    content = ItemContent.from_files(_files(root), [""] * N, torch.zeros(N, dtype=torch.bool))
+    features, present = baselines.image_features({}, content)
+    assert sides and set(sides) == {24}  # not the run's SIZE, enlarged by the encoder
+    assert present.all() and features.shape == (N, 8)
+    assert content.image_files is not None and content.image_files.size == SIZE and not content.decoded
+    pixels, _ = _files(root, size=24).load(range(N))
+    with torch.no_grad():
+        torch.testing.assert_close(features, encoder(pixels), atol=1e-5, rtol=1e-4)

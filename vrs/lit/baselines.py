@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -117,8 +118,26 @@ def image_features(
 ) -> tuple[Tensor, Tensor]:
     """(N, F) frozen image features of the catalogue from `encoder_cfg`'s image tower and the (N,)
     bool mask of items that have an image; read from `feature_cache` when given (keyed by the image
-    files: no decoding on a hit)."""
+    files: no decoding on a hit).
+
+    Image files are decoded at the side the tower reads, whatever size the run loads its own images
+    at: the features of one encoder (visual ILD) are then the same for every model of a dataset."""
     if content.image_files is None and content.images is None:
         raise ValueError("image features need item images and an encoder with an image tower")
-    catalogue = frozen_catalogue(encoder_cfg, content, ["image"], feature_cache)
+    towers = build_towers(encoder_cfg)
+    if "image" not in towers:
+        raise ValueError(f"the encoder has no image tower (it has {sorted(towers)})")
+    tower = towers["image"].eval()
+    content = at_side(content, getattr(tower, "image_size", None))
+    catalogue = CatalogueFeatures.build(
+        content, {"image": tower}, frozen=["image"], feature_cache=feature_cache
+    )
     return catalogue.inputs["image"], catalogue.present["image"]  # (N, F), (N,)
+
+
+def at_side(content: ItemContent, side: int | None) -> ItemContent:
+    """`content` whose image files decode at `side` pixels (unchanged without files or side)."""
+    files = content.image_files
+    if files is None or not isinstance(side, int) or files.size == side:
+        return content
+    return ItemContent.from_files(replace(files, size=side), content.texts, content.has_text, content.columns)
