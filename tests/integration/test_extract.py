@@ -36,7 +36,7 @@ def test_training_with_frozen_encoders_reads_what_extract_wrote(
     def no_decoding(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("an image was decoded although its features are cached")
 
-    monkeypatch.setattr("vrs.data.images.load_image", no_decoding)
+    monkeypatch.setattr("vrs.data.images._decode_array", no_decoding)
 
     encoded: list[int] = []
     original = FeatureCache.encode_shards

@@ -40,6 +40,9 @@ def test_load_image_values(tmp_path: Path) -> None:
     assert (load_image(tmp_path / "gray.png", SIZE) == 128).all()
     Image.new("RGBA", (8, 8), (255, 0, 0, 0)).save(tmp_path / "clear.png")
     assert (load_image(tmp_path / "clear.png", SIZE) == 255).all()  # transparent -> white
+    Image.new("RGB", (6, 9), (10, 20, 30)).save(tmp_path / "rgb.png")
+    rgb = load_image(tmp_path / "rgb.png", SIZE)  # channels first, in R, G, B order
+    assert rgb.is_contiguous() and [int(rgb[c].unique()) for c in range(3)] == [10, 20, 30]
     # centre crop: a wide image whose outer thirds are black keeps only the white middle
     wide = Image.new("RGB", (30, 10), (0, 0, 0))
     wide.paste((255, 255, 255), (10, 0, 20, 10))
