@@ -67,9 +67,34 @@ def test_epoch_timer_logs_epoch_times_and_keeps_elapsed_across_resumes(tmp_path)
                         enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
     trainer.fit(BoringModel())
     m = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("time/")}
-    assert set(m) == {"time/train_s", "time/epoch_s", "time/elapsed_s"}
+    assert set(m) == {"time/train_s", "time/epoch_s", "time/elapsed_s", "time/first_step_s", "time/step_s"}
     assert 0 < m["time/train_s"] <= m["time/epoch_s"] < m["time/elapsed_s"] - 100.0
+    assert m["time/first_step_s"] + m["time/step_s"] == pytest.approx(m["time/train_s"])
     assert timer.state_dict()["elapsed"] == pytest.approx(m["time/elapsed_s"])
+
+
+def test_epoch_timer_keeps_the_first_steps_one_off_cost_out_of_the_step_time(tmp_path):
+    import time
+
+    import lightning as L
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from vrs.lit.callbacks import EpochTimer
+
+    class SlowStart(BoringModel):  # the first batch of each epoch pays a one-off 0.3 s
+        def training_step(self, batch, batch_idx):
+            time.sleep(0.3 if batch_idx == 0 else 0.01)
+            return super().training_step(batch, batch_idx)
+
+    timer = EpochTimer()
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=5, limit_val_batches=0, callbacks=[timer],
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(SlowStart())
+    m = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("time/")}
+    assert m["time/first_step_s"] >= 0.3
+    assert 0.01 <= m["time/step_s"] < 0.15  # the later batches' mean, not (train_s / 5 >= 0.34)
+    assert m["time/first_step_s"] + 4 * m["time/step_s"] == pytest.approx(m["time/train_s"])
 
 
 @pytest.mark.parametrize(("batches", "patience", "warned"), [(4, 10, True), (8, 30, False), (50, 3, True)])

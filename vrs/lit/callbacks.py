@@ -109,15 +109,26 @@ class EpochTimer(L.Callback):
     """Logs each epoch's wall time so speed and time-to-quality read off the metrics log:
     `time/train_s` (the epoch's training batches), `time/epoch_s` (training and validation) and
     `time/elapsed_s` (the fit so far, summed over resumed runs; its value at the best validation
-    epoch is the wall time to that epoch)."""
+    epoch is the wall time to that epoch), `time/first_step_s` (from the epoch's start to the end of
+    its first batch: loader start-up and one-off allocations such as optimiser state included) and,
+    with two batches or more, `time/step_s` (the mean of the later batches, loading included: the
+    steady rate to extrapolate from)."""
 
     def __init__(self) -> None:
         self.elapsed = 0.0
         self._start: float | None = None
         self._train_s: float | None = None
+        self._first_end: float | None = None
+        self._batches = 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start, self._train_s = time.perf_counter(), None
+        self._first_end, self._batches = None, 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self._batches += 1
+        if self._batches == 1:
+            self._first_end = time.perf_counter()
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._start is not None and self._train_s is None and not trainer.sanity_checking:
@@ -129,7 +140,13 @@ class EpochTimer(L.Callback):
         epoch_s = time.perf_counter() - self._start
         self.elapsed += epoch_s
         train_s = epoch_s if self._train_s is None else self._train_s
-        for name, value in (("train_s", train_s), ("epoch_s", epoch_s), ("elapsed_s", self.elapsed)):
+        times = [("train_s", train_s), ("epoch_s", epoch_s), ("elapsed_s", self.elapsed)]
+        if self._first_end is not None:
+            first = self._first_end - self._start
+            times.append(("first_step_s", first))
+            if self._batches > 1:
+                times.append(("step_s", (train_s - first) / (self._batches - 1)))
+        for name, value in times:
             # Under DDP the slowest rank's time is the epoch's.
             pl_module.log(
                 f"time/{name}", value, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max"
