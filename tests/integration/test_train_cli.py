@@ -291,10 +291,20 @@ def test_every_epoch_draws_a_new_batch_order(
     assert seen[0] != seen[1]
 
 
-def test_bpr_mf_trains_and_reloads_with_a_vector_per_user(tmp_path: Path, small_data: Path) -> None:
+def test_bpr_mf_trains_and_reloads_with_a_vector_per_user(
+    tmp_path: Path, small_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """experiment=bpr_mf: RecModule gets the dataset's user count, the state is the user's vector
-    whatever the history, and vrs-eval scores the checkpoint the same."""
-    metrics = run_train(tmp_path, small_data, ["experiment=bpr_mf", "data=synthetic", "user.item_bias=true"])
+    whatever the history, and vrs-eval scores the checkpoint the same. Output that is not a
+    terminal (pytest's) gets progress lines."""
+    every = "progress_every_s=0.000001"
+    with caplog.at_level("INFO", logger="vrs.progress"):
+        metrics = run_train(
+            tmp_path, small_data, ["experiment=bpr_mf", "data=synthetic", "user.item_bias=true", every]
+        )
+    progress = [r.getMessage() for r in caplog.records if r.name == "vrs.progress"]
+    assert any(m.startswith("train epoch 0: batch 1/") for m in progress)
+    assert any(m.startswith("validation: batch 1/") for m in progress)
     assert 0.0 <= metrics["test/ndcg_10"] <= 1.0
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     module = RecModule.load_from_checkpoint(ckpt, map_location="cpu")
@@ -309,8 +319,15 @@ def test_bpr_mf_trains_and_reloads_with_a_vector_per_user(tmp_path: Path, small_
         states = module.net.encode_users(batch, module.net.encode_items())
     assert torch.equal(states[:, :-1], module.net.user_encoder.weight[batch.users])
     assert (states[:, -1] == 1).all()
-    evaluated = evaluate(compose_config("eval", [f"ckpt_path={ckpt}"], tmp_path / "eval", small_data))
+    caplog.clear()
+    with caplog.at_level("INFO", logger="vrs.progress"):
+        evaluated = evaluate(
+            compose_config("eval", [f"ckpt_path={ckpt}", every], tmp_path / "eval", small_data)
+        )
     assert evaluated["test/ndcg_10"] == pytest.approx(metrics["test/ndcg_10"])
+    assert any(
+        r.getMessage().startswith("test: batch 1/") for r in caplog.records if r.name == "vrs.progress"
+    )
 
 
 def test_aux_category_loss_trains_and_reloads(tmp_path: Path, small_data: Path) -> None:

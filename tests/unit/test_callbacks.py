@@ -137,3 +137,29 @@ def test_patience_warning_silent_without_an_early_stop(tmp_path):
     assert warn.message is None
     with pytest.raises(ValueError, match="min_batches"):
         PatienceWarning(min_batches=0)
+
+
+def test_log_progress_writes_lines_with_counts_rates_and_time_left(tmp_path, caplog):
+    import logging
+
+    import lightning as L
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from vrs.lit.callbacks import LogProgress
+
+    often, never = LogProgress(every_s=1e-9), LogProgress(every_s=3600)
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=4, limit_val_batches=3, callbacks=[often, never],
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="vrs.progress"):
+        trainer.fit(BoringModel())
+        trainer.test(BoringModel(), verbose=False)
+    assert never.lines == []  # loops shorter than the interval log nothing
+    train = [ln for ln in often.lines if ln.startswith("train epoch 0: ")]
+    assert [ln.split(" (")[0] for ln in train] == [f"train epoch 0: batch {i}/4" for i in range(1, 5)]
+    assert "batches/s, about" in train[0] and train[-1].endswith("about 0 s left")
+    assert any(ln.startswith("validation: batch 3/3 (100%)") for ln in often.lines)
+    assert any(ln.startswith("test: batch ") for ln in often.lines)
+    assert [r.getMessage() for r in caplog.records if r.name == "vrs.progress"] == often.lines
+    with pytest.raises(ValueError, match="every_s must be > 0"):
+        LogProgress(every_s=0)

@@ -15,6 +15,7 @@ RULES: dict[str, Rule] = {
     "seed": integer(0),
     "test": BOOL,
     "feature_precision": choice("fp32", "bf16"),
+    "progress_every_s": optional(number(0, open_low=True)),
     "trainer.max_epochs": integer(-1),
     "trainer.min_epochs": optional(integer(0)),
     "trainer.max_steps": integer(-1),

@@ -94,6 +94,11 @@ def setup_trainer(cfg: DictConfig, module: Any, datamodule: Any) -> Any:
     if hasattr(module, "set_item_stats"):
         module.set_item_stats(item_stats(cfg, datamodule))
     callbacks = instantiate_group(cfg.get("callbacks"))
+    every = cfg.get("progress_every_s")
+    if every and not sys.stderr.isatty():  # a terminal has the progress bar
+        from vrs.lit.callbacks import LogProgress
+
+        callbacks.append(LogProgress(every))
     if cfg.trainer.get("fast_dev_run"):  # a debug run's weights are one batch's: no checkpoint of them
         callbacks = [c for c in callbacks if type(c).__name__ != "ModelCheckpoint"]
     trainer = instantiate(

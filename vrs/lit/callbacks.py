@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
@@ -158,3 +159,81 @@ class EpochTimer(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.elapsed = float(state_dict.get("elapsed", 0.0))
+
+
+class LogProgress(L.Callback):
+    """A log line every `every_s` seconds of a long training, validation or test loop: batches done,
+    batches/s and the time left. vrs adds it when the output is not a terminal (a log file, a cluster
+    job), where the progress bar shows nothing until the loop ends; rank zero only.
+
+    Args:
+        every_s: seconds between lines (a loop shorter than that logs nothing).
+    """
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        if not every_s > 0:
+            raise ValueError(f"every_s must be > 0, got {every_s!r}")
+        self.every_s = float(every_s)
+        self.lines: list[str] = []  # what was logged (tests read it)
+        self._start = self._last = 0.0
+
+    def _begin(self) -> None:
+        self._start = self._last = time.perf_counter()
+
+    def _tick(self, trainer: L.Trainer, loop: str, done: int, total: float | int) -> None:
+        now = time.perf_counter()
+        if now - self._last < self.every_s or not trainer.is_global_zero:
+            return
+        self._last = now
+        rate = done / max(now - self._start, 1e-9)
+        where = f"{loop} epoch {trainer.current_epoch}" if loop == "train" else loop
+        line = f"{where}: batch {done:,}"
+        if isinstance(total, int) or math.isfinite(total):
+            total = int(total)
+            left = max(total - done, 0) / rate if rate > 0 else float("inf")
+            line += f"/{total:,} ({100 * done / max(total, 1):.0f}%), {rate:.2f} batches/s, about {_duration(left)} left"
+        else:
+            line += f", {rate:.2f} batches/s"
+        self.lines.append(line)
+        _log.info(line)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._begin()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:  # fmt: skip
+        self._tick(trainer, "train", batch_idx + 1, trainer.num_training_batches)
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._begin()
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
+        if not trainer.sanity_checking:
+            self._tick(trainer, "validation", batch_idx + 1, _count(trainer.num_val_batches, dataloader_idx))
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._begin()
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:  # fmt: skip
+        self._tick(trainer, "test", batch_idx + 1, _count(trainer.num_test_batches, dataloader_idx))
+
+
+_log = logging.getLogger("vrs.progress")
+
+
+def _count(batches: Any, dataloader_idx: int) -> float:
+    """The loop's batch count from Lightning's per-dataloader list (inf when unknown)."""
+    try:
+        return batches[dataloader_idx]
+    except (IndexError, TypeError):
+        return float("inf")
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "? s"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
