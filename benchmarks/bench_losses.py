@@ -6,6 +6,9 @@ ID-only SASRec (`user=sasrec_v1`, D=64, batches of 128 histories), one process p
 user runs it:
 
   sampled_lazy   `loss=sampled_softmax loss.n_negatives=1024 model.sparse_id=true`, --epochs epochs
+                 (uniform negatives: the logQ correction is a constant)
+  sampled_pop_lazy  the same with `loss.sampler=popularity` (negatives drawn by training frequency,
+                 logQ-corrected)
   in_batch_lazy  `loss=in_batch model.sparse_id=true`, --epochs epochs
   full           `loss=full_softmax`, --full-steps batches (a whole epoch over 1M items takes about a
                  day on one core: its epoch time is extrapolated from the steps, and it says so)
@@ -13,8 +16,8 @@ user runs it:
 Each is validated on the first --val-users validation users, full ranking over the whole catalogue
 (`+trainer.limit_val_batches`); test is never computed. Printed per loss: batches trained, training
 seconds, seconds per step (after the first), the epoch time (measured or extrapolated), and
-validation NDCG@10 / Recall@10. The sampled run's folder then serves `bench_index.py --run` (ANN on
-trained vectors).
+validation NDCG@10 / Recall@10. Losses run earlier into the same --out keep their figures in
+results.json. A run's folder then serves `bench_index.py --run` (ANN on trained vectors).
 
     python benchmarks/bench_scale.py --sizes 1M:10M --stages train_ss_lazy --out /tmp/scale
     python benchmarks/bench_losses.py --data /tmp/scale/items1000000_events10000000/data --out /tmp/losses
@@ -35,6 +38,12 @@ from bench_scale import BIN, run_stage
 
 LOSSES = {
     "sampled_lazy": ["loss=sampled_softmax", "loss.n_negatives=1024", "model.sparse_id=true"],
+    "sampled_pop_lazy": [
+        "loss=sampled_softmax",
+        "loss.n_negatives=1024",
+        "loss.sampler=popularity",
+        "model.sparse_id=true",
+    ],  # fmt: skip
     "in_batch_lazy": ["loss=in_batch", "model.sparse_id=true"],
     "full": ["loss=full_softmax"],
 }
@@ -73,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
               "fusion=id_embedding", "user=sasrec_v1", "model.dim=64", "logger=csv", "test=false",
               f"data.batch_size={args.batch_size}", f"data.eval_batch_size={eval_batch}",
               f"+trainer.limit_val_batches={math.ceil(args.val_users / eval_batch)}"]  # fmt: skip
-    results = {}
+    earlier = args.out / "results.json"  # losses run before into this folder keep their figures
+    results = json.loads(earlier.read_text()) if earlier.is_file() else {}
     for name in args.losses:
         run = args.out / name
         length = (
@@ -91,9 +101,11 @@ def main(argv: list[str] | None = None) -> None:
         stage.update({k.split("/")[-1]: round(v, 5) for k, v in m.items() if k.startswith(("time/", "val/"))})
         stage["batches_trained"] = int(m["step"]) + 1 if "step" in m else None  # the last step's index
         results[name] = stage
-        (args.out / "results.json").write_text(json.dumps(results, indent=2))
+        tmp = earlier.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=2))
+        os.replace(tmp, earlier)
     # Batches in an epoch: counted by a loss that trained whole epochs.
-    whole = [r for n, r in results.items() if n != "full" and r.get("batches_trained")]
+    whole = [r for n, r in results.items() if n != "full" and r.get("batches_trained")]  # same --epochs
     per_epoch = whole[0]["batches_trained"] // args.epochs if whole else None
     print(f"\n{args.data}: validation on the first {args.val_users:,} validation users, full ranking")
     for name, r in results.items():
