@@ -121,3 +121,27 @@ def test_sparse_id_refuses_optimisers_it_cannot_make_lazy() -> None:
     module = _module(optimizer={"_target_": "torch.optim.Adagrad", "_partial_": True})
     with pytest.raises(ValueError, match="needs model.optimizer._target_=torch.optim.AdamW, not Adagrad"):
         module.configure_optimizers()
+
+
+@pytest.mark.parametrize(
+    ("loss", "sparse_id", "warned"),
+    [("SampledSoftmaxLoss", False, True), ("InBatchLoss", False, True), ("SampledSoftmaxLoss", True, False),
+     ("FullSoftmaxLoss", False, False)],
+)  # fmt: skip
+def test_a_large_id_table_with_a_dense_step_under_sampled_negatives_warns(
+    monkeypatch: pytest.MonkeyPatch, loss: str, sparse_id: bool, warned: bool
+) -> None:
+    import warnings
+
+    from vrs.lit import module as module_file
+
+    monkeypatch.setattr(module_file, "LARGE_CATALOGUE", N)  # this test's table counts as large
+    module = RecModule(n_items=N, n_events=1, max_len=5, dim=D, loss={"_target_": f"vrs.losses.{loss}"},
+                       sparse_id=sparse_id)  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module.configure_optimizers()
+    messages = [str(w.message) for w in caught if "dense optimiser step" in str(w.message)]
+    assert bool(messages) == warned
+    if warned:
+        assert f"{N:,} item IDs with {loss}" in messages[0] and "model.sparse_id=true" in messages[0]
