@@ -6,6 +6,7 @@ import logging
 import math
 import time
 import warnings
+from collections import deque
 from typing import Any
 
 import lightning as L
@@ -174,7 +175,7 @@ class LogProgress(L.Callback):
         if not every_s > 0:
             raise ValueError(f"every_s must be > 0, got {every_s!r}")
         self.every_s = float(every_s)
-        self.lines: list[str] = []  # what was logged (tests read it)
+        self.lines: deque[str] = deque(maxlen=100)  # the latest lines logged (tests read them)
         self._start = self._last = 0.0
 
     def _begin(self) -> None:
