@@ -26,7 +26,6 @@ results.json. A run's folder then serves `bench_index.py --run` (ANN on trained 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -34,7 +33,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench_scale import BIN, run_stage
+from bench_scale import BIN, last_metrics, run_stage
 
 LOSSES = {
     "sampled_lazy": ["loss=sampled_softmax", "loss.n_negatives=1024", "model.sparse_id=true"],
@@ -43,20 +42,10 @@ LOSSES = {
         "loss.n_negatives=1024",
         "loss.sampler=popularity",
         "model.sparse_id=true",
-    ],  # fmt: skip
+    ],
     "in_batch_lazy": ["loss=in_batch", "model.sparse_id=true"],
     "full": ["loss=full_softmax"],
 }
-
-
-def last_metrics(run: Path) -> dict[str, float]:
-    """The latest value of each column of the run's CSV metrics log."""
-    path = run / "csv" / "metrics.csv"
-    out: dict[str, float] = {}
-    if path.is_file():
-        for row in csv.DictReader(path.open()):
-            out.update({k: float(v) for k, v in row.items() if v not in ("", None)})
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -135,19 +135,22 @@ def run_stage(cmd: list[str], env: dict, cwd: Path, log: Path) -> dict:
     return result
 
 
-def metrics_of(run: Path) -> dict:
-    path = run / "csv" / "metrics.csv"
-    if not path.is_file():
-        return {}
+def last_metrics(run: Path) -> dict[str, float]:
+    """The latest value of each column of the run's CSV metrics log ({} without one)."""
     import csv
 
-    rows = list(csv.DictReader(path.open()))
-    out = {}
-    for key in ("train_s", "first_step_s", "step_s"):
-        times = [float(r[f"time/{key}"]) for r in rows if r.get(f"time/{key}")]
-        if times:
-            out[key] = times[-1]
+    path = run / "csv" / "metrics.csv"
+    out: dict[str, float] = {}
+    if path.is_file():
+        for row in csv.DictReader(path.open()):
+            out.update({k: float(v) for k, v in row.items() if v not in ("", None)})
     return out
+
+
+def metrics_of(run: Path) -> dict:
+    """The run's latest time/train_s, time/first_step_s and time/step_s, without the prefix."""
+    m = last_metrics(run)
+    return {key: m[f"time/{key}"] for key in ("train_s", "first_step_s", "step_s") if f"time/{key}" in m}
 
 
 def one_size(args, n_items: int, n_events: int) -> dict:

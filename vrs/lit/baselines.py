@@ -101,14 +101,18 @@ def frozen_catalogue(
     content: ItemContent,
     modalities: list[str],
     feature_cache: FeatureCache | None = None,
+    image_side: bool = False,
 ) -> CatalogueFeatures:
     """The catalogue's features from `encoder_cfg`'s towers named in `modalities`, all frozen; read
-    from `feature_cache` when given."""
+    from `feature_cache` when given. `image_side`: image files decode at the side the image tower
+    reads instead of the content's own size."""
     towers = build_towers(encoder_cfg)
     missing = [m for m in modalities if m not in towers]
     if missing:
         raise ValueError(f"the encoder has no {missing} tower (it has {sorted(towers)})")
     chosen = {m: towers[m].eval() for m in modalities}
+    if image_side and "image" in chosen:
+        content = at_side(content, getattr(chosen["image"], "image_size", None))
     return CatalogueFeatures.build(content, chosen, frozen=list(chosen), feature_cache=feature_cache)
 
 
@@ -124,14 +128,7 @@ def image_features(
     at: the features of one encoder (visual ILD) are then the same for every model of a dataset."""
     if content.image_files is None and content.images is None:
         raise ValueError("image features need item images and an encoder with an image tower")
-    towers = build_towers(encoder_cfg)
-    if "image" not in towers:
-        raise ValueError(f"the encoder has no image tower (it has {sorted(towers)})")
-    tower = towers["image"].eval()
-    content = at_side(content, getattr(tower, "image_size", None))
-    catalogue = CatalogueFeatures.build(
-        content, {"image": tower}, frozen=["image"], feature_cache=feature_cache
-    )
+    catalogue = frozen_catalogue(encoder_cfg, content, ["image"], feature_cache, image_side=True)
     return catalogue.inputs["image"], catalogue.present["image"]  # (N, F), (N,)
 
 

@@ -21,14 +21,14 @@ from vrs.encoders.cache import FeatureCache
 from vrs.lit.finetune import FineTuning, upgrade_legacy
 from vrs.lit.ranking import RankingModule, Scorer
 from vrs.lit.targets import build, check_targets, is_trusted, moved_state_keys, moved_targets
-from vrs.losses import BPRLoss
+from vrs.losses import BPRLoss, InBatchLoss, SampledSoftmaxLoss
 from vrs.models.content_match import ContentMatch
 from vrs.models.item_tower import ItemTower
 from vrs.models.recommender import Recommender
 
 INITS = ("default", "xavier_normal")
 # ID tables from this size on train far faster with model.sparse_id=true under sampled or in-batch
-# negatives (1.7x at 100k items, 6.6x at 1M: benchmarks/bench_scale.py); below it no warning.
+# negatives (1.7x at 100k items, 6.6-6.9x at 1M: benchmarks/bench_scale.py); below it no warning.
 LARGE_CATALOGUE = 200_000
 
 
@@ -401,18 +401,11 @@ class RecModule(RankingModule):
         """Warns when a large ID table trains with sampled or in-batch negatives but a dense
         optimiser step, which reads and writes every row at each step (README, "Scale")."""
         table = getattr(self.net.item_tower, "id_emb", None)
-        trainer = self._trainer
-        if (
-            table is None
-            or table.num_embeddings < LARGE_CATALOGUE
-            or type(self.loss_fn).__name__
-            not in (
-                "SampledSoftmaxLoss",
-                "InBatchLoss",
-            )
-        ):
+        if table is None or table.num_embeddings < LARGE_CATALOGUE:
             return
-        if trainer is not None and trainer.world_size > 1:
+        if not isinstance(self.loss_fn, SampledSoftmaxLoss | InBatchLoss):
+            return
+        if self._trainer is not None and self._trainer.world_size > 1:
             return  # sparse_id is one-process only
         warnings.warn(
             f"{table.num_embeddings:,} item IDs with {type(self.loss_fn).__name__} and a dense optimiser "
