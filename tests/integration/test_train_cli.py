@@ -330,6 +330,34 @@ def test_bpr_mf_trains_and_reloads_with_a_vector_per_user(
     )
 
 
+def test_first_target_trains_bpr_mf_on_every_train_event_and_is_refused_for_sasrec(
+    tmp_path: Path, small_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """data.first_target=true: each epoch of user=mf has every (user, item) pair of the training split
+    as a target, each user's first event included; a history-reading encoder refuses it."""
+    counted: dict[int, int] = {}
+    step = RecModule.training_step
+
+    def record(self, batch, batch_idx):
+        counted[self.current_epoch] = counted.get(self.current_epoch, 0) + int((batch.targets >= 0).sum())
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(RecModule, "training_step", record)
+    overrides = ["experiment=bpr_mf", "data=synthetic", "trainer.max_epochs=1", "test=false"]
+    from vrs.data.datamodule import RecDataModule
+
+    dm = RecDataModule(str(small_data), load_images=False)
+    dm.setup()
+    train_len = dm.data.train_len
+    run_train(tmp_path / "default", small_data, overrides)
+    assert counted == {0: int((train_len - 1)[train_len >= 2].sum())}  # first events are inputs only
+    counted.clear()
+    run_train(tmp_path / "all", small_data, [*overrides, "data.first_target=true"])
+    assert counted == {0: int(train_len.sum())}
+    with pytest.raises(ValueError, match="data.first_target=true .* not SASRecUserEncoder"):
+        run_train(tmp_path / "sasrec", small_data, ["data.first_target=true", "trainer.max_epochs=1"])
+
+
 def test_aux_category_loss_trains_and_reloads(tmp_path: Path, small_data: Path) -> None:
     """model.aux_category_weight: the dataset's category count reaches the model, the head is kept in
     the checkpoint, and vrs-eval rebuilds it and scores the same."""

@@ -189,3 +189,33 @@ def test_all_windows_make_every_train_event_after_the_first_a_target_once(data, 
         assert len(ds) == 2  # windows as long as the prefixes: the same samples as "last"
     with pytest.raises(ValueError, match="train_windows must be 'last' or 'all'"):
         TrainSequenceDataset(data, max_len=2, windows="every")
+
+
+@pytest.mark.parametrize("windows", ["last", "all"])
+@pytest.mark.parametrize("max_len", [1, 2, 3, 10])
+def test_first_target_makes_every_train_event_a_target_once(data, max_len, windows):
+    ds = TrainSequenceDataset(data, max_len=max_len, windows=windows, first_target=True)
+    targets: dict[int, list[int]] = {}
+    for i in range(len(ds)):
+        s = ds[i]
+        seq, n = data.user_seqs[s["user"]], len(s["targets"])
+        assert (
+            1 <= n <= max_len and n == len(s["items"]) == len(s["events"]) == len(s["times"]) == ds.lengths[i]
+        )
+        first = int(ds.ends[i]) - n  # seq_pos of the first target
+        assert s["targets"].tolist() == seq[first : first + n].tolist()
+        # Inputs are the targets shifted by one; the first event stands in as its own input.
+        assert s["items"].tolist() == seq[[max(p - 1, 0) for p in range(first, first + n)]].tolist()
+        assert (
+            s["events"].tolist()
+            == data.user_events[s["user"]][[max(p - 1, 0) for p in range(first, first + n)]].tolist()
+        )
+        targets.setdefault(s["user"], []).extend(range(first, first + n))
+    # a has 5 train events, b 1 (a target now), c 2.
+    if windows == "all":
+        assert {u: sorted(p) for u, p in targets.items()} == {0: [0, 1, 2, 3, 4], 1: [0], 2: [0, 1]}
+    else:  # the last max_len train events of each user
+        want = {u: list(range(max(0, n - max_len), n)) for u, n in enumerate(data.train_len.tolist())}
+        assert {u: sorted(p) for u, p in targets.items()} == want
+    batch = collate_train([ds[i] for i in range(len(ds))])
+    assert int((batch.targets >= 0).sum()) == sum(len(p) for p in targets.values())

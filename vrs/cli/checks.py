@@ -32,6 +32,7 @@ RULES: dict[str, Rule] = {
     "data.image_size": integer(1),
     "data.length_grouping": integer(1),
     "data.train_windows": choice("last", "all"),
+    "data.first_target": BOOL,
     "data.load_images": BOOL,
     "data.on_bad_image": choice("error", "skip", "blank"),
     "data.split": choice("leave_one_out", "temporal"),

@@ -105,12 +105,25 @@ def _merge_csv(path: Path, before: str) -> None:
 def require_targets(datamodule: Any) -> None:
     """Refuses a dataset whose split leaves nothing to train on or to validate with."""
     data = datamodule.data
-    trainable = int((data.train_len >= 2).sum())
+    least = 1 if getattr(datamodule, "first_target", False) else 2
+    trainable = int((data.train_len >= least).sum())
     if trainable == 0 or len(data.val_targets) == 0:
         raise ValueError(
             f"{datamodule.root}: the {datamodule.split_kind} split leaves {trainable} user(s) with a "
-            f"training history of 2+ events and {len(data.val_targets)} validation target(s); training "
-            "needs at least one of each (more users, or users with more events)"
+            f"training history of {least}+ events and {len(data.val_targets)} validation target(s); "
+            "training needs at least one of each (more users, or users with more events)"
+        )
+
+
+def require_history_free(datamodule: Any, module: Any) -> None:
+    """Refuses data.first_target=true with a user encoder that reads the history: the first event
+    would be its own input, so the model would learn to copy its input."""
+    encoder = getattr(getattr(module, "net", None), "user_encoder", None)
+    if getattr(datamodule, "first_target", False) and getattr(encoder, "reads_history", True):
+        raise ValueError(
+            f"data.first_target=true makes each user's first train event a target with itself as input; "
+            f"only user encoders that never read the history allow it (user=mf, lightgcn, freedom), "
+            f"not {type(encoder).__name__}: set data.first_target=false"
         )
 
 
@@ -139,7 +152,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     def build(datamodule):
         require_targets(datamodule)
         with trusted_config():  # the user's own command line: the whole of Hydra
-            return instantiate(
+            module = instantiate(
                 cfg.model,
                 n_items=datamodule.n_items,
                 n_events=datamodule.n_events,
@@ -148,6 +161,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 max_len=datamodule.max_len,
                 dataset_fingerprint=datamodule.fingerprint,
             )
+        require_history_free(datamodule, module)
+        return module
 
     check_config(cfg)
     check_search(cfg)

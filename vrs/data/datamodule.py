@@ -51,6 +51,8 @@ class RecDataModule(L.LightningDataModule):
             history length, so little of each batch is padding; 1 = plain shuffled batches (default).
         train_windows: "last": one training sample per user, its last `max_len` + 1 train events;
             "all": every train event a target once per epoch (`TrainSequenceDataset`).
+        first_target: each user's first train event is a target too (history-free user encoders
+            only: `user=mf`, `lightgcn`, `freedom`; refused with one that reads the history).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class RecDataModule(L.LightningDataModule):
         seed: int = 0,
         length_grouping: int = 1,
         train_windows: str = "last",
+        first_target: bool = False,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -87,6 +90,7 @@ class RecDataModule(L.LightningDataModule):
         self.seed = seed
         self.length_grouping = length_grouping
         self.train_windows = check_train_windows(train_windows)  # refused here, not at the first epoch
+        self.first_target = bool(first_target)
         self.dataset: Dataset | None = None
         self.split: Split | None = None
         self.data: SequenceData | None = None
@@ -218,7 +222,7 @@ class RecDataModule(L.LightningDataModule):
 
     # -- loaders ----------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
-        dataset = TrainSequenceDataset(self._require(), self.max_len, self.train_windows)
+        dataset = TrainSequenceDataset(self._require(), self.max_len, self.train_windows, self.first_target)
         world, rank = self._world()
         batches = LengthGroupedBatchSampler(
             dataset.lengths,

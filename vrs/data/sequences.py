@@ -131,19 +131,28 @@ class TrainSequenceDataset(Dataset):
     RecBole's augmentation does, at one sample per ``max_len`` targets rather than one per target).
     Each sample is a dict with ``user``, ``items``, ``events``, ``times``, ``targets`` and ``start``
     (seq_pos of the first input, so positions can be audited).
+
+    ``first_target=True`` (for user encoders that never read the history: matrix factorisation and
+    the graph models) also makes each user's first train event a target: the inputs are shifted by
+    one with the first event standing in as its own input, so users with a single train event train
+    too and every train event is a target (windows of at most ``max_len`` targets).
     """
 
-    def __init__(self, data: SequenceData, max_len: int, windows: str = "last") -> None:
+    def __init__(
+        self, data: SequenceData, max_len: int, windows: str = "last", first_target: bool = False
+    ) -> None:
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         check_train_windows(windows)
         self.data = data
         self.max_len = max_len
-        users = np.flatnonzero(data.train_len >= 2)
+        self.first_target = first_target
+        lead = 0 if first_target else 1  # train events that are inputs only
+        users = np.flatnonzero(data.train_len >= 1 + lead)
         if windows == "last":
             self.users, self.ends = users, data.train_len[users]
         else:
-            counts = -(-(data.train_len[users] - 1) // max_len)  # ceil((L - 1) / max_len) windows each
+            counts = -(-(data.train_len[users] - lead) // max_len)  # ceil((L - lead) / max_len) each
             self.users = np.repeat(users, counts)
             first = np.repeat(np.cumsum(counts) - counts, counts)
             self.ends = data.train_len[self.users] - (np.arange(len(self.users)) - first) * max_len
@@ -154,12 +163,24 @@ class TrainSequenceDataset(Dataset):
     @property
     def lengths(self) -> np.ndarray:
         """(n,) input length T of each sample."""
-        return np.minimum(self.ends - 1, self.max_len)
+        return np.minimum(self.ends - (0 if self.first_target else 1), self.max_len)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         u, end = int(self.users[i]), int(self.ends[i])
-        start = max(0, end - self.max_len - 1)
         off = int(self.data.offsets[u])
+        if self.first_target:
+            first = max(0, end - self.max_len)  # seq_pos of the first target
+            inputs = np.arange(first - 1, end - 1).clip(0) + off  # the first event is its own input
+            targets = slice(off + first, off + end)
+            return {
+                "user": u,
+                "items": self.data.items_flat[inputs],
+                "events": self.data.events_flat[inputs],
+                "times": self.data.times_flat[inputs],
+                "targets": self.data.items_flat[targets],
+                "start": max(0, first - 1),
+            }
+        start = max(0, end - self.max_len - 1)
         seq = self.data.items_flat[off + start : off + end]
         ev = self.data.events_flat[off + start : off + end]
         times = self.data.times_flat[off + start : off + end - 1]

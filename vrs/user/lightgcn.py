@@ -31,6 +31,7 @@ class LightGCN(nn.Module):
 
     causal: bool = True
     uses_users: bool = True
+    reads_history: bool = False  # the history's items are never read (data.first_target allowed)
     graph: bool = True
 
     def __init__(

@@ -32,7 +32,8 @@ class UserEmbedding(nn.Module):
 
     The state at every position of a user's history is that user's vector, so training on the
     history's next-item targets fits the user vector to all of them: matrix factorisation over the
-    (user, item) pairs of training, except each history's first item (an input, never a target).
+    (user, item) pairs of training, each history's first item included with `data.first_target=true`
+    (otherwise an input, never a target).
     The history's items themselves are ignored. Users are the dataset's user indices
     (`RecBatch.users`); a batch without them is refused.
 
@@ -49,6 +50,7 @@ class UserEmbedding(nn.Module):
 
     causal: bool = True
     uses_users: bool = True
+    reads_history: bool = False  # the history's items are never read (data.first_target allowed)
 
     def __init__(
         self,
