@@ -333,8 +333,9 @@ def test_bpr_mf_trains_and_reloads_with_a_vector_per_user(
 def test_first_target_trains_bpr_mf_on_every_train_event_and_is_refused_for_sasrec(
     tmp_path: Path, small_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """data.first_target=true: each epoch of user=mf has every (user, item) pair of the training split
-    as a target, each user's first event included; a history-reading encoder refuses it."""
+    """data.first_target=true (experiment=bpr_mf's): each epoch of user=mf has every (user, item) pair
+    of the training split as a target, each user's first event included; a history-reading encoder
+    refuses it."""
     counted: dict[int, int] = {}
     step = RecModule.training_step
 
@@ -349,10 +350,10 @@ def test_first_target_trains_bpr_mf_on_every_train_event_and_is_refused_for_sasr
     dm = RecDataModule(str(small_data), load_images=False)
     dm.setup()
     train_len = dm.data.train_len
-    run_train(tmp_path / "default", small_data, overrides)
+    run_train(tmp_path / "inputs", small_data, [*overrides, "data.first_target=false"])
     assert counted == {0: int((train_len - 1)[train_len >= 2].sum())}  # first events are inputs only
     counted.clear()
-    run_train(tmp_path / "all", small_data, [*overrides, "data.first_target=true"])
+    run_train(tmp_path / "all", small_data, overrides)  # bpr_mf sets data.first_target=true
     assert counted == {0: int(train_len.sum())}
     with pytest.raises(ValueError, match="data.first_target=true .* not SASRecUserEncoder"):
         run_train(tmp_path / "sasrec", small_data, ["data.first_target=true", "trainer.max_epochs=1"])
