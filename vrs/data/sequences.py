@@ -146,13 +146,12 @@ class TrainSequenceDataset(Dataset):
         check_train_windows(windows)
         self.data = data
         self.max_len = max_len
-        self.first_target = first_target
-        lead = 0 if first_target else 1  # train events that are inputs only
-        users = np.flatnonzero(data.train_len >= 1 + lead)
+        self.lead = 0 if first_target else 1  # train events that are inputs only
+        users = np.flatnonzero(data.train_len >= 1 + self.lead)
         if windows == "last":
             self.users, self.ends = users, data.train_len[users]
         else:
-            counts = -(-(data.train_len[users] - lead) // max_len)  # ceil((L - lead) / max_len) each
+            counts = -(-(data.train_len[users] - self.lead) // max_len)  # ceil((L - lead) / max_len) each
             self.users = np.repeat(users, counts)
             first = np.repeat(np.cumsum(counts) - counts, counts)
             self.ends = data.train_len[self.users] - (np.arange(len(self.users)) - first) * max_len
@@ -163,34 +162,21 @@ class TrainSequenceDataset(Dataset):
     @property
     def lengths(self) -> np.ndarray:
         """(n,) input length T of each sample."""
-        return np.minimum(self.ends - (0 if self.first_target else 1), self.max_len)
+        return np.minimum(self.ends - self.lead, self.max_len)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         u, end = int(self.users[i]), int(self.ends[i])
         off = int(self.data.offsets[u])
-        if self.first_target:
-            first = max(0, end - self.max_len)  # seq_pos of the first target
-            inputs = np.arange(first - 1, end - 1).clip(0) + off  # the first event is its own input
-            targets = slice(off + first, off + end)
-            return {
-                "user": u,
-                "items": self.data.items_flat[inputs],
-                "events": self.data.events_flat[inputs],
-                "times": self.data.times_flat[inputs],
-                "targets": self.data.items_flat[targets],
-                "start": max(0, first - 1),
-            }
-        start = max(0, end - self.max_len - 1)
-        seq = self.data.items_flat[off + start : off + end]
-        ev = self.data.events_flat[off + start : off + end]
-        times = self.data.times_flat[off + start : off + end - 1]
+        first = max(self.lead, end - self.max_len)  # seq_pos of the first target
+        # Inputs are the targets shifted by one; with first_target the first event is its own input.
+        inputs = slice(off + first - 1, off + end - 1) if first else np.arange(-1, end - 1).clip(0) + off
         return {
             "user": u,
-            "items": seq[:-1],
-            "events": ev[:-1],
-            "times": times,
-            "targets": seq[1:],
-            "start": start,
+            "items": self.data.items_flat[inputs],
+            "events": self.data.events_flat[inputs],
+            "times": self.data.times_flat[inputs],
+            "targets": self.data.items_flat[off + first : off + end],
+            "start": max(0, first - 1),
         }
 
 
