@@ -14,7 +14,7 @@ SEED=${SEED:-0}
 DATA=${DATA:-data/amazon/Beauty}
 # shellcheck source=train_run.sh
 source "$(dirname "$0")/train_run.sh"
-ORDER=(base wd0 len_shuffle rectools rectools_grouped rectools_pt rectools_s1024 rectools_s4096 rectools_full attr_concat attr_sum search5 search5_attr edrop edrop_attr)
+ORDER=(base wd0 len_shuffle rectools rectools_grouped rectools_pt rectools_s1024 rectools_s4096 rectools_full attr_concat attr_sum search5 search5_attr edrop edrop_attr edrop_p50 rt013)
 # Screening arms: their peak comes within 10 epochs, so patience 8 instead of 50.
 SCREEN="callbacks.early_stopping.patience=8"
 SEARCH5="model.optimizer.lr=0.0006247269008869789 model.optimizer.weight_decay=0.1 user.dropout=0.24470304647360056 model.dim=256 user.n_layers=2 user.n_heads=2 data.batch_size=256"
@@ -45,6 +45,10 @@ declare -A GRID=(
   # and vrs did not.
   [edrop]="experiment=sasrec_amazon_v2 model.embedding_dropout=0.2"
   [edrop_attr]="experiment=sasrec_amazon_attr_v2 model.embedding_dropout=0.2"
+  # The RecTools 0.13 recipe run to the reference's patience of 50: with 4,096 shared negatives, and
+  # exactly as 0.13 trains (256 negatives per target, patience 50 from sasrec_amazon_rectools).
+  [edrop_p50]="experiment=sasrec_amazon_v2 model.embedding_dropout=0.2 callbacks.early_stopping.patience=50"
+  [rt013]="experiment=sasrec_amazon_rectools loss.negatives=per_target model.embedding_dropout=0.2"
 )
 ARMS=${ARMS:-"${ORDER[*]}"}
 for arm in $ARMS; do
