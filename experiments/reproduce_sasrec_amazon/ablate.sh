@@ -14,7 +14,7 @@ SEED=${SEED:-0}
 DATA=${DATA:-data/amazon/Beauty}
 # shellcheck source=train_run.sh
 source "$(dirname "$0")/train_run.sh"
-ORDER=(base wd0 len_shuffle rectools rectools_grouped rectools_pt rectools_s1024 rectools_s4096 rectools_full attr_concat attr_sum search5 search5_attr edrop edrop_attr edrop_p50 rt013 full_d05 full_w128 full_edrop)
+ORDER=(base wd0 len_shuffle rectools rectools_grouped rectools_pt rectools_s1024 rectools_s4096 rectools_full attr_concat attr_sum search5 search5_attr edrop edrop_attr edrop_p50 rt013 full_d05 full_w128 full_edrop full_d07 full_d05_edrop)
 # Screening arms: their peak comes within 10 epochs, so patience 8 instead of 50.
 SCREEN="callbacks.early_stopping.patience=8"
 SEARCH5="model.optimizer.lr=0.0006247269008869789 model.optimizer.weight_decay=0.1 user.dropout=0.24470304647360056 model.dim=256 user.n_layers=2 user.n_heads=2 data.batch_size=256"
@@ -54,6 +54,8 @@ declare -A GRID=(
   [full_d05]="experiment=sasrec_amazon_rectools loss=full_softmax ~loss.n_negatives ~loss.sampler user.dropout=0.5 $SCREEN"
   [full_w128]="experiment=sasrec_amazon_rectools loss=full_softmax ~loss.n_negatives ~loss.sampler model.dim=128 $SCREEN"
   [full_edrop]="experiment=sasrec_amazon_rectools loss=full_softmax ~loss.n_negatives ~loss.sampler model.embedding_dropout=0.2 $SCREEN"
+  [full_d07]="experiment=sasrec_amazon_rectools loss=full_softmax ~loss.n_negatives ~loss.sampler user.dropout=0.7 $SCREEN"
+  [full_d05_edrop]="experiment=sasrec_amazon_rectools loss=full_softmax ~loss.n_negatives ~loss.sampler user.dropout=0.5 model.embedding_dropout=0.2 $SCREEN"
 )
 ARMS=${ARMS:-"${ORDER[*]}"}
 for arm in $ARMS; do
