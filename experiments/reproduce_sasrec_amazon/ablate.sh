@@ -17,6 +17,8 @@ source "$(dirname "$0")/train_run.sh"
 ORDER=(base wd0 len_shuffle rectools rectools_grouped rectools_pt rectools_s1024 rectools_s4096 rectools_full attr_concat attr_sum search5 search5_attr edrop edrop_attr edrop_p50 rt013 full_d05 full_w128 full_edrop full_d07 full_d05_edrop)
 # Screening arms: their peak comes within 10 epochs, so patience 8 instead of 50.
 SCREEN="callbacks.early_stopping.patience=8"
+# Cross-entropy over the whole catalogue in place of sampled negatives.
+FULL="loss=full_softmax"
 SEARCH5="model.optimizer.lr=0.0006247269008869789 model.optimizer.weight_decay=0.1 user.dropout=0.24470304647360056 model.dim=256 user.n_layers=2 user.n_heads=2 data.batch_size=256"
 declare -A GRID=(
   [base]="experiment=sasrec_amazon_tuned"
@@ -31,7 +33,7 @@ declare -A GRID=(
   # step time of one shared draw: do more shared negatives, or the whole catalogue, do as well?
   [rectools_s1024]="experiment=sasrec_amazon_rectools loss.n_negatives=1024 $SCREEN"
   [rectools_s4096]="experiment=sasrec_amazon_rectools loss.n_negatives=4096 $SCREEN"
-  [rectools_full]="experiment=sasrec_amazon_rectools loss=full_softmax ~loss.n_negatives ~loss.sampler $SCREEN"
+  [rectools_full]="experiment=sasrec_amazon_rectools $FULL $SCREEN"
   # Content on the chosen ID-only settings (sasrec_amazon_v2): the attribute tokens as a learned
   # modality, concatenated (MLP) or summed (one projection per modality) with the ID embedding.
   [attr_concat]="experiment=sasrec_amazon_attr_v2 $SCREEN"
@@ -51,11 +53,11 @@ declare -A GRID=(
   [rt013]="experiment=sasrec_amazon_rectools loss.negatives=per_target model.embedding_dropout=0.2"
   # Full softmax (rectools_full) peaks above the sampled arms, then overfits within a few epochs:
   # more dropout, a narrower model, item-embedding dropout.
-  [full_d05]="experiment=sasrec_amazon_rectools loss=full_softmax ~loss.n_negatives ~loss.sampler user.dropout=0.5 $SCREEN"
-  [full_w128]="experiment=sasrec_amazon_rectools loss=full_softmax ~loss.n_negatives ~loss.sampler model.dim=128 $SCREEN"
-  [full_edrop]="experiment=sasrec_amazon_rectools loss=full_softmax ~loss.n_negatives ~loss.sampler model.embedding_dropout=0.2 $SCREEN"
-  [full_d07]="experiment=sasrec_amazon_rectools loss=full_softmax ~loss.n_negatives ~loss.sampler user.dropout=0.7 $SCREEN"
-  [full_d05_edrop]="experiment=sasrec_amazon_rectools loss=full_softmax ~loss.n_negatives ~loss.sampler user.dropout=0.5 model.embedding_dropout=0.2 $SCREEN"
+  [full_d05]="experiment=sasrec_amazon_rectools $FULL user.dropout=0.5 $SCREEN"
+  [full_w128]="experiment=sasrec_amazon_rectools $FULL model.dim=128 $SCREEN"
+  [full_edrop]="experiment=sasrec_amazon_rectools $FULL model.embedding_dropout=0.2 $SCREEN"
+  [full_d07]="experiment=sasrec_amazon_rectools $FULL user.dropout=0.7 $SCREEN"
+  [full_d05_edrop]="experiment=sasrec_amazon_rectools $FULL user.dropout=0.5 model.embedding_dropout=0.2 $SCREEN"
 )
 ARMS=${ARMS:-"${ORDER[*]}"}
 for arm in $ARMS; do
