@@ -5,7 +5,7 @@
 # only (test=false), seeds $SEEDS. From the repository root:
 #   bash experiments/reproduce_sasrec_amazon/defaults_check.sh
 #   ARMS="demo_d05" SEEDS="0" bash experiments/reproduce_sasrec_amazon/defaults_check.sh
-# Runs go to $OUT/<arm>/synthetic/seed<S> (summarize.py reads them: --csv results_defaults.csv $OUT);
+# Runs go to $OUT/<arm>/synthetic/seed<S>; summarize.py reads them (README.md, Commands);
 # finished runs are skipped, interrupted ones continue from their latest epoch (train_run.sh).
 set -euo pipefail
 OUT=${OUT:-runs/reproduce_sasrec_amazon/defaults}
