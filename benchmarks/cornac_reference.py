@@ -31,7 +31,10 @@ reader, the split, the sequence tables and the ranking metrics. From the reposit
         --data DIR --features CACHE/image-<key>/features.pt --out RUN_DIR
 
 Writes RUN_DIR/results.json: every grid point's validation HR/NDCG@10, the chosen one, and per seed
-its validation and test HR@10 / NDCG@10 (mean and std over seeds), with the wall time of each fit.
+its validation and test HR@10 / NDCG@10 (mean and std over seeds), with the wall time of each fit;
+and RUN_DIR/seed<k>/ per test fit (metrics.json, config.yaml, test_users.parquet: `vrs-compare`'s
+paired tests over users against vrs's runs on the same dataset, e.g.
+`vrs-compare runs/bpr_mf/ml100k RUN_DIR --metric recall_10 --mixed-datasets`).
 """
 
 from __future__ import annotations
@@ -45,7 +48,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vrs_side import load_features, load_split, parse_grid, score_vectors, vrs_io  # noqa: E402  (shared)
+from vrs_side import (  # noqa: E402  (shared)
+    load_features,
+    load_split,
+    parse_grid,
+    run_metrics,
+    score_vectors,
+    vrs_io,
+    write_user_run,
+)
 
 DEFAULT_GRIDS = {
     "BPR": "k=64 lambda_reg=0.001,0.01,0.1 learning_rate=0.01,0.05 max_iter=50,100,200,400",
@@ -129,9 +140,16 @@ def vbpr_vectors(model, train_set, features: np.ndarray) -> tuple[np.ndarray, np
 
 
 def score(
-    model, train_set, data, targets: np.ndarray, batch_size: int = 1024, features: np.ndarray | None = None
+    model,
+    train_set,
+    data,
+    targets: np.ndarray,
+    batch_size: int = 1024,
+    features: np.ndarray | None = None,
+    per_target: dict | None = None,
 ) -> dict[str, float]:
-    """vrs's full-ranking HR/NDCG@10 of `targets` ((user index, seq_pos) rows) under a fitted model."""
+    """vrs's full-ranking HR/NDCG@10 of `targets` ((user index, seq_pos) rows) under a fitted model
+    (`per_target`: see `vrs_side.score_vectors`)."""
     n_items = data.n_items
     if features is not None:
         items, cornac_users = vbpr_vectors(model, train_set, features)
@@ -157,7 +175,7 @@ def score(
         r = train_set.uid_map.get(str(u))
         if r is not None:
             users[u] = cornac_users[r]
-    return score_vectors(data, targets, users, items, batch_size)
+    return score_vectors(data, targets, users, items, batch_size, per_target)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -193,12 +211,16 @@ def main(argv: list[str] | None = None) -> None:
     runs = []
     for seed in (int(s) for s in args.seeds.split(",")):
         model, train_set, seconds = fit(triples, best, seed, features)
+        per_target: dict = {}
         runs.append({
             "seed": seed,
             "val": score(model, train_set, data, data.val_targets, features=features),
-            "test": score(model, train_set, data, data.test_targets, features=features),
+            "test": score(model, train_set, data, data.test_targets, features=features, per_target=per_target),
             "fit_seconds": seconds,
         })  # fmt: skip
+        config = {"reference": f"cornac.models.{args.model}", "params": best, "seed": seed,
+                  "data": {"root": str(args.data)}}  # fmt: skip
+        write_user_run(args.out / f"seed{seed}", data, per_target, run_metrics(runs[-1]), config)
         print(
             f"seed {seed}: test NDCG@10 {runs[-1]['test']['ndcg_10']:.4f} HR@10 {runs[-1]['test']['hr_10']:.4f}"
         )

@@ -50,7 +50,10 @@ in vrs; results.json `history_mask`); with --name (S3-Rec files) RecBole's own r
 RecBole's validation and test run over every user with a target, as vrs's do. Writes RUN_DIR/results.json (the validation curve, seconds per epoch, test HR@10 /
 NDCG@10 at the best epoch, whose weights are kept in memory: no checkpoint file is written or
 unpickled; with --data also the folder, dataset.json's fingerprint and vrs's split counts) and
-RecBole's own log under RUN_DIR. A run killed before the end continues from its last finished epoch
+RecBole's own log under RUN_DIR; with --data also RUN_DIR/{metrics.json, config.yaml,
+test_users.parquet} (each test target's rank with ties against it, as vrs counts; results.json
+`test_vrs_ties` gives HR/NDCG@10 from those ranks), so `vrs-compare VRS_RUNS RUN_DIR --metric
+recall_10 --mixed-datasets` runs paired tests over users between vrs and the reference. A run killed before the end continues from its last finished epoch
 when the same command is given again: RUN_DIR/resume.ckpt (model, optimizer, early-stopping state,
 the curve, the best epoch's weights, random states) is written at the start of every epoch after the
 first, with a hash record beside it, and is loaded only if that record matches (a pickle this
@@ -73,7 +76,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recbole_sasrec_beauty import DEFAULT_DATA, convert, recbole_settings  # noqa: E402  (shared)
-from vrs_side import load_own_checkpoint, load_split, vrs_io  # noqa: E402
+from vrs_side import load_own_checkpoint, load_split, vrs_io, write_user_run  # noqa: E402
 
 PARTS = ("train", "valid", "test")
 
@@ -111,6 +114,7 @@ def load_vrs(root: Path):
     (`vrs_side.load_split`). Returns (SequenceData, Split, dataset.json as a dict); the fingerprint
     recorded is dataset.json's."""
     data, split, ds = load_split(root)
+    data.item_table = ds.items  # the item ids of the per-target results (write_user_run)
     return data, split, ds.meta
 
 
@@ -430,10 +434,14 @@ def main() -> None:
 
         trainer._train_epoch, trainer._valid_epoch = timed_train_epoch, recorded_valid_epoch
         phase = {"now": "valid"}
+        per_target: dict[str, list[np.ndarray]] = {"user": [], "target": [], "rank": [], "seen": []}
         if data is not None:
             # vrs's history mask on every ranking (validation and test), whatever the model type.
             earlier = earlier_items(data, dataset, args.max_users)
             batch_eval = trainer._full_sort_batch_eval
+
+            user_of = np.array([-1] + [int(t) for t in dataset.field2id_token[dataset.uid_field][1:]])
+            item_of = np.array([-1] + [int(t) for t in dataset.field2id_token[dataset.iid_field][1:]])
 
             def masked_batch_eval(batched_data):
                 interaction, scores, positive_u, positive_i = batch_eval(batched_data)
@@ -442,6 +450,16 @@ def main() -> None:
                 rows = np.repeat(np.arange(len(per_row)), [len(a) for a in per_row])
                 cols = np.concatenate(per_row) if per_row else np.empty(0, dtype=np.int64)
                 scores[torch.as_tensor(rows), torch.as_tensor(cols)] = -np.inf
+                if phase["now"] == "test":  # each target's rank as vrs counts it: ties against it
+                    target = scores[positive_u, positive_i]
+                    rank = (scores[positive_u] >= target[:, None]).sum(1) - 1
+                    masked = torch.isneginf(target)  # an earlier item of the user: a miss, rank N
+                    rank[masked] = data.n_items
+                    users = interaction[dataset.uid_field][positive_u].cpu().numpy()
+                    per_target["user"].append(user_of[users])
+                    per_target["target"].append(item_of[positive_i.cpu().numpy()])
+                    per_target["rank"].append(rank.cpu().numpy())
+                    per_target["seen"].append(masked.cpu().numpy())
                 return interaction, scores, positive_u, positive_i
 
             trainer._full_sort_batch_eval = masked_batch_eval
@@ -479,6 +497,23 @@ def main() -> None:
         "val": {k: float(v) for k, v in best_valid.items()},
         "test": {k: float(v) for k, v in test.items()},
     }
+    if data is not None and per_target["rank"]:  # vrs-compare's paired tests against vrs's runs
+        metrics = {
+            f"{stage}/{'recall_10' if key == 'hit@10' else key.replace('@', '_')}": float(value)
+            for stage, scores in (("val", best_valid), ("test", test))
+            for key, value in scores.items()
+        }
+        config = {"reference": f"recbole.{args.model}", "seed": args.seed, "settings": results["settings"],
+                  "data": {"root": str(args.data)}}  # fmt: skip
+        targets = {k: np.concatenate(v) for k, v in per_target.items()}
+        write_user_run(out, data, targets, metrics, config)
+        ranks = targets["rank"]
+        hit = (ranks < 10) & ~targets["seen"]
+        results["test_vrs_ties"] = {  # the same targets, ties counted against the target (vrs's rule)
+            "hit@10": float(hit.mean()),
+            "ndcg@10": float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean()),
+            "targets": int(len(ranks)),
+        }
     vrs_io().write_json(out / "results.json", results)  # temp file, then rename
     print(
         f"{args.model} on {source['dataset']}, seed {args.seed}: best epoch {best_epoch} of {len(curve)}; "

@@ -113,11 +113,18 @@ def item_stats(data):
 
 
 def score_vectors(
-    data, targets: np.ndarray, users: np.ndarray, items: np.ndarray, batch_size: int = 1024
+    data,
+    targets: np.ndarray,
+    users: np.ndarray,
+    items: np.ndarray,
+    batch_size: int = 1024,
+    per_target: dict | None = None,
 ) -> dict[str, float]:
     """vrs's full-ranking HR/NDCG@10 and list metrics@10 of `targets` ((user index, seq_pos) rows)
     when user u scores item i as users[u] . items[i] (rows in vrs's user and item order): the user's
-    earlier items excluded, ties against the target. `data.item_table` gives the categories."""
+    earlier items excluded, ties against the target. `data.item_table` gives the categories. A dict
+    passed as `per_target` receives each target's user and item index, rank and seen flag (the rows
+    of `write_user_run`)."""
     _on_path()
     import torch
 
@@ -137,6 +144,7 @@ def score_vectors(
     lists = ListMetrics(n_items, ks=(10,))
     lists.set_stats(item_stats(data))
     dataset = EvalDataset(data, targets, max_len=1)
+    kept: dict[str, list] = {"user": [], "target": [], "rank": [], "seen": []}
     for start in range(0, len(dataset), batch_size):
         samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         rows = user_t[torch.tensor([int(s["user"]) for s in samples], dtype=torch.long)]
@@ -148,6 +156,13 @@ def score_vectors(
         ranking = rank_and_topk(rows, item_t, target, seen, k=10)
         metric.update(ranking.ranks, ranking.target_seen)
         lists.update(ranking.top_items)
+        if per_target is not None:
+            kept["user"].append(np.array([int(s["user"]) for s in samples], dtype=np.int64))
+            kept["target"].append(target.numpy())
+            kept["rank"].append(ranking.ranks.reshape(-1).numpy().astype(np.int64))
+            kept["seen"].append(ranking.target_seen.reshape(-1).numpy().astype(bool))
+    if per_target is not None:
+        per_target.update({k: np.concatenate(v) if v else np.zeros(0) for k, v in kept.items()})
     out = metric.compute()
     beyond = {k: float(v) for k, v in lists.compute().items() if k.endswith("_10")}
     return {
@@ -155,4 +170,39 @@ def score_vectors(
         "hr_10": float(out["recall_10"]),
         "n_users": int(out["n_users"]),
         **beyond,
+    }
+
+
+def write_user_run(folder: Path, data, per_target: dict, metrics: dict[str, float], config: dict) -> Path:
+    """A reference fit as a run folder that `vrs-compare` reads beside vrs's own runs: metrics.json
+    (vrs's key names), config.yaml (`config`: what was fitted, `data.root`, `seed`) and
+    test_users.parquet (one row per test target: user and target ids, rank, seen, cold = the target
+    never occurs in training), so its paired tests over users can set a reference against a vrs model.
+    Each file is written to a temp file, then renamed."""
+    import pandas as pd
+    import yaml
+
+    io = vrs_io()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = per_target["target"].astype(np.int64)
+    frame = pd.DataFrame({
+        "user": np.asarray(data.user_ids)[per_target["user"].astype(np.int64)],
+        "target": data.item_table["item_id"].to_numpy()[target],
+        "rank": per_target["rank"].astype(np.int64),
+        "seen": per_target["seen"].astype(bool),
+        "cold": np.asarray(data.train_counts)[target] == 0,
+    })  # fmt: skip
+    io.atomic_write(folder / "test_users.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+    io.atomic_write_text(folder / "config.yaml", yaml.safe_dump(config, sort_keys=True))
+    return io.write_json(folder / "metrics.json", metrics)
+
+
+def run_metrics(run: dict) -> dict[str, float]:
+    """A reference fit's {"val": ..., "test": ...} scores under vrs's metric names ("test/recall_10";
+    HR@10 is vrs's recall@10 with one target per user)."""
+    return {
+        f"{stage}/{'recall_10' if key == 'hr_10' else key}": float(value)
+        for stage in ("val", "test")
+        for key, value in run[stage].items()
+        if key != "n_users"
     }

@@ -52,7 +52,9 @@ class RankingMetrics(torchmetrics.Metric):
             topk_items: (B, K >= coverage_k) top-K item lists (-1 = empty slot), or None.
         """
         ranks = ranks.reshape(-1).to(self.hist.device, torch.long)
-        hits = ranks[ranks < self.hist.numel()]
+        seen = target_seen.reshape(-1).to(self.hist.device, torch.bool)
+        # A seen target's rank is N: a miss, even in a catalogue no larger than max(ks).
+        hits = ranks[(ranks < self.hist.numel()) & ~seen]
         self.hist += torch.bincount(hits, minlength=self.hist.numel())
         self.n += ranks.numel()
         self.n_seen += target_seen.reshape(-1).to(self.n_seen.device).sum()

@@ -141,6 +141,17 @@ def test_hand_values_and_reset():
         metric.update(torch.tensor([0]), torch.tensor([False]), torch.tensor([[1]]))
 
 
+def test_a_seen_target_is_a_miss_in_a_catalogue_smaller_than_k():
+    # Five items, K = 10: the seen target's rank N = 5 lies inside the top 10 yet is no hit.
+    items = torch.arange(5.0)[:, None]  # item i scores i for both users
+    ranking = rank_and_topk(torch.ones(2, 1), items, torch.tensor([3, 1]), torch.tensor([[3], [-1]]), k=5)
+    assert ranking.ranks.tolist() == [5, 3] and ranking.target_seen.tolist() == [True, False]
+    metric = RankingMetrics(n_items=5, ks=(10,))
+    metric.update(ranking.ranks, ranking.target_seen)
+    out = metric.compute()
+    assert out["recall_10"] == 0.5 and out["ndcg_10"] == pytest.approx(0.5 / math.log2(5))
+
+
 def test_bad_targets_raise():
     with pytest.raises(ValueError, match="targets"):
         rank_and_topk(torch.randn(2, 3), torch.randn(5, 3), torch.tensor([0, 5]), None, k=0)

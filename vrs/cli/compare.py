@@ -182,6 +182,8 @@ def _user_metric(run: Run, metric: str) -> Any:
     name, _, k = metric.rpartition("_")
     rank = frame["rank"].to_numpy()
     hit = rank < int(k)
+    if "seen" in frame.columns:  # a seen target's rank is N: a miss, even when N <= K
+        hit &= ~frame["seen"].to_numpy(dtype=bool)
     values = np.where(hit, 1.0 / np.log2(rank + 2.0), 0.0) if name == "ndcg" else hit.astype(float)
     return pd.Series(values, index=pd.MultiIndex.from_frame(frame[["user", "target"]]))
 
