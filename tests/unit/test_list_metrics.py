@@ -141,3 +141,30 @@ def test_diversity_encoder_without_images_says_which_setting() -> None:
     datamodule = SimpleNamespace(load_images=False, train_counts=None, item_categories=None, content=None)
     with pytest.raises(ValueError, match=r"add data.load_images=true"):
         item_stats(cfg, datamodule)
+
+
+def test_diversity_encoder_leaves_the_random_stream_of_training_alone(monkeypatch) -> None:
+    # Building the encoder draws random numbers (its init); training after it must draw the same
+    # numbers as a run without the metric, or adding visual ILD would change the trained model.
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    import vrs.lit.baselines
+    from vrs.cli.common import item_stats
+
+    def features(encoder_cfg, content, cache):
+        torch.nn.Linear(8, 8)  # a random init, as a real encoder's
+        return torch.randn(3, 4), torch.ones(3, dtype=torch.bool)
+
+    monkeypatch.setattr(vrs.lit.baselines, "image_features", features)
+    cfg = OmegaConf.create({"diversity_encoder": {"_target_": "unused"}, "feature_cache": None})
+    datamodule = SimpleNamespace(
+        load_images=True, train_counts=torch.ones(3), item_categories=None, content=None
+    )
+    torch.manual_seed(0)
+    expected = torch.rand(5)
+    torch.manual_seed(0)
+    stats = item_stats(cfg, datamodule)
+    assert torch.equal(torch.rand(5), expected)
+    assert stats.features is not None and stats.features.shape == (3, 4)

@@ -84,7 +84,14 @@ def item_stats(cfg: DictConfig, datamodule: Any) -> Any:
                 "the experiment or the command line): add data.load_images=true"
             )
 
-        features, has_features = image_features(cfg.diversity_encoder, datamodule.content, feature_cache(cfg))
+        import torch
+
+        # A metric must not change what is trained: building the encoder (its random init before the
+        # pretrained weights load) would otherwise move the random stream that training then draws.
+        with torch.random.fork_rng():
+            features, has_features = image_features(
+                cfg.diversity_encoder, datamodule.content, feature_cache(cfg)
+            )
     return ItemStats(datamodule.train_counts, datamodule.item_categories, features, has_features)
 
 
