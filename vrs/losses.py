@@ -322,18 +322,28 @@ class BPRLoss(Loss):
             averaged over the pairs as the loss is (Cornac's VBPR and BPR, RecBole's ``reg_weight``).
             Unlike weight decay it counts a row once per pair it takes part in, so frequent users and
             items are held back most and a row no batch touches is left alone.
+        skip_positives: negatives are never the user's other training items in the batch (Cornac's
+            BPR skips such triples): the trainer passes each target's `positives`; a negative that
+            is one is drawn again, and after 32 draws its pair is left out of the mean.
     """
 
-    def __init__(self, n_items: int | None = None, l2: float = 0.0) -> None:
+    def __init__(self, n_items: int | None = None, l2: float = 0.0, skip_positives: bool = False) -> None:
         super().__init__()
         if l2 < 0:
             raise ValueError(f"BPRLoss l2 must be >= 0, got {l2}")
         self.n_items = n_items
         self.l2 = float(l2)
+        self.skip_positives = bool(skip_positives)
 
     def forward(
-        self, states: Tensor, targets: Tensor, encode_items: EncodeItems, log_q: Tensor | None = None
+        self,
+        states: Tensor,
+        targets: Tensor,
+        encode_items: EncodeItems,
+        log_q: Tensor | None = None,
+        positives: Tensor | None = None,
     ) -> Tensor:
+        """positives: (M, P) the items each target's user holds (-1 padded), read when skip_positives."""
         if targets.numel() == 0:
             return _empty_loss(states)
         n = _catalogue_size(self.n_items, log_q, "BPRLoss")
@@ -354,10 +364,28 @@ class BPRLoss(Loss):
                 if not bool(hit.any()):
                     break
                 negs[hit] = _uniform(n, int(hit.sum()), candidates, targets.device)
+        weight = None
+        if self.skip_positives and positives is not None:
+            if positives.shape[0] != m:
+                raise ValueError(
+                    f"BPRLoss positives must have one row per target ({m}), got {tuple(positives.shape)}"
+                )
+            for _ in range(32):
+                hit = (negs[:, None] == positives).any(1) | (negs == targets)
+                if not bool(hit.any()):
+                    break
+                negs[hit] = (
+                    torch.randint(0, n, (int(hit.sum()),), device=targets.device)
+                    if candidates is None
+                    else _uniform(n, int(hit.sum()), candidates, targets.device)
+                )
+            weight = (~((negs[:, None] == positives).any(1) | (negs == targets))).float()
         vecs = _encode_unique(encode_items, torch.cat([targets, negs]))  # (2M, D)
         diff = (states * (vecs[:m] - vecs[m:])).sum(-1)  # (M,) s_pos - s_neg
-        loss = -F.logsigmoid(diff).mean()
+        terms = -F.logsigmoid(diff)
         if self.l2:
             squares = states.pow(2).sum(-1) + vecs[:m].pow(2).sum(-1) + vecs[m:].pow(2).sum(-1)
-            loss = loss + self.l2 / 2 * squares.mean()
-        return loss
+            terms = terms + self.l2 / 2 * squares
+        if weight is None:
+            return terms.mean()
+        return (terms * weight).sum() / weight.sum().clamp(min=1.0)

@@ -222,6 +222,34 @@ def test_bpr_negative_never_target():
     assert all(set(c.tolist()) == {0, 1} for c in seen)
 
 
+def test_bpr_skip_positives_draws_no_item_of_the_user_and_drops_pairs_without_one():
+    w = torch.randn(6, 3)
+    states = torch.randn(3, 3)
+    targets = torch.tensor([0, 1, 2])
+    # Row 0's user holds items 1-4 (item 5 is its only negative); row 1's every item (its pair is left
+    # out); row 2's nothing but its target.
+    positives = torch.tensor([[1, 2, 3, 4, -1, -1], [0, 2, 3, 4, 5, 1], [-1] * 6])
+
+    def encode(idx):
+        return w if idx is None else w[idx]
+
+    def term(row: int, neg: int) -> torch.Tensor:
+        return -torch.nn.functional.logsigmoid((states[row] * (w[targets[row]] - w[neg])).sum())
+
+    loss = BPRLoss(n_items=6, skip_positives=True)
+    for seed in range(30):
+        torch.manual_seed(seed)
+        value = loss(states, targets, encode, positives=positives)
+        assert any(torch.isclose(value, (term(0, 5) + term(2, j)) / 2) for j in (0, 1, 3, 4, 5))
+    with pytest.raises(ValueError, match="one row per target"):
+        loss(states, targets, encode, positives=positives[:2])
+    # Without the option the positives are ignored: the negatives are the plain draw's.
+    torch.manual_seed(0)
+    plain = BPRLoss(n_items=6)(states, targets, encode, positives=positives)
+    torch.manual_seed(0)
+    assert torch.equal(plain, BPRLoss(n_items=6)(states, targets, encode))
+
+
 def test_empty_batch_and_missing_n_items():
     cat = Catalogue(5, 3)
     states = torch.randn(0, 3, requires_grad=True)
