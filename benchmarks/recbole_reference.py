@@ -76,7 +76,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recbole_sasrec_beauty import DEFAULT_DATA, convert, recbole_settings  # noqa: E402  (shared)
-from vrs_side import load_own_checkpoint, load_split, vrs_io, write_user_run  # noqa: E402
+from vrs_side import load_own_checkpoint, load_split, run_metrics, vrs_io, write_user_run  # noqa: E402
 
 PARTS = ("train", "valid", "test")
 
@@ -498,15 +498,10 @@ def main() -> None:
         "test": {k: float(v) for k, v in test.items()},
     }
     if data is not None and per_target["rank"]:  # vrs-compare's paired tests against vrs's runs
-        metrics = {
-            f"{stage}/{'recall_10' if key == 'hit@10' else key.replace('@', '_')}": float(value)
-            for stage, scores in (("val", best_valid), ("test", test))
-            for key, value in scores.items()
-        }
         config = {"reference": f"recbole.{args.model}", "seed": args.seed, "settings": results["settings"],
                   "data": {"root": str(args.data)}}  # fmt: skip
         targets = {k: np.concatenate(v) for k, v in per_target.items()}
-        write_user_run(out, data, targets, metrics, config)
+        write_user_run(out, data, targets, run_metrics({"val": best_valid, "test": test}), config)
         ranks = targets["rank"]
         hit = (ranks < 10) & ~targets["seen"]
         results["test_vrs_ties"] = {  # the same targets, ties counted against the target (vrs's rule)

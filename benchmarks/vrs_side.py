@@ -147,7 +147,8 @@ def score_vectors(
     kept: dict[str, list] = {"user": [], "target": [], "rank": [], "seen": []}
     for start in range(0, len(dataset), batch_size):
         samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        rows = user_t[torch.tensor([int(s["user"]) for s in samples], dtype=torch.long)]
+        user_idx = torch.tensor([int(s["user"]) for s in samples], dtype=torch.long)
+        rows = user_t[user_idx]
         seen_w = max(1, max(len(s["seen"]) for s in samples))
         seen = torch.full((len(samples), seen_w), -1, dtype=torch.long)
         for r, s in enumerate(samples):
@@ -157,7 +158,7 @@ def score_vectors(
         metric.update(ranking.ranks, ranking.target_seen)
         lists.update(ranking.top_items)
         if per_target is not None:
-            kept["user"].append(np.array([int(s["user"]) for s in samples], dtype=np.int64))
+            kept["user"].append(user_idx.numpy())
             kept["target"].append(target.numpy())
             kept["rank"].append(ranking.ranks.reshape(-1).numpy().astype(np.int64))
             kept["seen"].append(ranking.target_seen.reshape(-1).numpy().astype(bool))
@@ -198,11 +199,13 @@ def write_user_run(folder: Path, data, per_target: dict, metrics: dict[str, floa
 
 
 def run_metrics(run: dict) -> dict[str, float]:
-    """A reference fit's {"val": ..., "test": ...} scores under vrs's metric names ("test/recall_10";
-    HR@10 is vrs's recall@10 with one target per user)."""
-    return {
-        f"{stage}/{'recall_10' if key == 'hr_10' else key}": float(value)
-        for stage in ("val", "test")
-        for key, value in run[stage].items()
-        if key != "n_users"
-    }
+    """A reference fit's {"val": ..., "test": ...} scores under vrs's metric names: "hr_10" (this
+    module's) and "hit@10" (RecBole's) become "test/recall_10" (HR@10 is recall@10 with one target per
+    user), "ndcg@10" "test/ndcg_10"."""
+    out = {}
+    for stage in ("val", "test"):
+        for key, value in run[stage].items():
+            key = key.replace("@", "_")
+            if key != "n_users":
+                out[f"{stage}/{'recall_10' if key in ('hr_10', 'hit_10') else key}"] = float(value)
+    return out

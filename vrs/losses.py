@@ -370,16 +370,17 @@ class BPRLoss(Loss):
                 raise ValueError(
                     f"BPRLoss positives must have one row per target ({m}), got {tuple(positives.shape)}"
                 )
+
+            def collides() -> Tensor:
+                return (negs[:, None] == positives).any(1) | (negs == targets)
+
+            hit = collides()
             for _ in range(32):
-                hit = (negs[:, None] == positives).any(1) | (negs == targets)
                 if not bool(hit.any()):
                     break
-                negs[hit] = (
-                    torch.randint(0, n, (int(hit.sum()),), device=targets.device)
-                    if candidates is None
-                    else _uniform(n, int(hit.sum()), candidates, targets.device)
-                )
-            weight = (~((negs[:, None] == positives).any(1) | (negs == targets))).float()
+                negs[hit] = _uniform(n, int(hit.sum()), candidates, targets.device)
+                hit = collides()
+            weight = (~hit).float()
         vecs = _encode_unique(encode_items, torch.cat([targets, negs]))  # (2M, D)
         diff = (states * (vecs[:m] - vecs[m:])).sum(-1)  # (M,) s_pos - s_neg
         terms = -F.logsigmoid(diff)

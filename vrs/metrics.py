@@ -57,7 +57,7 @@ class RankingMetrics(torchmetrics.Metric):
         hits = ranks[(ranks < self.hist.numel()) & ~seen]
         self.hist += torch.bincount(hits, minlength=self.hist.numel())
         self.n += ranks.numel()
-        self.n_seen += target_seen.reshape(-1).to(self.n_seen.device).sum()
+        self.n_seen += seen.sum()
         if topk_items is not None:
             if topk_items.ndim != 2 or topk_items.shape[1] < self.coverage_k:
                 raise ValueError(

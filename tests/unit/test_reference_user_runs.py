@@ -46,6 +46,13 @@ def test_per_target_ranks_match_the_aggregate_and_name_users_and_items(tmp_path:
     assert math.isclose(hit.mean(), scores["hr_10"], rel_tol=1e-6)
     metrics = side.run_metrics({"val": scores, "test": scores})
     assert metrics["test/recall_10"] == scores["hr_10"] and "test/n_users" not in metrics
+    recbole = {"hit@10": 0.5, "ndcg@10": 0.25}  # RecBole's names
+    assert side.run_metrics({"val": recbole, "test": recbole}) == {
+        "val/recall_10": 0.5,
+        "val/ndcg_10": 0.25,
+        "test/recall_10": 0.5,
+        "test/ndcg_10": 0.25,
+    }
 
     side.write_user_run(
         tmp_path / "ref" / "seed0", data, per, metrics, {"data": {"root": str(root)}, "seed": 0}

@@ -285,18 +285,16 @@ class RecModule(RankingModule):
             # One causal pass trains on every position of each history.
             keep = batch.targets >= 0  # (B, T)
             states, targets = states[keep], batch.targets[keep]  # (M, D), (M,)
-            rows = keep.nonzero()[:, 0]
         else:
             # A non-causal encoder sees the whole input: only the next item after it is a fair target.
             states, targets = states[:, -1], batch.targets[:, -1]  # (B, D), (B,)
             keep = targets >= 0
             states, targets = states[keep], targets[keep]
-            rows = keep.nonzero()[:, 0]
         extra = {}
         if getattr(self.loss_fn, "skip_positives", False):
             # Each target's user's items in the batch (inputs and targets): never its negatives.
             held = torch.cat([batch.items.masked_fill(~batch.mask, -1), batch.targets], 1)  # (B, 2T)
-            extra["positives"] = held[rows]
+            extra["positives"] = held[keep.nonzero()[:, 0]]  # keep: (B, T) or (B,), rows first
         loss = self._with_aux(
             self.loss_fn(states, targets, encode_items, self.item_log_q, **extra), targets, encode_items
         )
