@@ -23,7 +23,7 @@ SEEDS=${SEEDS:-"0 1 2"}
 DATASETS=${DATASETS:-"synthetic hm ml100k beauty"}
 FEATURES=${FEATURES:-cache/features}
 EXTRA=${EXTRA:-}  # more overrides for every trained model
-ORDER=(popularity category_interest bpr_mf vbpr vbpr_paper lightgcn freedom freedom_paper gru4rec bert4rec fused)
+ORDER=(popularity category_interest bpr_mf vbpr vbpr_paper lightgcn lightgcn_recbole freedom freedom_paper gru4rec bert4rec fused)
 MODELS=${MODELS:-"${ORDER[*]}"}
 IMAGE_MODELS=" vbpr vbpr_paper freedom freedom_paper category_interest "
 # shellcheck source=../reproduce_sasrec_amazon/train_run.sh
@@ -33,6 +33,7 @@ declare -A TRAINED=(
   [vbpr]="experiment=vbpr"
   [vbpr_paper]="experiment=vbpr_paper"
   [lightgcn]="experiment=lightgcn"
+  [lightgcn_recbole]="experiment=lightgcn_recbole"
   [freedom]="experiment=freedom"
   [freedom_paper]="experiment=freedom_paper"
   [gru4rec]="experiment=gru4rec_amazon"

@@ -19,6 +19,7 @@ ZOO = {
     "bpr_mf": [],
     "vbpr_paper": ["encoder=toy"],
     "lightgcn": ["user.n_layers=2"],
+    "lightgcn_recbole": [],
     "freedom_paper": ["encoder=toy"],
     "gru4rec_amazon": [],
     "bert4rec_amazon": [],
