@@ -4,6 +4,11 @@
 # epoch), records the commit of this checkout in RUN_DIR/commit (one line per commit that trained
 # it), and returns vrs-train's exit status (143: stopped by SIGTERM, continue by calling
 # it again).
+# Sourcing it also puts this checkout first on PYTHONPATH, so every vrs command of the calling script
+# runs this checkout's code and configs: a worktree that links another checkout's .venv would
+# otherwise import the package that venv's editable install points at, not the commit it records.
+VRS_CHECKOUT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export PYTHONPATH="$VRS_CHECKOUT${PYTHONPATH:+:$PYTHONPATH}"
 train_run() {
   local run=$1 resume=null start rc=0 before commit
   shift

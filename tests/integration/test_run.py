@@ -15,6 +15,7 @@ from vrs.cli.evaluate import evaluate
 from vrs.cli.recommend import recommend
 from vrs.cli.runs import load_run
 from vrs.cli.train import train
+from vrs.code_version import CODE_FILE, code_version
 from vrs.run import RESUME_CKPT, RunConfigError, find_checkpoint
 
 
@@ -33,6 +34,12 @@ def loose_checkpoint(run_dir: Path, tmp_path: Path) -> Path:
     path.parent.mkdir()
     shutil.copy(find_checkpoint(run_dir), path)
     return path
+
+
+def test_a_run_records_the_code_that_trained_it(run_dir: Path) -> None:
+    entries = json.loads((run_dir / CODE_FILE).read_text())
+    assert len(entries) == 1 and entries[0]["package"] == str(Path(vrs.__file__).resolve().parent)
+    assert entries[0]["commit"] == code_version()["commit"]
 
 
 def test_three_lines_serve_a_run(run_dir: Path, small_data: Path) -> None:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from vrs.cli import tracking
 from vrs.cli.console import ignore_irrelevant_warnings
+from vrs.code_version import record_code
 from vrs.io import atomic_write_text, write_json
 from vrs.run import RESUME_CKPT as RESUME_CKPT  # resume=last continues from it
 
@@ -115,6 +116,7 @@ def setup_trainer(cfg: DictConfig, module: Any, datamodule: Any) -> Any:
     )
     if trainer.is_global_zero:
         save_config(cfg, Path(cfg.paths.output_dir))
+        record_code(cfg.paths.output_dir)
     tracking.log_config(trainer, cfg)
     return trainer
 
