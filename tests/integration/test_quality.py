@@ -1,6 +1,6 @@
 """On the synthetic catalogue, models that see images must beat what cannot see them.
 
-A small run (800 users x 300 items, frozen pretrained image/text features, 15 epochs): the fused
+A small run (800 users x 300 items, frozen pretrained image/text features, 25 epochs): the fused
 model beats popularity on test/ndcg_10, and on cold items (never in training) an image-using
 model beats the ID-only model, which cannot know them.
 """
@@ -32,7 +32,7 @@ def medium_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _train(tmp_path: Path, data: Path, overrides: list[str]) -> dict[str, float]:
     cfg = compose_config(
-        "train", ["experiment=demo", "trainer.max_epochs=15", "logger=none", *overrides], tmp_path, data
+        "train", ["experiment=demo", "trainer.max_epochs=25", "logger=none", *overrides], tmp_path, data
     )
     return train(cfg)
 
@@ -43,10 +43,11 @@ def test_fused_beats_popularity_and_images_beat_ids_on_cold_items(tmp_path: Path
     id_only = _train(tmp_path / "id_only", medium_data, ["fusion=id_only", "trainer.max_epochs=5"])
     popularity = evaluate(compose_config("eval", ["model=popularity"], tmp_path / "popularity", medium_data))
 
-    # Seeds 0-4 on two CPUs gave 1.27-1.59x popularity's NDCG@10 (800 test users; 2-thread kernels
-    # round differently across CPUs): 1.15x leaves that spread room and still fails a model that
-    # learned nothing beyond popularity.
-    assert fused["test/ndcg_10"] > 1.15 * popularity["test/ndcg_10"], (fused, popularity)
+    # Training is not bit-reproducible across processes (last-bit differences from the first step on,
+    # 2026-12-03), so the same seed lands at different points: after 15 epochs, still improving, 1.12x
+    # popularity's NDCG@10 once in a full test run; after 25, two processes gave 1.85x and 1.95x.
+    # 1.3x leaves that spread room and still fails a model that learned little beyond popularity.
+    assert fused["test/ndcg_10"] > 1.3 * popularity["test/ndcg_10"], (fused, popularity)
     assert fused["test/recall_10"] > popularity["test/recall_10"]
     # Cold items have no trained ID: the ID-only model ranks them all alike (ties count against).
     assert id_only["test_cold/recall_10"] < 0.01
