@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vrs.cross_entropy import linear_cross_entropy
+from vrs.threads import take_rows
 
 EncodeItems = Callable[[Tensor | None], Tensor]
 
@@ -85,7 +86,7 @@ _PER_TARGET_GATHER = 2**27
 def _encode_unique(encode_items: EncodeItems, ids: Tensor) -> Tensor:
     """Encode each distinct id once and return vectors in the order of `ids`."""
     uniq, inverse = torch.unique(ids, return_inverse=True)
-    return encode_items(uniq)[inverse]
+    return take_rows(encode_items(uniq), inverse)
 
 
 class Loss(nn.Module):
@@ -128,7 +129,7 @@ class FullSoftmaxLoss(Loss):
             candidates = candidates.to(items.device)
             column = torch.full((items.shape[0],), -1, dtype=torch.long, device=items.device)
             column[candidates] = torch.arange(candidates.numel(), device=items.device)
-            items, targets = items[candidates], column[targets]  # (C, D), (M,)
+            items, targets = take_rows(items, candidates), column[targets]  # (C, D), (M,)
             if bool((targets < 0).any()):
                 raise ValueError("a training target has log_q = -inf: every target must be a candidate")
         # Scaling the (M, D) states is cheaper than dividing the (M, N) logits.

@@ -1,4 +1,5 @@
-"""Per-core Python threads for CPU kernels made of many small single-threaded ops."""
+"""CPU threading helpers: per-core Python threads for kernels made of many small single-threaded ops,
+and `take_rows`, a gather whose gradient does not depend on thread timing."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 import torch
+from torch import Tensor
 
 
 def run_split(sweep: Callable[[range], None], n_blocks: int, dev: torch.device) -> None:
@@ -51,3 +53,14 @@ def join_all(threads: list[threading.Thread], errors: list[BaseException]) -> No
 def workers(n_blocks: int, dev: torch.device) -> int:
     """How many threads ``run_split`` uses for ``n_blocks`` blocks (per-worker buffers size by it)."""
     return max(1, min(torch.get_num_threads(), n_blocks)) if dev.type == "cpu" else 1
+
+
+def take_rows(x: Tensor, idx: Tensor) -> Tensor:
+    """``x[idx]`` for an integer index tensor of any shape, through ``index_select``.
+
+    Its backward adds the gradient rows in index order; ``x[idx]``'s backward (an accumulating
+    ``index_put_``) adds repeated rows in an order that varies with thread timing on a CPU with more
+    than one thread, so the same seed trained to last-bit different weights run to run. With one
+    thread both give the same bits.
+    """
+    return x.index_select(0, idx.reshape(-1)).reshape(*idx.shape, *x.shape[1:])

@@ -43,10 +43,10 @@ def test_fused_beats_popularity_and_images_beat_ids_on_cold_items(tmp_path: Path
     id_only = _train(tmp_path / "id_only", medium_data, ["fusion=id_only", "trainer.max_epochs=5"])
     popularity = evaluate(compose_config("eval", ["model=popularity"], tmp_path / "popularity", medium_data))
 
-    # With two threads (the tests' setting) training is not bit-reproducible across processes (last-bit
-    # differences from the first step; one thread is), so the same seed lands at different points: after 15 epochs, still improving, 1.12x
-    # popularity's NDCG@10 once in a full test run; after 25, two processes gave 1.85x and 1.95x.
-    # 1.3x leaves that spread room and still fails a model that learned little beyond popularity.
+    # At 15 epochs the model was still improving and once reached only 1.12x popularity's NDCG@10
+    # (when two-thread training still varied run to run, before vrs.threads.take_rows); at 25, 1.85x
+    # and 1.95x in two runs. 1.3x leaves that spread room and still fails a model that learned little
+    # beyond popularity.
     assert fused["test/ndcg_10"] > 1.3 * popularity["test/ndcg_10"], (fused, popularity)
     assert fused["test/recall_10"] > popularity["test/recall_10"]
     # Cold items have no trained ID: the ID-only model ranks them all alike (ties count against).

@@ -25,6 +25,7 @@ from vrs.losses import BPRLoss, InBatchLoss, SampledSoftmaxLoss
 from vrs.models.content_match import ContentMatch
 from vrs.models.item_tower import ItemTower
 from vrs.models.recommender import Recommender
+from vrs.threads import take_rows
 
 INITS = ("default", "xavier_normal")
 # ID tables from this size on train far faster with model.sparse_id=true under sampled or in-batch
@@ -341,7 +342,7 @@ class RecModule(RankingModule):
             # The loss needs the whole catalogue anyway: encode it once, reuse it for the history.
             items = self.net.encode_items()  # (N, D)
             states = self.net.sequence_states(batch, items, cloze=cloze)
-            return states, lambda idx: items if idx is None else items[idx]
+            return states, lambda idx: items if idx is None else take_rows(items, idx)
         # Encode only the items this batch touches (trainable encoders cannot afford N per step).
         return self.net.sequence_states(batch, cloze=cloze), self.net.encode_items
 

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from vrs.data.batch import RecBatch
 from vrs.models.content_match import ContentMatch
 from vrs.models.item_tower import ItemTower
+from vrs.threads import take_rows
 
 
 class Recommender(nn.Module):
@@ -79,7 +80,7 @@ class Recommender(nn.Module):
         """Item vectors: idx (n,) -> (n, D [+ F]); None -> (N, D [+ F])."""
         if self.graph:
             vectors = self.propagated()[1]  # (N, D)
-            return vectors if idx is None else vectors[idx]
+            return vectors if idx is None else take_rows(vectors, idx)
         vectors = self.item_tower(idx)
         if self.content_match is None:
             return vectors
@@ -105,9 +106,9 @@ class Recommender(nn.Module):
             return self.user_encoder.user_states(batch.users, batch.mask, self.propagated()[0])
         if item_vectors is None:
             uniq, inverse = torch.unique(batch.items, return_inverse=True)  # (U,), (B, T)
-            h = self.encode_items(uniq)[inverse]  # (B, T, D)
+            h = take_rows(self.encode_items(uniq), inverse)  # (B, T, D)
         else:
-            h = item_vectors[batch.items]  # (B, T, D)
+            h = take_rows(item_vectors, batch.items)  # (B, T, D)
         # Encoders with a vector per user (user=mf) also take the batch's user indices.
         extra = {"users": batch.users} if getattr(self.user_encoder, "uses_users", False) else {}
         if cloze is not None:

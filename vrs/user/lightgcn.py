@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vrs.threads import take_rows
 from vrs.user.mf import at_real_positions, known_users
 
 
@@ -155,7 +156,7 @@ class LightGCN(nn.Module):
         """users (B,) indices, mask (B, T), final_users (U, D) from `propagate` -> (B, T, D): each
         user's final vector at every real position, zeros at padding."""
         users = known_users(users, self.n_users, "user=lightgcn")
-        return at_real_positions(final_users[users], mask)
+        return at_real_positions(take_rows(final_users, users), mask)
 
     def extra_repr(self) -> str:
         return f"n_users={self.n_users}, dim={self.dim}, n_layers={self.n_layers}, edges={self.edge_users.numel()}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vrs.threads import take_rows
+
 
 def known_users(users: Tensor | None, n_users: int, name: str) -> Tensor:
     """The batch's user indices, checked: encoders with a vector per training user (`name`) cannot
@@ -74,7 +76,7 @@ class UserEmbedding(nn.Module):
         """h (B, T, D) (unused), mask (B, T), users (B,) -> (B, T, D): the user's vector at every real
         position, zeros at padding."""
         users = known_users(users, self.weight.shape[0], "user=mf")
-        vectors = self.weight[users]  # (B, D or D - 1)
+        vectors = take_rows(self.weight, users)  # (B, D or D - 1)
         if self.item_bias:
             vectors = torch.cat([vectors, vectors.new_ones(len(users), 1)], dim=1)
         return at_real_positions(vectors, mask)
