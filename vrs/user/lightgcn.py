@@ -352,7 +352,7 @@ class Freedom(LightGCN):
         h = items
         for _ in range(self.item_layers):
             h = torch.zeros_like(h).index_add_(
-                0, self.item_src, self.item_weight[:, None].to(h.dtype) * h[self.item_dst]
+                0, self.item_src, self.item_weight[:, None].to(h.dtype) * take_rows(h, self.item_dst)
             )
         return users, item_vectors + h
 
