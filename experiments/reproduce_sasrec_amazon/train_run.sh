@@ -12,7 +12,7 @@ export PYTHONPATH="$VRS_CHECKOUT${PYTHONPATH:+:$PYTHONPATH}"
 train_run() {
   local run=$1 resume=null start rc=0 before commit
   shift
-  commit=$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse HEAD 2>/dev/null || echo unknown)
+  commit=$(git -C "$VRS_CHECKOUT" rev-parse HEAD 2>/dev/null || echo unknown)
   mkdir -p "$run"
   grep -qx "$commit" "$run/commit" 2>/dev/null || echo "$commit" >> "$run/commit"
   [[ -f "$run/checkpoints/resume.ckpt" || -f "$run/checkpoints/last.ckpt" ]] && resume=last
