@@ -10,7 +10,8 @@
 # the image models skip it). Image and text features come from the feature cache (FEATURES; the
 # first run fills it). Trained models: early stopping on validation NDCG@10, test at the best
 # validation epoch; finished runs are skipped, interrupted ones continue (train_run.sh).
-# popularity and category_interest are evaluated once (seed 0). The reference implementations run
+# popularity is evaluated once (seed 0); category_interest, whose classifier is trained, once per seed.
+# Every run folder gets wall_seconds and commit as train_run writes them. The reference implementations run
 # from benchmarks/*_reference.py (README.md lists their commands).
 set -euo pipefail
 set -f  # overrides such as [val,test] are words, not patterns
@@ -53,11 +54,16 @@ data_overrides() {  # data_overrides DATASET: the data options of that dataset
     *) echo "unknown dataset $1 (known: synthetic hm ml100k beauty)" >&2; return 2 ;;
   esac
 }
-evaluate() {  # evaluate RUN_DIR OVERRIDES...: a training-free model, once
-  local run=$1
+evaluate() {  # evaluate RUN_DIR OVERRIDES...: a model vrs-eval fits itself, in one call
+  local run=$1 start commit
   shift
   [[ -f "$run/metrics.json" ]] && { echo "done: $run"; return 0; }
+  commit=$(git -C "$VRS_CHECKOUT" rev-parse HEAD 2>/dev/null || echo unknown)
+  mkdir -p "$run"
+  grep -qx "$commit" "$run/commit" 2>/dev/null || echo "$commit" >> "$run/commit"
+  start=$(date +%s)
   "$BIN/vrs-eval" "$@" feature_cache="$FEATURES" 'stages=[val,test]' logger=none hydra.run.dir="$run"
+  echo $(( $(date +%s) - start )) > "$run/wall_seconds"
 }
 for name in $DATASETS; do
   data=$(data_overrides "$name")
@@ -78,8 +84,10 @@ for name in $DATASETS; do
         # LeNet-5 trained on the synthetic shapes; on photos a frozen EfficientNet-Lite0 with a new head.
         if [[ $name == synthetic ]]; then enc="encoder=lenet"; else
           enc="encoder=effnet model.classifier.train_encoder=false"; fi
-        # shellcheck disable=SC2086
-        evaluate "$OUT/category_interest/$name/seed0" model=category_interest $enc $data ;;
+        for seed in $SEEDS; do
+          # shellcheck disable=SC2086
+          evaluate "$OUT/category_interest/$name/seed$seed" model=category_interest $enc $data seed="$seed"
+        done ;;
       *)
         # MODEL_allwin: every training event a target once per epoch (data.train_windows=all) rather
         # than each user's last max_len + 1 events only, as RecBole's sequential models train
