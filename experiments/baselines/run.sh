@@ -41,6 +41,13 @@ declare -A TRAINED=(
   [bert4rec]="experiment=bert4rec_amazon"
   [fused]="experiment=demo"  # synthetic only; elsewhere the table picks its study's runs (README)
 )
+# category_interest's visual-similarity weight (and recency) per dataset: the best validation NDCG@10
+# of a seed-0 sweep (README beside this file, 27th session).
+declare -A CATEGORY_INTEREST=(
+  [synthetic]="model.visual_weight=0.01 model.interest.half_life=null"
+  [hm]="model.visual_weight=1"
+  [ml100k]="model.visual_weight=10"
+)
 # On the photo datasets every model's lists also get their visual intra-list diversity
 # (ild_visual_k: one frozen image encoder for all, its features from the cache); data.load_images=true
 # since the ID-only experiments turn images off. VISUAL= (empty) leaves the metric out (H&M's
@@ -84,6 +91,7 @@ for name in $DATASETS; do
         # LeNet-5 trained on the synthetic shapes; on photos a frozen EfficientNet-Lite0 with a new head.
         if [[ $name == synthetic ]]; then enc="encoder=lenet"; else
           enc="encoder=effnet model.classifier.train_encoder=false"; fi
+        enc="$enc ${CATEGORY_INTEREST[$name]:-}"
         for seed in $SEEDS; do
           # shellcheck disable=SC2086
           evaluate "$OUT/category_interest/$name/seed$seed" model=category_interest $enc $data seed="$seed"

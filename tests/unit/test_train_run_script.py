@@ -56,7 +56,7 @@ def test_baselines_evaluates_category_interest_once_per_seed_and_records_its_cos
     assert len(lines) == 2
     for seed, line in enumerate(lines):
         run = out / "category_interest" / "synthetic" / f"seed{seed}"
-        assert f"seed={seed}" in line.split() and "encoder=lenet" in line.split()
+        assert {f"seed={seed}", "encoder=lenet", "model.visual_weight=0.01"} <= set(line.split())
         assert f"hydra.run.dir={run}" in line.split()
         assert int((run / "wall_seconds").read_text()) >= 0
         assert len((run / "commit").read_text().split()) == 1
