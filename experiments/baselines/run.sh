@@ -51,7 +51,7 @@ declare -A CATEGORY_INTEREST=(
 # On the photo datasets every model's lists also get their visual intra-list diversity
 # (ild_visual_k: one frozen image encoder for all, its features from the cache); data.load_images=true
 # since the ID-only experiments turn images off. VISUAL= (empty) leaves the metric out (H&M's
-# 17,033 photos take ~80 minutes to encode at 224 px on one CPU thread before the first such run).
+# 17,033 photos took 6.5 minutes to encode at 224 px, one thread beside two other jobs, 27th session).
 VISUAL=${VISUAL-encoder@diversity_encoder=effnet}
 data_overrides() {  # data_overrides DATASET: the data options of that dataset
   case $1 in
