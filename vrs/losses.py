@@ -83,7 +83,7 @@ _MATMUL_ITEMS_PER_NEGATIVE = 64
 _PER_TARGET_GATHER = 2**27
 
 
-def _encode_unique(encode_items: EncodeItems, ids: Tensor) -> Tensor:
+def encode_unique(encode_items: EncodeItems, ids: Tensor) -> Tensor:
     """Encode each distinct id once and return vectors in the order of `ids`."""
     uniq, inverse = torch.unique(ids, return_inverse=True)
     return take_rows(encode_items(uniq), inverse)
@@ -207,7 +207,7 @@ class SampledSoftmaxLoss(Loss):
         if self.negatives == "per_target":
             return self._per_target(states, targets, encode_items, log_q, n)
         negs, log_p = self.sample(n, log_q, states.device)
-        vecs = _encode_unique(encode_items, torch.cat([targets, negs]))  # (M + S, D)
+        vecs = encode_unique(encode_items, torch.cat([targets, negs]))  # (M + S, D)
         pos = (states * vecs[:m]).sum(-1, keepdim=True) / self.temperature  # (M, 1)
         neg = states @ vecs[m:].T / self.temperature  # (M, S)
         if self.logq_correction:
@@ -292,7 +292,7 @@ class InBatchLoss(Loss):
         elif targets.numel() and int(targets.min()) < 0:
             raise ValueError(f"targets must be non-negative item indices; got min {int(targets.min())}")
         m = targets.shape[0]
-        vecs = _encode_unique(encode_items, targets)  # (M, D)
+        vecs = encode_unique(encode_items, targets)  # (M, D)
         all_vecs, all_ids, offset = vecs, targets, 0
         if self.gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             rank = dist.get_rank()
@@ -382,7 +382,7 @@ class BPRLoss(Loss):
                 negs[hit] = _uniform(n, int(hit.sum()), candidates, targets.device)
                 hit = collides()
             weight = (~hit).float()
-        vecs = _encode_unique(encode_items, torch.cat([targets, negs]))  # (2M, D)
+        vecs = encode_unique(encode_items, torch.cat([targets, negs]))  # (2M, D)
         diff = (states * (vecs[:m] - vecs[m:])).sum(-1)  # (M,) s_pos - s_neg
         terms = -F.logsigmoid(diff)
         if self.l2:

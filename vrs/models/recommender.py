@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from vrs.data.batch import RecBatch
+from vrs.losses import encode_unique
 from vrs.models.content_match import ContentMatch
 from vrs.models.item_tower import ItemTower
 from vrs.threads import take_rows
@@ -105,8 +106,7 @@ class Recommender(nn.Module):
             # The graph propagates from the layer-0 item vectors; the history's are not read.
             return self.user_encoder.user_states(batch.users, batch.mask, self.propagated()[0])
         if item_vectors is None:
-            uniq, inverse = torch.unique(batch.items, return_inverse=True)  # (U,), (B, T)
-            h = take_rows(self.encode_items(uniq), inverse)  # (B, T, D)
+            h = encode_unique(self.encode_items, batch.items)  # (B, T, D)
         else:
             h = take_rows(item_vectors, batch.items)  # (B, T, D)
         # Encoders with a vector per user (user=mf) also take the batch's user indices.
