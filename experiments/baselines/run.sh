@@ -62,12 +62,10 @@ data_overrides() {  # data_overrides DATASET: the data options of that dataset
   esac
 }
 evaluate() {  # evaluate RUN_DIR OVERRIDES...: a model vrs-eval fits itself, in one call
-  local run=$1 start commit
+  local run=$1 start
   shift
   [[ -f "$run/metrics.json" ]] && { echo "done: $run"; return 0; }
-  commit=$(git -C "$VRS_CHECKOUT" rev-parse HEAD 2>/dev/null || echo unknown)
-  mkdir -p "$run"
-  grep -qx "$commit" "$run/commit" 2>/dev/null || echo "$commit" >> "$run/commit"
+  record_commit "$run"
   start=$(date +%s)
   "$BIN/vrs-eval" "$@" feature_cache="$FEATURES" 'stages=[val,test]' logger=none hydra.run.dir="$run"
   echo $(( $(date +%s) - start )) > "$run/wall_seconds"
