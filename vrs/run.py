@@ -41,8 +41,51 @@ class RunConfigError(ValueError):
     """A run's config.yaml is unreadable, or a setting vrs needs from it is missing or malformed."""
 
 
+class _ServesLists:
+    """`recommend` for anything with `net`, `data`, `max_len`, `exclude_seen`, `train_counts` and
+    `index_dir` (a trained `Run`, a `BaselineRun`)."""
+
+    net: Any
+    data: SequenceData
+    max_len: int
+    exclude_seen: bool
+    index_dir: Path | None
+    train_counts: Tensor
+
+    def recommend(
+        self,
+        users: Sequence[object] | None = None,
+        k: int = 10,
+        exclude_seen: bool | None = None,
+        cold_users: str = "error",
+        histories: Mapping[str, Sequence[object]] | None = None,
+        n_explain: int = 3,
+        index: str = "exact",
+        batch_size: int = 256,
+    ) -> pd.DataFrame:
+        """Top-K lists of dataset users and new histories: `vrs.serving.recommend` with this run's
+        network, data, history length and training popularity (`exclude_seen` None: the run's)."""
+        from vrs.serving import recommend
+
+        return recommend(
+            self.net,
+            self.data,
+            self.max_len,
+            users=users,
+            k=k,
+            exclude_seen=self.exclude_seen if exclude_seen is None else exclude_seen,
+            cold_users=cold_users,
+            histories=histories,
+            n_explain=n_explain,
+            popularity=self.train_counts,
+            index=index,
+            index_dir=self.index_dir,
+            batch_size=batch_size,
+        )
+
+
 @dataclass(eq=False, repr=False)
-class Run:
+class Run(_ServesLists):
     """A loaded run; build it with `load_run` (the attributes after `run_dir` follow from the others).
 
     Attributes:
@@ -97,37 +140,6 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({self.name!r}, checkpoint={str(self.checkpoint)!r}, n_items={self.n_items}, n_users={self.n_users})"
 
-    def recommend(
-        self,
-        users: Sequence[object] | None = None,
-        k: int = 10,
-        exclude_seen: bool | None = None,
-        cold_users: str = "error",
-        histories: Mapping[str, Sequence[object]] | None = None,
-        n_explain: int = 3,
-        index: str = "exact",
-        batch_size: int = 256,
-    ) -> pd.DataFrame:
-        """Top-K lists of dataset users and new histories: `vrs.serving.recommend` with this run's
-        network, data, history length and training popularity (`exclude_seen` None: the run's)."""
-        from vrs.serving import recommend
-
-        return recommend(
-            self.net,
-            self.data,
-            self.max_len,
-            users=users,
-            k=k,
-            exclude_seen=self.exclude_seen if exclude_seen is None else exclude_seen,
-            cold_users=cold_users,
-            histories=histories,
-            n_explain=n_explain,
-            popularity=self.train_counts,
-            index=index,
-            index_dir=self.index_dir,
-            batch_size=batch_size,
-        )
-
     def similar(self, item_ids: Sequence[object], k: int = 10, index: str = "exact") -> pd.DataFrame:
         """The K nearest items of each query item: `vrs.serving.similar` over this run's catalogue."""
         from vrs.serving import similar
@@ -142,6 +154,46 @@ class Run:
 
     def _catalogue(self) -> list[str]:
         return list(self.data.item_index)
+
+
+@dataclass(eq=False, repr=False)
+class BaselineRun(_ServesLists):
+    """A baseline fitted by the command that serves it (`vrs-recommend model=category_interest ...`):
+    its scorer in place of a trained network, the data it was fitted on, no checkpoint.
+
+    Attributes:
+        net: the baseline's scorer (`RankingModule.scorer()`: encode_items / encode_users).
+        datamodule: the set-up RecDataModule it was fitted on.
+        exclude_seen: whether ranking leaves out each user's earlier items.
+        name: what the printed tables call it (the model word).
+        results: what fitting measured (category_interest's `classifier/accuracy`, ...).
+        data, items, max_len, n_items, n_users: as `Run`'s.
+    """
+
+    net: Any
+    datamodule: RecDataModule
+    exclude_seen: bool
+    name: str
+    results: dict[str, float] = field(default_factory=dict)
+    data: SequenceData = field(init=False)
+    items: pd.DataFrame = field(init=False)
+    max_len: int = field(init=False)
+    n_items: int = field(init=False)
+    n_users: int = field(init=False)
+    index_dir: None = None  # no saved indexes: approximate ones are built on each call
+
+    def __post_init__(self) -> None:
+        self.data, self.items = self.datamodule.data, self.datamodule.dataset.items
+        self.max_len = int(self.datamodule.max_len)
+        self.n_items, self.n_users = self.data.n_items, self.data.n_users
+
+    @property
+    def train_counts(self) -> Tensor:
+        """(N,) training-split item counts."""
+        return self.datamodule.train_counts
+
+    def __repr__(self) -> str:
+        return f"BaselineRun({self.name!r}, n_items={self.n_items}, n_users={self.n_users})"
 
 
 def load_run(

@@ -21,6 +21,8 @@ from vrs.run import RESUME_CKPT as RESUME_CKPT  # resume=last continues from it
 
 # configs/ sits at the repository root; VRS_CONFIG_DIR points elsewhere (an installed copy).
 CONFIG_DIR = os.environ.get("VRS_CONFIG_DIR", str(Path(__file__).resolve().parents[2] / "configs"))
+# The model words that vrs-eval and vrs-recommend fit themselves (no vrs-train run).
+BASELINE_WORDS = "model=popularity / visual_profile / content_profile / category_interest"
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -39,6 +41,26 @@ def setup_data(cfg: DictConfig) -> Any:
     datamodule.prepare_data()
     datamodule.setup()
     return datamodule
+
+
+def require_baseline(cfg: DictConfig) -> None:
+    """Raises ValueError unless `cfg.model` is a baseline the command fits itself (not `model=fused`,
+    which vrs-train trains)."""
+    if not cfg.get("model") or str(cfg.model.get("_target_", "")).endswith("RecModule"):
+        raise ValueError(
+            f"vrs-{cfg.task_name} needs run_dir=DIR or ckpt_path=PATH for a trained model, or "
+            f"{BASELINE_WORDS} for a baseline it fits itself"
+        )
+
+
+def baseline_module(cfg: DictConfig, datamodule: Any) -> Any:
+    """The baseline that `cfg.model` names (`model=popularity`, ...), built for `datamodule`'s
+    catalogue; the caller fits it (`attach_data`, `fit_catalogue`)."""
+    from vrs.lit.targets import trusted_config
+
+    require_baseline(cfg)
+    with trusted_config():  # the user's own command line
+        return instantiate(cfg.model, n_items=datamodule.n_items)
 
 
 def setup_run(cfg: DictConfig, build_module: Callable[[Any], Any]) -> tuple[Any, Any, Any]:

@@ -9,15 +9,14 @@ vrs-eval ckpt_path=... trainer=ddp_cpu trainer.devices=2
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import hydra
-from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from vrs.cli.checks import check_config
 from vrs.cli.common import (
     CONFIG_DIR,
+    baseline_module,
     finish_run,
     friendly_errors,
     results,
@@ -26,10 +25,6 @@ from vrs.cli.common import (
     write_user_results,
 )
 from vrs.cli.runs import load_run
-from vrs.lit.targets import trusted_config
-
-if TYPE_CHECKING:  # Lightning is imported where a job needs it: --help and tab completion stay fast
-    from vrs.lit.ranking import RankingModule
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -48,7 +43,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         datamodule, module = run.datamodule, run.module
         trainer = setup_trainer(cfg, module, datamodule)
     else:
-        datamodule, module, trainer = setup_run(cfg, lambda dm: _baseline(cfg, dm))
+        datamodule, module, trainer = setup_run(cfg, lambda dm: baseline_module(cfg, dm))
     # model=category_interest's stage (a); verbose=False: finish_run prints the metrics, not Lightning's table too
     metrics: dict[str, float] = results(module, "classifier/")
     if "val" in stages:
@@ -61,16 +56,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             write_user_results(Path(cfg.paths.output_dir), module, datamodule)
     finish_run(cfg, trainer, metrics)
     return metrics
-
-
-def _baseline(cfg: DictConfig, datamodule) -> RankingModule:
-    if cfg.model._target_.endswith("RecModule"):
-        raise ValueError(
-            "vrs-eval needs run_dir=DIR or ckpt_path=PATH to evaluate a trained model, or "
-            "model=popularity / visual_profile / content_profile / category_interest for a baseline"
-        )
-    with trusted_config():  # the user's own command line
-        return instantiate(cfg.model, n_items=datamodule.n_items)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")

@@ -1,6 +1,7 @@
-"""vrs-recommend: top-K lists of a trained run, with explanations, written to parquet.
+"""vrs-recommend: top-K lists of a trained run or a baseline, with explanations, written to parquet.
 
 vrs-recommend run_dir=runs/demo/fused users=all k=10 out=recs.parquet
+vrs-recommend model=category_interest encoder=lenet users=all out=recs.parquet   # fitted here, as vrs-eval fits it
 vrs-recommend ckpt_path=runs/demo/fused/checkpoints/last.ckpt 'users=[u00001,unknown]' cold_users=popular
 vrs-recommend run_dir=... 'users=[]' 'histories={alice:[i00003,i00017]}'
 """
@@ -13,17 +14,18 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from vrs.cli.common import CONFIG_DIR, as_list, friendly_errors
-from vrs.cli.runs import format_table, load_run, with_titles, write_table
+from vrs.cli.runs import fit_baseline, format_table, load_run, with_titles, write_table
 
 if TYPE_CHECKING:  # pandas is imported where a command needs it: --help stays fast
     import pandas as pd
 
 
 def recommend(cfg: DictConfig) -> pd.DataFrame:
-    """Writes the configured users' top-K lists to `cfg.out` and returns them."""
+    """Writes the configured users' top-K lists to `cfg.out` and returns them: of the trained run
+    `cfg.run_dir` / `cfg.ckpt_path`, or of the baseline `cfg.model` fitted on `cfg.data`."""
     if not cfg.out:
         raise ValueError("out=PATH is required (the parquet file to write)")
-    run = load_run(cfg)
+    run = fit_baseline(cfg) if cfg.get("model") else load_run(cfg)
     users = None if cfg.users in (None, "all") else as_list(cfg.users, "users")
     histories = OmegaConf.to_container(cfg.histories) if cfg.histories else None
     if histories is not None and not isinstance(histories, dict):

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vrs.cli.checks import check_config
 from vrs.io import atomic_write
-from vrs.run import CONFIG_FILE, Run, find_run
+from vrs.run import CONFIG_FILE, BaselineRun, Run, find_run
 
 if TYPE_CHECKING:  # pandas is imported where a command needs it: --help stays fast
     import pandas as pd
@@ -49,6 +49,33 @@ def load_run(cfg: DictConfig) -> Run:
         if given is None or key in given
     }
     return load(run_dir, ckpt_path=ckpt, device=cfg.get("device", "cpu"), **features, **data)
+
+
+def fit_baseline(cfg: DictConfig) -> BaselineRun:
+    """The baseline `cfg.model` names (`model=category_interest encoder=lenet ...`), fitted on the
+    training split of `cfg.data` as vrs-eval fits it (same seed, same feature cache), for serving."""
+    from vrs.cli.common import baseline_module, feature_cache, require_baseline, setup_data
+
+    check_config(cfg)
+    name = HydraConfig.get().runtime.choices.get("model") if HydraConfig.initialized() else None
+    name = str(name or "baseline")
+    if cfg.get("run_dir") or cfg.get("ckpt_path"):
+        raise ValueError(
+            f"model={name} fits a baseline and run_dir / ckpt_path load a trained run: give one of them"
+        )
+    require_baseline(cfg)
+    if OmegaConf.is_interpolation(cfg.model, "encoder") and cfg.get("encoder") is None:
+        raise ValueError(
+            f"model={name} reads item features: add encoder=NAME (configs/encoder/, e.g. effnet)"
+        )
+    datamodule = setup_data(cfg)
+    module = baseline_module(cfg, datamodule)
+    cache = feature_cache(cfg)
+    module.attach_data(datamodule.content, datamodule.train_counts, feature_cache=cache)
+    module.fit_catalogue(datamodule, cache)
+    for key, value in module.results.items():  # model=category_interest's classifier accuracy
+        print(f"{key}: {value:.4f}")
+    return BaselineRun(module.scorer(), datamodule, module.exclude_seen, name, dict(module.results))
 
 
 def _command_line_keys() -> set[str]:

@@ -13,13 +13,15 @@ from vrs.models.content_match import check_session_gap, recent_mean
 class PopularityRecommender(nn.Module):
     """Score every item by its training interaction count, identically for every user.
 
-    Item vectors are (N, 1) counts and user vectors (B, 1) ones, so `score` is the count.
+    Item vectors are (N, 1) counts and user vectors (B, 1) ones, so `score` is the count; their
+    cosine is 1 for every pair, so served lists carry no "because" items (`explains`).
 
     Args:
         counts: (N,) training interaction count of each item.
     """
 
     causal: bool = True
+    explains: bool = False
 
     def __init__(self, counts: Tensor):
         super().__init__()

@@ -60,7 +60,8 @@ def recommend(
             naming them; "popular" gives them the K most popular training items (score NaN, no
             explanation); "skip" leaves them out and lists them in `attrs["skipped_users"]`.
         histories: new user name -> item ids in time order (oldest first).
-        n_explain: history items listed per recommendation.
+        n_explain: history items listed per recommendation (none for a model whose `explains` is
+            False: its item vectors do not measure likeness).
         popularity: (N,) training counts for cold_users="popular"; None: `data.train_counts`.
         index: the search backend, one of `vrs.retrieval.INDEX_BACKENDS` ("exact" or FAISS's
             approximate "flat", "ivf", "hnsw").
@@ -213,6 +214,8 @@ def _model_rows(
     if not samples:
         return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in COLUMNS})
     device = device_of(net)
+    if not getattr(net, "explains", True):  # item vectors that say nothing about likeness (popularity)
+        n_explain = 0
     parts = []
     with inference(net):
         items = net.encode_items()  # (N, D)
