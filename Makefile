@@ -23,7 +23,9 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # The main job end to end on the built-in synthetic data: generate, validate, train the fused
-# model, evaluate the baselines, print the metrics side by side, write the HTML report.
+# model, evaluate the baselines (the classic visual recommender among them: category_interest, its
+# visual weight as the baseline zoo chose it on validation), print the metrics side by side, write
+# the HTML report.
 demo: $(STAMP)
 	rm -rf $(RUN_DIR)
 	$(BIN)/vrs-synth out_dir=$(DATA_DIR)
@@ -31,7 +33,8 @@ demo: $(STAMP)
 	$(BIN)/vrs-train experiment=demo data.root=$(DATA_DIR) hydra.run.dir=$(RUN_DIR)/fused
 	$(BIN)/vrs-eval model=popularity data.root=$(DATA_DIR) hydra.run.dir=$(RUN_DIR)/popularity
 	$(BIN)/vrs-eval model=visual_profile encoder=effnet encoder.image_size=128 data.root=$(DATA_DIR) hydra.run.dir=$(RUN_DIR)/visual_profile
-	$(BIN)/vrs-compare $(RUN_DIR)/fused $(RUN_DIR)/popularity $(RUN_DIR)/visual_profile
+	$(BIN)/vrs-eval model=category_interest encoder=lenet model.visual_weight=0.01 model.interest.half_life=null data.root=$(DATA_DIR) hydra.run.dir=$(RUN_DIR)/category_interest
+	$(BIN)/vrs-compare $(RUN_DIR)/fused $(RUN_DIR)/popularity $(RUN_DIR)/visual_profile $(RUN_DIR)/category_interest
 	$(BIN)/vrs-report run_dir=$(RUN_DIR)/fused
 
 lint: $(STAMP)
