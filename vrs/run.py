@@ -180,7 +180,7 @@ class BaselineRun(_ServesLists):
     max_len: int = field(init=False)
     n_items: int = field(init=False)
     n_users: int = field(init=False)
-    index_dir: None = None  # no saved indexes: approximate ones are built on each call
+    index_dir: None = field(default=None, init=False)  # no saved indexes: approximate ones are built per call
 
     def __post_init__(self) -> None:
         self.data, self.items = self.datamodule.data, self.datamodule.dataset.items
