@@ -64,8 +64,15 @@ def baseline_module(cfg: DictConfig, datamodule: Any) -> Any:
 
 
 def setup_run(cfg: DictConfig, build_module: Callable[[Any], Any]) -> tuple[Any, Any, Any]:
-    """Seeds, builds the datamodule, the module (`build_module(datamodule)`) and the trainer, hands
-    the catalogue to the module and saves the resolved config. Returns (datamodule, module, trainer)."""
+    """`setup_module`, then the trainer (which saves the resolved config). Returns (datamodule,
+    module, trainer)."""
+    datamodule, module = setup_module(cfg, build_module)
+    return datamodule, module, setup_trainer(cfg, module, datamodule)
+
+
+def setup_module(cfg: DictConfig, build_module: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """Seeds, builds the datamodule and the module (`build_module(datamodule)`), hands the catalogue
+    to the module and fits what it builds from the training split. Returns (datamodule, module)."""
     datamodule = setup_data(cfg)
     module = build_module(datamodule)
     towers = getattr(getattr(getattr(module, "net", None), "item_tower", None), "towers", {})
@@ -73,7 +80,7 @@ def setup_run(cfg: DictConfig, build_module: Callable[[Any], Any]) -> tuple[Any,
     cache = feature_cache(cfg)
     module.attach_data(datamodule.content, datamodule.train_counts, feature_cache=cache)
     module.fit_catalogue(datamodule, cache)
-    return datamodule, module, setup_trainer(cfg, module, datamodule)
+    return datamodule, module
 
 
 def warn_if_upsampled(datamodule: Any, image_encoder: Any) -> None:

@@ -53,8 +53,9 @@ def load_run(cfg: DictConfig) -> Run:
 
 def fit_baseline(cfg: DictConfig) -> BaselineRun:
     """The baseline `cfg.model` names (`model=category_interest encoder=lenet ...`), fitted on the
-    training split of `cfg.data` as vrs-eval fits it (same seed, same feature cache), for serving."""
-    from vrs.cli.common import baseline_module, feature_cache, require_baseline, setup_data
+    training split of `cfg.data` as vrs-eval fits it (`setup_module`: same seed, same feature cache),
+    for serving."""
+    from vrs.cli.common import baseline_module, require_baseline, setup_module
 
     check_config(cfg)
     name = HydraConfig.get().runtime.choices.get("model") if HydraConfig.initialized() else None
@@ -68,11 +69,7 @@ def fit_baseline(cfg: DictConfig) -> BaselineRun:
         raise ValueError(
             f"model={name} reads item features: add encoder=NAME (configs/encoder/, e.g. effnet)"
         )
-    datamodule = setup_data(cfg)
-    module = baseline_module(cfg, datamodule)
-    cache = feature_cache(cfg)
-    module.attach_data(datamodule.content, datamodule.train_counts, feature_cache=cache)
-    module.fit_catalogue(datamodule, cache)
+    datamodule, module = setup_module(cfg, lambda dm: baseline_module(cfg, dm))
     for key, value in module.results.items():  # model=category_interest's classifier accuracy
         print(f"{key}: {value:.4f}")
     return BaselineRun(module.scorer(), datamodule, module.exclude_seen, name, dict(module.results))
