@@ -26,8 +26,7 @@ def _matrix_form(encoder: LightGCN, items: torch.Tensor) -> tuple[torch.Tensor, 
         adj[u, U + i] = adj[U + i, u] = 1.0
     deg = adj.sum(1).clamp(min=1)
     a_hat = adj / deg.sqrt()[:, None] / deg.sqrt()[None, :]
-    e = torch.cat([encoder.weight.detach(), items])
-    layers = [e]
+    layers = [torch.cat([encoder.weight, items])]
     for _ in range(encoder.n_layers):
         layers.append(a_hat @ layers[-1])
     final = torch.stack(layers).mean(0)
@@ -43,6 +42,22 @@ def test_propagation_equals_the_matrix_form(n_layers: int) -> None:
     torch.testing.assert_close(users, want_users)
     torch.testing.assert_close(item_vectors, want_items)
     assert encoder.edge_users.numel() == 7  # the repeated pair counts once
+
+
+def test_propagation_gradients_equal_the_matrix_forms() -> None:
+    # The sparse product's backward multiplies by the stored transpose: a swapped or untransposed
+    # matrix would give other gradients (the graph is not square, let alone symmetric).
+    encoder = _encoder(n_layers=2)
+    items = torch.randn(N, D, generator=torch.Generator().manual_seed(2), requires_grad=True)
+    weights = torch.randn(U + N, D, generator=torch.Generator().manual_seed(3))
+    users, item_vectors = encoder.propagate(items)
+    (torch.cat([users, item_vectors]) * weights).sum().backward()
+    got_users, got_items = encoder.weight.grad.clone(), items.grad.clone()
+    encoder.weight.grad, items.grad = None, None
+    users, item_vectors = _matrix_form(encoder, items)
+    (torch.cat([users, item_vectors]) * weights).sum().backward()
+    torch.testing.assert_close(got_users, encoder.weight.grad)
+    torch.testing.assert_close(got_items, items.grad)
 
 
 def test_state_is_the_users_propagated_vector_at_real_positions() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
@@ -102,7 +104,10 @@ class LightGCN(nn.Module):
         for _ in range(self.n_layers):
             # Sparse products: 5x faster forward and backward than gathering E x D rows and adding
             # them back with index_add_ (ML-100K: 98k edges, one thread).
-            u, i = torch.sparse.mm(adjacency, i), torch.sparse.mm(adjacency_t, u)
+            u, i = (
+                _SparseProduct.apply(adjacency, adjacency_t, i),
+                _SparseProduct.apply(adjacency_t, adjacency, u),
+            )
             sum_u, sum_i = sum_u + u, sum_i + i
         return (sum_u / (self.n_layers + 1)).to(items.dtype), (sum_i / (self.n_layers + 1)).to(items.dtype)
 
@@ -126,7 +131,7 @@ class LightGCN(nn.Module):
         a = torch.sparse_coo_tensor(
             torch.stack([eu, ei]), norm, (self.n_users, n_items), check_invariants=True
         ).coalesce()
-        pair = (a.to(device), a.t().coalesce().to(device))
+        pair = (_compressed(a, device), _compressed(a.t().coalesce(), device))
         self._adjacency_cache = (key, pair)
         return pair
 
@@ -160,6 +165,31 @@ class LightGCN(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n_users={self.n_users}, dim={self.dim}, n_layers={self.n_layers}, edges={self.edge_users.numel()}"
+
+
+class _SparseProduct(torch.autograd.Function):
+    """A @ x for a constant sparse A whose transpose is at hand: the backward pass multiplies by the
+    given transpose instead of transposing A on every step (with CSR, 2.5x faster forward and
+    backward than COO's `torch.sparse.mm` on Beauty's 198k edges, one thread)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, a: Tensor, a_t: Tensor, x: Tensor) -> Tensor:
+        ctx.a_t = a_t
+        return torch.sparse.mm(a, x)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[None, None, Tensor]:
+        return None, None, torch.sparse.mm(ctx.a_t, grad)
+
+
+def _compressed(a: Tensor, device: torch.device) -> Tensor:
+    """A coalesced COO matrix on `device`, as CSR where the device's sparse products take it."""
+    a = a.to(device)
+    if device.type not in ("cpu", "cuda"):
+        return a
+    with warnings.catch_warnings():  # "CSR support is in beta": the products used here are stable
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return a.to_sparse_csr()
 
 
 def _check_index(t: object, name: str, size: int) -> None:
