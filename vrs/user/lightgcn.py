@@ -169,8 +169,8 @@ class LightGCN(nn.Module):
 
 class _SparseProduct(torch.autograd.Function):
     """A @ x for a constant sparse A whose transpose is at hand: the backward pass multiplies by the
-    given transpose instead of transposing A on every step (with CSR: 95 ms forward and backward
-    against 348 ms for COO's `torch.sparse.mm` on Beauty's graph, one thread; benchmarks/bench_graph.py)."""
+    given transpose instead of transposing A on every step (with CSR: 77 ms forward and backward
+    against 203 ms for COO's `torch.sparse.mm` on Beauty's graph, one thread; benchmarks/bench_graph.py)."""
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, a: Tensor, a_t: Tensor, x: Tensor) -> Tensor:
