@@ -8,7 +8,10 @@ RUN_DIR ?= runs/demo
 
 .PHONY: install test test-fast demo lint format clean
 
+# torch's CUDA build (the one this machine's pip holds) and its libraries take ~6.6 GiB in .venv.
 $(STAMP): pyproject.toml
+	@free=$$(df -Pk . | awk 'NR == 2 { print int($$4 / 1048576) }'); \
+	[ "$$free" -ge 8 ] || echo "warning: $$free GiB free on this disk; the install needs about 7 GiB" >&2
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev,pretrained]"
