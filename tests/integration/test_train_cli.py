@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import InstantiationException
 
 from tests.conftest import compose_config
 from tests.wandb_records import run_view
@@ -357,6 +358,41 @@ def test_first_target_trains_bpr_mf_on_every_train_event_and_is_refused_for_sasr
     assert counted == {0: int(train_len.sum())}
     with pytest.raises(ValueError, match="data.first_target=true .* not SASRecUserEncoder"):
         run_train(tmp_path / "sasrec", small_data, ["data.first_target=true", "trainer.max_epochs=1"])
+
+
+def test_train_stride_overlaps_windows_and_is_refused_for_the_cloze_task(
+    tmp_path: Path, small_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """data.train_stride: overlapping windows give more samples per epoch but each target still trains
+    once; BERT4Rec's cloze task, whose sequences are the windows' targets, refuses them."""
+    seen: dict[str, list[int]] = {}
+    step = RecModule.training_step
+
+    def record(self, batch, batch_idx):
+        counts = seen.setdefault(self.trainer.default_root_dir, [0, 0])
+        counts[0] += len(batch.targets)
+        counts[1] += int((batch.targets >= 0).sum())
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(RecModule, "training_step", record)
+    common = [
+        "user=gru4rec",
+        "data.train_windows=all",
+        "data.max_len=6",
+        "trainer.max_epochs=1",
+        "test=false",
+    ]
+    run_train(tmp_path / "plain", small_data, common)
+    run_train(tmp_path / "overlap", small_data, [*common, "data.train_stride=2"])
+    (plain_rows, plain_targets), (rows, targets) = seen.values()
+    assert targets == plain_targets and rows > plain_rows  # more windows, each target once
+    with pytest.raises(ValueError, match="data.train_stride=2 makes training windows overlap"):
+        run_train(tmp_path / "cloze", small_data, [*common[1:], "user=bert4rec", "data.train_stride=2"])
+    # Raised by the data module, which Hydra builds (vrs's commands print the cause alone).
+    with pytest.raises(
+        InstantiationException, match="data.train_stride=2 steps the windows of data.train_windows=all"
+    ):
+        run_train(tmp_path / "last", small_data, ["data.train_stride=2", "trainer.max_epochs=1"])
 
 
 def test_aux_category_loss_trains_and_reloads(tmp_path: Path, small_data: Path) -> None:

@@ -191,6 +191,47 @@ def test_all_windows_make_every_train_event_after_the_first_a_target_once(data, 
         TrainSequenceDataset(data, max_len=2, windows="every")
 
 
+@pytest.mark.parametrize("first_target", [False, True])
+@pytest.mark.parametrize(("max_len", "stride"), [(1, 1), (2, 1), (3, 1), (3, 2), (4, 3), (10, 1), (10, 4)])
+def test_overlapping_windows_train_each_target_once_with_its_context(data, max_len, stride, first_target):
+    ds = TrainSequenceDataset(data, max_len=max_len, windows="all", first_target=first_target, stride=stride)
+    lead = 0 if first_target else 1
+    trained: dict[int, list[int]] = {}
+    for i in range(len(ds)):
+        s = ds[i]
+        seq, n = data.user_seqs[s["user"]], len(s["targets"])
+        first = int(ds.ends[i]) - n  # seq_pos of the window's first target
+        assert n == len(s["items"]) == ds.lengths[i] <= max_len
+        real = np.flatnonzero(s["targets"] >= 0)
+        assert len(real) and real.tolist() == list(range(real[0], n))  # context first, then targets
+        assert s["targets"][real].tolist() == seq[first + real].tolist()
+        for j in real:  # the target at seq_pos p reads the window's j + 1 first inputs
+            p = first + j
+            assert j + 1 >= min(p + 1 - lead, max_len - stride + 1)
+            if stride == 1 and not first_target:
+                assert j + 1 == min(p, max_len)  # RecBole's prefixes: the full max_len context
+        trained.setdefault(s["user"], []).extend((first + real).tolist())
+    want = {u: list(range(lead, n)) for u, n in enumerate(data.train_len.tolist()) if n > lead}
+    assert {u: sorted(p) for u, p in trained.items()} == want  # every target exactly once
+    batch = collate_train([ds[i] for i in range(len(ds))])
+    assert int((batch.targets >= 0).sum()) == sum(len(p) for p in want.values())
+
+
+def test_train_stride_is_checked(data):
+    for stride in (0, 4, 2.5, True):
+        with pytest.raises(
+            ValueError, match=r"data.train_stride must be an integer from 1 to data.max_len \(3\)"
+        ):
+            TrainSequenceDataset(data, max_len=3, windows="all", stride=stride)
+    with pytest.raises(ValueError, match="data.train_stride=2 steps the windows of data.train_windows=all"):
+        TrainSequenceDataset(data, max_len=3, windows="last", stride=2)
+    same = TrainSequenceDataset(data, max_len=3, windows="all", stride=3)  # the non-overlapping windows
+    plain = TrainSequenceDataset(data, max_len=3, windows="all")
+    assert same.ends.tolist() == plain.ends.tolist()
+    for i in range(len(plain)):
+        assert same[i]["targets"].tolist() == plain[i]["targets"].tolist()
+
+
 @pytest.mark.parametrize("windows", ["last", "all"])
 @pytest.mark.parametrize("max_len", [1, 2, 3, 10])
 def test_first_target_makes_every_train_event_a_target_once(data, max_len, windows):

@@ -188,13 +188,15 @@ def test_bad_variant_names_raise():
         SASRecUserEncoder(D, 16, E, block="postnorm")
 
 
-def test_gru_equals_a_step_by_step_recurrence_over_the_real_events():
-    enc = _build(GRUUserEncoder, event_embedding=False)
+@pytest.mark.parametrize("bias", [True, False])
+def test_gru_equals_a_step_by_step_recurrence_over_the_real_events(bias):
+    enc = _build(GRUUserEncoder, event_embedding=False, bias=bias)
+    assert hasattr(enc.gru, "bias_ih_l0") == bias  # RecBole's GRU4Rec: no biases
     h, mask, events = _batch()
     out = enc(h, mask, events)
-    cells = [torch.nn.GRUCell(D if i == 0 else 6, 6) for i in range(2)]
+    cells = [torch.nn.GRUCell(D if i == 0 else 6, 6, bias=bias) for i in range(2)]
     for i, cell in enumerate(cells):
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[: 4 if bias else 2]:
             getattr(cell, name).data.copy_(getattr(enc.gru, f"{name}_l{i}"))
     for b in range(B):
         state = [torch.zeros(1, 6), torch.zeros(1, 6)]

@@ -127,6 +127,19 @@ def require_history_free(datamodule: Any, module: Any) -> None:
         )
 
 
+def require_windows_for_cloze(datamodule: Any, module: Any) -> None:
+    """Refuses overlapping windows (data.train_stride < data.max_len) with a cloze-trained encoder:
+    its sequences are the windows' targets, which are blank where a window is context only."""
+    encoder = getattr(getattr(module, "net", None), "user_encoder", None)
+    stride = getattr(datamodule, "train_stride", None)
+    if getattr(encoder, "cloze", False) and stride is not None and stride < datamodule.max_len:
+        raise ValueError(
+            f"data.train_stride={stride} makes training windows overlap, their first positions context "
+            f"only; {type(encoder).__name__} trains on the windows' items themselves (the cloze task), "
+            "so it takes non-overlapping windows: set data.train_stride=null"
+        )
+
+
 class TrainingStopped(RuntimeError):
     """Training was stopped by SIGTERM (a scheduler's time limit, ``kill``) before it finished: nothing
     was tested and no metrics.json written; ``resume=last`` continues from the last saved epoch."""
@@ -162,6 +175,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 dataset_fingerprint=datamodule.fingerprint,
             )
         require_history_free(datamodule, module)
+        require_windows_for_cloze(datamodule, module)
         return module
 
     check_config(cfg)

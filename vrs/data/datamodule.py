@@ -20,6 +20,7 @@ from vrs.data.sequences import (
     SequenceData,
     TrainSequenceDataset,
     UnpaddedDistributedSampler,
+    check_train_stride,
     check_train_windows,
     collate_eval,
     collate_train,
@@ -51,6 +52,8 @@ class RecDataModule(L.LightningDataModule):
             history length, so little of each batch is padding; 1 = plain shuffled batches (default).
         train_windows: "last": one training sample per user, its last `max_len` + 1 train events;
             "all": every train event a target once per epoch (`TrainSequenceDataset`).
+        train_stride: with train_windows="all", the step between the windows' ends (None: max_len,
+            no overlap); a smaller step gives each target more history before it.
         first_target: each user's first train event is a target too (history-free user encoders
             only: `user=mf`, `lightgcn`, `freedom`; refused with one that reads the history).
     """
@@ -73,6 +76,7 @@ class RecDataModule(L.LightningDataModule):
         length_grouping: int = 1,
         train_windows: str = "last",
         first_target: bool = False,
+        train_stride: int | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -91,6 +95,8 @@ class RecDataModule(L.LightningDataModule):
         self.length_grouping = length_grouping
         self.train_windows = check_train_windows(train_windows)  # refused here, not at the first epoch
         self.first_target = bool(first_target)
+        check_train_stride(train_stride, self.train_windows, max_len)
+        self.train_stride = train_stride
         self.dataset: Dataset | None = None
         self.split: Split | None = None
         self.data: SequenceData | None = None
@@ -222,7 +228,9 @@ class RecDataModule(L.LightningDataModule):
 
     # -- loaders ----------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
-        dataset = TrainSequenceDataset(self._require(), self.max_len, self.train_windows, self.first_target)
+        dataset = TrainSequenceDataset(
+            self._require(), self.max_len, self.train_windows, self.first_target, self.train_stride
+        )
         world, rank = self._world()
         batches = LengthGroupedBatchSampler(
             dataset.lengths,

@@ -120,6 +120,22 @@ def check_train_windows(windows: str) -> str:
     return windows
 
 
+def check_train_stride(stride: int | None, windows: str, max_len: int) -> int:
+    """The windows' step (``max_len`` for None); a ValueError naming data.train_stride otherwise."""
+    if stride is None:
+        return max_len
+    if windows != "all":
+        raise ValueError(
+            f"data.train_stride={stride} steps the windows of data.train_windows=all; with "
+            f"data.train_windows={windows!r} set data.train_stride=null"
+        )
+    if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= max_len:
+        raise ValueError(
+            f"data.train_stride must be an integer from 1 to data.max_len ({max_len}) or null, got {stride!r}"
+        )
+    return stride
+
+
 class TrainSequenceDataset(Dataset):
     """Next-item prediction samples over the users' train prefixes (users with at least 2 train events).
 
@@ -129,6 +145,11 @@ class TrainSequenceDataset(Dataset):
     windows ending at its end, ``max_len`` events earlier, and so on, so that every train event after
     the first is a target exactly once per epoch (long histories train on all their events, as
     RecBole's augmentation does, at one sample per ``max_len`` targets rather than one per target).
+    ``stride`` (``windows="all"`` only; None: ``max_len``) steps the windows' ends back by ``stride``
+    events instead, so windows overlap: each window's last ``stride`` targets train and its earlier
+    positions are context only (targets -1), so every target is still trained once per epoch but
+    sees at least ``max_len - stride`` events before it where the history has them (``stride=1``:
+    RecBole's augmentation, one sample per target with its full ``max_len`` context).
     Each sample is a dict with ``user``, ``items``, ``events``, ``times``, ``targets`` and ``start``
     (seq_pos of the first input, so positions can be audited).
 
@@ -139,22 +160,29 @@ class TrainSequenceDataset(Dataset):
     """
 
     def __init__(
-        self, data: SequenceData, max_len: int, windows: str = "last", first_target: bool = False
+        self,
+        data: SequenceData,
+        max_len: int,
+        windows: str = "last",
+        first_target: bool = False,
+        stride: int | None = None,
     ) -> None:
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         check_train_windows(windows)
+        stride = check_train_stride(stride, windows, max_len)
         self.data = data
         self.max_len = max_len
+        self.stride = stride
         self.lead = 0 if first_target else 1  # train events that are inputs only
         users = np.flatnonzero(data.train_len >= 1 + self.lead)
         if windows == "last":
             self.users, self.ends = users, data.train_len[users]
         else:
-            counts = -(-(data.train_len[users] - self.lead) // max_len)  # ceil((L - lead) / max_len) each
+            counts = -(-(data.train_len[users] - self.lead) // stride)  # ceil((L - lead) / stride) each
             self.users = np.repeat(users, counts)
             first = np.repeat(np.cumsum(counts) - counts, counts)
-            self.ends = data.train_len[self.users] - (np.arange(len(self.users)) - first) * max_len
+            self.ends = data.train_len[self.users] - (np.arange(len(self.users)) - first) * stride
 
     def __len__(self) -> int:
         return len(self.users)
@@ -170,12 +198,17 @@ class TrainSequenceDataset(Dataset):
         first = max(self.lead, end - self.max_len)  # seq_pos of the first target
         # Inputs are the targets shifted by one; with first_target the first event is its own input.
         inputs = slice(off + first - 1, off + end - 1) if first else np.arange(-1, end - 1).clip(0) + off
+        targets = self.data.items_flat[off + first : off + end]
+        context = max(self.lead, end - self.stride) - first  # leading targets a later window trains
+        if context > 0:
+            targets = targets.copy()
+            targets[:context] = -1
         return {
             "user": u,
             "items": self.data.items_flat[inputs],
             "events": self.data.events_flat[inputs],
             "times": self.data.times_flat[inputs],
-            "targets": self.data.items_flat[off + first : off + end],
+            "targets": targets,
             "start": max(0, first - 1),
         }
 

@@ -22,6 +22,7 @@ class GRUUserEncoder(nn.Module):
         n_layers: stacked GRU layers.
         dropout: on the input vectors (and between layers).
         event_embedding: add a learned event-type embedding to each input vector.
+        bias: the GRU's gates have biases (RecBole's GRU4Rec has none).
     """
 
     causal: bool = True
@@ -35,6 +36,7 @@ class GRUUserEncoder(nn.Module):
         n_layers: int = 1,
         dropout: float = 0.3,
         event_embedding: bool = True,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         hidden = hidden or dim
@@ -42,7 +44,12 @@ class GRUUserEncoder(nn.Module):
         self.event_emb = nn.Embedding(n_events + 1, dim, padding_idx=0) if event_embedding else None
         self.dropout = nn.Dropout(dropout)
         self.gru = nn.GRU(
-            dim, hidden, num_layers=n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0
+            dim,
+            hidden,
+            num_layers=n_layers,
+            bias=bias,
+            batch_first=True,
+            dropout=dropout if n_layers > 1 else 0.0,
         )
         self.out = nn.Linear(hidden, dim) if hidden != dim else nn.Identity()
 
