@@ -199,7 +199,8 @@ class TrainSequenceDataset(Dataset):
         # Inputs are the targets shifted by one; with first_target the first event is its own input.
         inputs = slice(off + first - 1, off + end - 1) if first else np.arange(-1, end - 1).clip(0) + off
         targets = self.data.items_flat[off + first : off + end]
-        context = max(self.lead, end - self.stride) - first  # leading targets a later window trains
+        # Targets before end - stride are context here: the window ending there trains them.
+        context = max(self.lead, end - self.stride) - first
         if context > 0:
             targets = targets.copy()
             targets[:context] = -1
